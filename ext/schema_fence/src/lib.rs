@@ -1,0 +1,9 @@
+//! The Ruby binding of schema_fence: conversions of values and errors only; the logic lives in
+//! the core crate. One file per Ruby class under `ruby_api/`.
+
+mod ruby_api;
+
+#[magnus::init(name = "schema_fence")]
+fn init(ruby: &magnus::Ruby) -> Result<(), magnus::Error> {
+    ruby_api::init(ruby)
+}

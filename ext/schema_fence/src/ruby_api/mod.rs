@@ -1,0 +1,23 @@
+mod dictionary;
+pub(crate) mod errors;
+pub(crate) mod gvl;
+mod topology;
+
+use magnus::{Error, RArray, Ruby};
+
+pub(crate) fn init(ruby: &Ruby) -> Result<(), Error> {
+    let module = ruby.define_module("SchemaFence")?;
+    dictionary::init(ruby, &module)?;
+    topology::init(ruby, &module)?;
+    Ok(())
+}
+
+/// Names as an Array of Symbols, the form gitlab_schemas take in Ruby.
+pub(crate) fn symbols<S: AsRef<str>>(ruby: &Ruby, names: impl IntoIterator<Item = S>) -> RArray {
+    let array = ruby.ary_new();
+    for name in names {
+        // Pushing onto a fresh Array cannot fail short of memory exhaustion, which Ruby raises itself.
+        let _ = array.push(ruby.to_symbol(name.as_ref()));
+    }
+    array
+}

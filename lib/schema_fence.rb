@@ -1,0 +1,12 @@
+# frozen_string_literal: true
+
+require_relative "schema_fence/version"
+require_relative "schema_fence/errors"
+require_relative "schema_fence/native"
+require_relative "schema_fence/dictionary"
+require_relative "schema_fence/topology"
+
+# Keeps batched background migrations on the database that owns their data while a Rails app
+# splits one PostgreSQL database into several. See README.md and DESIGN.md.
+module SchemaFence
+end

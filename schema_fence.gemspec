@@ -1,0 +1,23 @@
+# frozen_string_literal: true
+
+require_relative "lib/schema_fence/version"
+
+Gem::Specification.new do |spec|
+  spec.name = "schema_fence"
+  spec.version = SchemaFence::VERSION
+  spec.summary = "Keeps batched background migrations on the right database while a Rails app splits its database"
+  spec.description = <<~TEXT
+    schema_fence tags every batched background migration with the gitlab_schema of the table it
+    migrates, lets each database's worker fetch only what its database serves, fences workers by an
+    identity stored in each database and drives the cutover of a database split. Rust core.
+  TEXT
+  spec.authors = ["schema_fence developers"]
+  spec.license = "MIT"
+  spec.required_ruby_version = ">= 3.1"
+  spec.files = Dir["lib/**/*.rb", "src/**/*.rs", "ext/**/*.{rs,toml}", "Cargo.toml", "Cargo.lock",
+                   "Rakefile", "README.md", "CHANGELOG.md"]
+  spec.require_paths = ["lib"]
+  spec.add_dependency "activerecord", ">= 6.1"
+  spec.add_dependency "pg", ">= 1.2"
+  spec.metadata["rubygems_mfa_required"] = "true"
+end

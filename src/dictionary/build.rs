@@ -1,0 +1,117 @@
+//! Merging sources into a dictionary, with the cross-source checks of DESIGN.md section 4.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use rustc_hash::FxHashMap;
+
+use super::{Dictionary, Entry, SchemaId};
+use crate::error::{Error, Result};
+use crate::{GITLAB_INTERNAL, GITLAB_SHARED};
+
+/// Where an entry was found: the file, and for a flat map file the line, so errors can point at it.
+#[derive(Debug, Clone)]
+pub(super) struct Origin {
+    pub path: PathBuf,
+    pub line: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Kind {
+    Live,
+    Deleted,
+}
+
+#[derive(Default)]
+pub(super) struct Builder {
+    dict: Dictionary,
+    schema_ids: FxHashMap<String, SchemaId>,
+    /// Per schema id, where it was first named (for the undefined-schema check at the end).
+    first_use: FxHashMap<SchemaId, (String, Origin)>,
+    origins: FxHashMap<(bool, Box<str>), Origin>,
+    defined: Option<BTreeSet<String>>,
+}
+
+impl Builder {
+    pub fn add_source(&mut self, path: &Path) {
+        self.dict.sources.push(path.to_path_buf());
+    }
+
+    fn intern(&mut self, schema: &str) -> SchemaId {
+        if let Some(&id) = self.schema_ids.get(schema) {
+            return id;
+        }
+        let id = self.dict.schema_names.len() as SchemaId;
+        self.dict.schema_names.push(schema.to_string());
+        self.schema_ids.insert(schema.to_string(), id);
+        id
+    }
+
+    pub fn define_schema(&mut self, name: &str) {
+        self.defined
+            .get_or_insert_with(BTreeSet::new)
+            .insert(name.to_string());
+    }
+
+    pub fn add(&mut self, kind: Kind, table: &str, schema: &str, origin: Origin) -> Result<()> {
+        let schema = schema.strip_prefix(':').unwrap_or(schema);
+        let id = self.intern(schema);
+        self.first_use
+            .entry(id)
+            .or_insert_with(|| (table.to_string(), origin.clone()));
+        let deleted = matches!(kind, Kind::Deleted);
+        let map = if deleted {
+            &mut self.dict.deleted
+        } else {
+            &mut self.dict.tables
+        };
+        match map.get(table) {
+            Some(existing) if existing.schema != id => {
+                let first = &self.origins[&(deleted, Box::from(table))];
+                Err(Error::ConflictingSchema {
+                    table: table.to_string(),
+                    first_schema: self.dict.schema_names[existing.schema as usize].clone(),
+                    first_path: first.path.clone(),
+                    second_schema: schema.to_string(),
+                    second_path: origin.path,
+                })
+            }
+            Some(_) => Ok(()),
+            None => {
+                map.insert(table.into(), Entry { schema: id });
+                self.origins.insert((deleted, table.into()), origin);
+                Ok(())
+            }
+        }
+    }
+
+    pub fn finish(mut self) -> Result<Dictionary> {
+        if let Some(defined) = &self.defined {
+            let mut undefined: Vec<(&SchemaId, &(String, Origin))> = self
+                .first_use
+                .iter()
+                .filter(|(id, _)| !defined.contains(&self.dict.schema_names[**id as usize]))
+                .collect();
+            undefined.sort_by_key(|(id, _)| **id);
+            if let Some((id, (table, origin))) = undefined.first() {
+                let path = match origin.line {
+                    Some(line) => PathBuf::from(format!("{}:{line}", origin.path.display())),
+                    None => origin.path.clone(),
+                };
+                return Err(Error::UndefinedSchema {
+                    table: table.clone(),
+                    schema: self.dict.schema_names[**id as usize].clone(),
+                    path,
+                    defined: defined.iter().cloned().collect(),
+                });
+            }
+        }
+        // Defined schemas are known names even without tables, e.g. for `_test_gitlab_<schema>_`.
+        for name in self.defined.take().unwrap_or_default() {
+            self.intern(&name);
+        }
+        self.dict.internal = self.intern(GITLAB_INTERNAL);
+        self.dict.shared = self.intern(GITLAB_SHARED);
+        Ok(self.dict)
+    }
+}
