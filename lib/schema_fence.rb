@@ -5,6 +5,7 @@ require_relative "schema_fence/errors"
 require_relative "schema_fence/native"
 require_relative "schema_fence/dictionary"
 require_relative "schema_fence/topology"
+require_relative "schema_fence/cluster"
 
 # Keeps batched background migrations on the database that owns their data while a Rails app
 # splits one PostgreSQL database into several. See README.md and DESIGN.md.

@@ -72,6 +72,80 @@ pub enum Error {
 
     #[error("unknown database {name:?}: the topology defines {}", known.join(", "))]
     UnknownDatabase { name: String, known: Vec<String> },
+
+    /// A throwaway PostgreSQL cluster (`cluster.rs`) could not be made, started, stopped or
+    /// used; the message names the step, the command and the tail of the server log.
+    #[error("{message}")]
+    Cluster { message: String },
+
+    #[error("database error: {message}")]
+    Database {
+        message: String,
+        sqlstate: Option<String>,
+    },
+
+    #[error(
+        "this database has no schema_fence identity; run the schema_fence install (the \
+         install migration, or SchemaFence::Install.up) on it first"
+    )]
+    IdentityMissing,
+
+    #[error(
+        "cannot install for database {wanted:?}: this database is stamped as {existing_name:?} \
+         serving {}; the connection points at the wrong database",
+        existing_serves.join(", ")
+    )]
+    IdentityConflict {
+        wanted: String,
+        existing_name: String,
+        existing_serves: Vec<String>,
+    },
+
+    #[error("invalid {what}: {problem}")]
+    InvalidArgument { what: String, problem: String },
+
+    #[error("invalid {kind} name {name:?}: {problem}")]
+    InvalidIdentifier {
+        kind: &'static str,
+        name: String,
+        problem: String,
+    },
+
+    #[error(
+        "cannot queue a batched background migration of {table:?} without a schema restriction: \
+         declare `restrict_gitlab_migration gitlab_schema: :gitlab_<schema>` in the migration class"
+    )]
+    MissingSchemaRestriction { table: String },
+
+    #[error(
+        "table {table:?} is gitlab_internal (Rails or PostgreSQL bookkeeping): batched background \
+         migrations cannot migrate it"
+    )]
+    InternalSchema { table: String },
+
+    #[error(
+        "table {table:?} is {table_schema}, but the migration is restricted to {restriction}; {hint}"
+    )]
+    SchemaMismatch {
+        table: String,
+        table_schema: String,
+        restriction: String,
+        hint: &'static str,
+    },
+
+    #[error(
+        "cannot tag {} batched_background_migrations row(s) from their table_name: {}; add the \
+         tables to the dictionary (or delete the rows) and run the upgrade again; nothing was changed",
+        rows.len(),
+        rows.iter().map(|(id, t)| format!("id {id} ({t})")).collect::<Vec<_>>().join(", ")
+    )]
+    UnresolvedRows { rows: Vec<(i64, String)> },
+
+    #[error("table {table:?} does not exist in this database")]
+    TableNotFound { table: String },
+
+    #[error("table {table:?} has no column {column:?}")]
+    ColumnNotFound { table: String, column: String },
 }
 
 impl Error {
@@ -87,6 +161,18 @@ impl Error {
             Error::UnrecognizedSource { .. } => "UnrecognizedSource",
             Error::Topology { .. } => "Topology",
             Error::UnknownDatabase { .. } => "UnknownDatabase",
+            Error::Cluster { .. } => "Cluster",
+            Error::Database { .. } => "Database",
+            Error::IdentityMissing => "IdentityMissing",
+            Error::IdentityConflict { .. } => "IdentityConflict",
+            Error::InvalidArgument { .. } => "InvalidArgument",
+            Error::InvalidIdentifier { .. } => "InvalidIdentifier",
+            Error::MissingSchemaRestriction { .. } => "MissingSchemaRestriction",
+            Error::InternalSchema { .. } => "InternalSchema",
+            Error::SchemaMismatch { .. } => "SchemaMismatch",
+            Error::UnresolvedRows { .. } => "UnresolvedRows",
+            Error::TableNotFound { .. } => "TableNotFound",
+            Error::ColumnNotFound { .. } => "ColumnNotFound",
         }
     }
 

@@ -3,8 +3,12 @@
 //! This crate knows nothing of Ruby; the binding crate in `ext/schema_fence` only converts values
 //! and errors. See DESIGN.md for the words used here (dictionary, topology, gitlab_schema, ...).
 
+pub mod cluster;
 pub mod dictionary;
 pub mod error;
+pub mod sql;
+pub mod store;
+pub mod tagging;
 pub mod topology;
 mod yaml;
 

@@ -31,4 +31,46 @@ module SchemaFence
 
   # A database name that the topology does not define.
   class UnknownDatabaseError < Error; end
+
+  # A throwaway PostgreSQL cluster (SchemaFence::Cluster) could not be made, started, stopped or
+  # used; the message names the step, the command and the tail of the server log.
+  class ClusterError < Error; end
+end
+
+module SchemaFence
+  # PostgreSQL refused a statement of the tracking store; the message is the server's.
+  class DatabaseError < Error; end
+
+  # The database has no identity row yet: install schema_fence on it first.
+  class IdentityMissingError < Error; end
+
+  # Installing for a database that this physical database's identity does not serve.
+  class IdentityConflictError < Error; end
+
+  # An argument is out of range (batch sizes, intervals, key bounds, ...); the message names it.
+  class InvalidArgumentError < Error; end
+
+  # A table or column name PostgreSQL would truncate or cannot hold.
+  class InvalidIdentifierError < Error; end
+
+  # queue_batched_background_migration in a migration without restrict_gitlab_migration.
+  class MissingSchemaRestrictionError < Error; end
+
+  # A batched background migration of a gitlab_internal table.
+  class InternalSchemaError < Error; end
+
+  # The table's gitlab_schema is not the migration's restriction; the message names both.
+  class SchemaMismatchError < Error; end
+
+  # The upgrade of untagged tracking rows met rows whose table does not resolve (listed).
+  class UnresolvedRowsError < Error; end
+
+  # The table to migrate does not exist on this database.
+  class TableNotFoundError < Error; end
+
+  # The batching column does not exist on the table.
+  class ColumnNotFoundError < Error; end
+
+  # Job arguments that cannot be stored as JSON.
+  class InvalidJobArgumentsError < InvalidArgumentError; end
 end

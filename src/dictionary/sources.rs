@@ -30,7 +30,7 @@ pub(super) fn load_into(builder: &mut Builder, path: &Path) -> Result<()> {
         });
     };
     let probe: Probe = yaml::parse(first, &yaml::read(first)?)?;
-    if probe.table_name.is_some() || probe.view_name.is_some() {
+    if probe.table_name.is_some() || probe.view_name.is_some() || probe.gitlab_schema.is_some() {
         load_docs(builder, path, files)
     } else if probe.gitlab_schemas.is_some() {
         Err(Error::UnrecognizedSource {
@@ -42,9 +42,10 @@ pub(super) fn load_into(builder: &mut Builder, path: &Path) -> Result<()> {
     } else {
         Err(Error::UnrecognizedSource {
             path: first.clone(),
-            message: "has none of `table_name`, `view_name` (a db/docs file) or `name` \
+            message:
+                "has none of `table_name`, `view_name`, `gitlab_schema` (a db/docs file) or `name` \
                       (a schema definition); cannot tell what this directory holds"
-                .into(),
+                    .into(),
         })
     }
 }
@@ -53,6 +54,7 @@ pub(super) fn load_into(builder: &mut Builder, path: &Path) -> Result<()> {
 struct Probe {
     table_name: Option<serde::de::IgnoredAny>,
     view_name: Option<serde::de::IgnoredAny>,
+    gitlab_schema: Option<serde::de::IgnoredAny>,
     gitlab_schemas: Option<serde::de::IgnoredAny>,
     name: Option<serde::de::IgnoredAny>,
 }
@@ -164,50 +166,70 @@ fn load_docs(builder: &mut Builder, dir: &Path, tables: Vec<PathBuf>) -> Result<
             groups.push((sub.kind(), sub.name_key(), yaml::yaml_files(&sub_dir)?));
         }
     }
-    for (kind, key, files) in groups {
-        for record in parse_docs_parallel(&files, key)? {
+    // Every file is parsed in one parallel pass; results are then taken group by group, in file
+    // order, so the error reported is the one a sequential load would meet first.
+    let jobs: Vec<(&Path, &'static str)> = groups
+        .iter()
+        .flat_map(|(_, key, files)| files.iter().map(move |f| (f.as_path(), *key)))
+        .collect();
+    let mut records = parse_docs_parallel(&jobs).into_iter();
+    for (kind, _, files) in &groups {
+        let group: Vec<Result<DocsRecord>> = records.by_ref().take(files.len()).collect();
+        for record in group.into_iter().collect::<Result<Vec<_>>>()? {
             let origin = Origin {
                 path: record.path,
                 line: None,
             };
-            builder.add(kind, &record.name, &record.schema, origin)?;
+            builder.add(*kind, &record.name, &record.schema, origin)?;
         }
     }
     Ok(())
 }
 
-/// Files are independent, so they are read and parsed on every core; results keep file order so
-/// the first error reported is the same on every run.
-fn parse_docs_parallel(files: &[PathBuf], key: &'static str) -> Result<Vec<DocsRecord>> {
+/// Files are independent, so they are read and parsed on every core, each thread reusing one
+/// read buffer; results keep file order.
+fn parse_docs_parallel(jobs: &[(&Path, &'static str)]) -> Vec<Result<DocsRecord>> {
+    let parse_all = |part: &[(&Path, &'static str)]| {
+        let mut buf = Vec::new();
+        part.iter()
+            .map(|(path, key)| parse_docs_file(path, key, &mut buf))
+            .collect::<Vec<_>>()
+    };
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
-        .min(files.len().div_ceil(64).max(1));
+        .min(jobs.len().div_ceil(64).max(1));
     if threads <= 1 {
-        return files.iter().map(|f| parse_docs_file(f, key)).collect();
+        return parse_all(jobs);
     }
-    let chunk = files.len().div_ceil(threads);
+    let chunk = jobs.len().div_ceil(threads);
     std::thread::scope(|scope| {
-        let handles: Vec<_> = files
+        let handles: Vec<_> = jobs
             .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|f| parse_docs_file(f, key))
-                        .collect::<Result<Vec<_>>>()
-                })
-            })
+            .map(|part| scope.spawn(move || parse_all(part)))
             .collect();
-        let mut out = Vec::with_capacity(files.len());
+        let mut out = Vec::with_capacity(jobs.len());
         for handle in handles {
-            out.extend(handle.join().expect("db/docs parser thread panicked")?);
+            out.extend(handle.join().expect("db/docs parser thread panicked"));
         }
-        Ok(out)
+        out
     })
 }
 
-fn parse_docs_file(path: &Path, key: &'static str) -> Result<DocsRecord> {
-    let doc: Option<DocsFile> = yaml::parse(path, &yaml::read(path)?)?;
+const DOCS_KEYS: [&str; 3] = ["table_name", "view_name", "gitlab_schema"];
+
+fn parse_docs_file(path: &Path, key: &'static str, buf: &mut Vec<u8>) -> Result<DocsRecord> {
+    let text = yaml::read_into(path, buf)?;
+    // Most db/docs files are plain `key: value` lines that a line scanner reads exactly; any
+    // other text (and every malformed one) goes through serde_yaml.
+    let doc: Option<DocsFile> = match yaml::scan_simple_mapping(text, DOCS_KEYS) {
+        Some([table_name, view_name, gitlab_schema]) => Some(DocsFile {
+            table_name: table_name.map(str::to_string),
+            view_name: view_name.map(str::to_string),
+            gitlab_schema: gitlab_schema.map(str::to_string),
+        }),
+        None => yaml::parse(path, text)?,
+    };
     let doc = doc.ok_or(Error::MissingKey {
         path: path.to_path_buf(),
         key,

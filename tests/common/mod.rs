@@ -45,3 +45,57 @@ pub fn write_db_docs(dir: &Path, pairs: &[(String, String)]) -> PathBuf {
     }
     docs
 }
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use schema_fence::cluster::{self, Cluster};
+
+/// One throwaway cluster per test binary (or the server of `DATABASE_URL`), stopped at exit.
+static SERVER: OnceLock<Mutex<Option<Cluster>>> = OnceLock::new();
+static DATABASES: AtomicUsize = AtomicUsize::new(0);
+
+extern "C" fn stop_server() {
+    if let Some(lock) = SERVER.get() {
+        if let Ok(mut guard) = lock.lock() {
+            drop(guard.take());
+        }
+    }
+}
+
+fn server_url(database: &str) -> String {
+    if let Ok(url) = std::env::var("DATABASE_URL") {
+        return url;
+    }
+    let lock = SERVER.get_or_init(|| {
+        let cluster = Cluster::start().expect("start a throwaway PostgreSQL cluster");
+        // SAFETY: registering a plain extern "C" function; the test harness exits through exit().
+        unsafe { libc_atexit(stop_server) };
+        Mutex::new(Some(cluster))
+    });
+    lock.lock().unwrap().as_ref().unwrap().url(database)
+}
+
+extern "C" {
+    #[link_name = "atexit"]
+    fn libc_atexit(f: extern "C" fn()) -> i32;
+}
+
+/// A URL of a new, empty database on the test server.
+pub fn fresh_database(prefix: &str) -> String {
+    let base = server_url("postgres");
+    let n = DATABASES.fetch_add(1, Ordering::SeqCst);
+    let name = format!("{prefix}_{}_{n}", std::process::id());
+    cluster::create_database(&base, &name).unwrap();
+    let mut config: postgres::Config = base.parse().unwrap();
+    config.dbname(&name);
+    // Rebuild the URL with the new database name.
+    match base.rfind('/') {
+        Some(i) if !base[i + 1..].contains('@') => format!("{}/{name}", &base[..i]),
+        _ => format!("{base}/{name}"),
+    }
+}
+
+pub fn connect(url: &str) -> postgres::Client {
+    postgres::Client::connect(url, postgres::NoTls).unwrap()
+}

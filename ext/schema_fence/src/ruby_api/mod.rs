@@ -1,3 +1,4 @@
+mod cluster;
 mod dictionary;
 pub(crate) mod errors;
 pub(crate) mod gvl;
@@ -9,6 +10,7 @@ pub(crate) fn init(ruby: &Ruby) -> Result<(), Error> {
     let module = ruby.define_module("SchemaFence")?;
     dictionary::init(ruby, &module)?;
     topology::init(ruby, &module)?;
+    cluster::init(ruby, &module)?;
     Ok(())
 }
 

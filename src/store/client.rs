@@ -1,0 +1,88 @@
+//! [`Db`] over the `postgres` crate: text parameters, text results.
+
+use postgres::types::{Format, IsNull, ToSql, Type};
+use postgres::GenericClient;
+
+use super::{Db, Row};
+use crate::error::{Error, Result};
+
+/// A parameter sent in PostgreSQL's text format, so the server parses it as the type the
+/// statement needs (the same as the Ruby `pg` gem does).
+#[derive(Debug)]
+struct TextParam<'a>(Option<&'a str>);
+
+impl ToSql for TextParam<'_> {
+    fn to_sql(
+        &self,
+        _ty: &Type,
+        out: &mut postgres::types::private::BytesMut,
+    ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self.0 {
+            Some(s) => {
+                out.extend_from_slice(s.as_bytes());
+                Ok(IsNull::No)
+            }
+            None => Ok(IsNull::Yes),
+        }
+    }
+
+    fn accepts(_ty: &Type) -> bool {
+        true
+    }
+
+    fn encode_format(&self, _ty: &Type) -> Format {
+        Format::Text
+    }
+
+    postgres::types::to_sql_checked!();
+}
+
+impl From<postgres::Error> for Error {
+    fn from(e: postgres::Error) -> Self {
+        let sqlstate = e.code().map(|c| c.code().to_string());
+        Error::Database {
+            message: crate::cluster::describe_pg_error(&e),
+            sqlstate,
+        }
+    }
+}
+
+impl<C: GenericClient> Db for C {
+    fn query(&mut self, sql: &str, params: &[Option<&str>]) -> Result<Vec<Row>> {
+        let params: Vec<TextParam> = params.iter().map(|p| TextParam(*p)).collect();
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        let rows = GenericClient::query(self, sql, &refs)?;
+        rows.iter()
+            .map(|row| (0..row.len()).map(|i| column_text(row, i)).collect())
+            .collect()
+    }
+
+    fn batch(&mut self, sql: &str) -> Result<()> {
+        GenericClient::batch_execute(self, sql)?;
+        Ok(())
+    }
+}
+
+/// A result column as PostgreSQL's text output would spell it (what the Ruby `pg` gem returns),
+/// for the types the store's statements return; other types must be cast to text in the SQL.
+fn column_text(row: &postgres::Row, i: usize) -> Result<Option<String>> {
+    let ty = row.columns()[i].type_().clone();
+    let text = match ty {
+        Type::BOOL => row
+            .try_get::<_, Option<bool>>(i)?
+            .map(|b| if b { "t" } else { "f" }.to_string()),
+        Type::INT2 => row.try_get::<_, Option<i16>>(i)?.map(|v| v.to_string()),
+        Type::INT4 => row.try_get::<_, Option<i32>>(i)?.map(|v| v.to_string()),
+        Type::INT8 => row.try_get::<_, Option<i64>>(i)?.map(|v| v.to_string()),
+        Type::FLOAT8 => row.try_get::<_, Option<f64>>(i)?.map(|v| v.to_string()),
+        _ => row.try_get::<_, Option<String>>(i).map_err(|_| Error::Database {
+            message: format!(
+                "column {i} ({}) of type {ty} is not readable as text; cast it with ::text",
+                row.columns()[i].name()
+            ),
+            sqlstate: None,
+        })?,
+    };
+    Ok(text)
+}

@@ -1,0 +1,306 @@
+//! Queueing a batched background migration with its tag (DESIGN.md section 6).
+
+use super::{opt_int, text, Db};
+use crate::dictionary::Dictionary;
+use crate::error::{Error, Result};
+use crate::sql::{check_identifier, quote_ident, quote_table};
+use crate::tagging;
+
+/// GitLab's defaults for `queue_batched_background_migration`.
+pub const DEFAULT_JOB_INTERVAL_SECONDS: i64 = 120;
+pub const DEFAULT_BATCH_SIZE: i64 = 1_000;
+pub const DEFAULT_SUB_BATCH_SIZE: i64 = 100;
+pub const DEFAULT_BATCH_MIN_VALUE: i64 = 1;
+pub const DEFAULT_PAUSE_MS: i64 = 100;
+
+/// Everything `queue_batched_background_migration` was given.
+#[derive(Debug, Clone)]
+pub struct QueueRequest {
+    pub job_class_name: String,
+    pub table_name: String,
+    pub column_name: String,
+    /// A JSON array.
+    pub job_arguments: serde_json::Value,
+    /// The migration's `restrict_gitlab_migration gitlab_schema:`, if it declared one.
+    pub restriction: Option<String>,
+    pub job_interval_seconds: i64,
+    pub batch_size: i64,
+    pub sub_batch_size: i64,
+    pub batch_min_value: i64,
+    pub batch_max_value: Option<i64>,
+    pub max_batch_size: Option<i64>,
+    pub pause_ms: i64,
+    pub queued_migration_version: Option<String>,
+}
+
+impl QueueRequest {
+    pub fn new(job_class_name: &str, table_name: &str, column_name: &str) -> Self {
+        QueueRequest {
+            job_class_name: job_class_name.into(),
+            table_name: table_name.into(),
+            column_name: column_name.into(),
+            job_arguments: serde_json::Value::Array(vec![]),
+            restriction: None,
+            job_interval_seconds: DEFAULT_JOB_INTERVAL_SECONDS,
+            batch_size: DEFAULT_BATCH_SIZE,
+            sub_batch_size: DEFAULT_SUB_BATCH_SIZE,
+            batch_min_value: DEFAULT_BATCH_MIN_VALUE,
+            batch_max_value: None,
+            max_batch_size: None,
+            pause_ms: DEFAULT_PAUSE_MS,
+            queued_migration_version: None,
+        }
+    }
+
+    /// Checks every value before anything is sent to the database.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |what: &str, problem: String| {
+            Err(Error::InvalidArgument {
+                what: what.to_string(),
+                problem,
+            })
+        };
+        if self.job_class_name.trim().is_empty() {
+            return invalid("job_class_name", "is empty".into());
+        }
+        check_identifier("table", self.table_name.rsplit('.').next().unwrap_or(""))?;
+        check_identifier("column", &self.column_name)?;
+        if !self.job_arguments.is_array() {
+            return invalid("job_arguments", "must be a JSON array".into());
+        }
+        let positive = [
+            ("batch_size", self.batch_size),
+            ("sub_batch_size", self.sub_batch_size),
+        ];
+        for (what, value) in positive {
+            if value <= 0 || value > i32::MAX as i64 {
+                return invalid(what, format!("must be between 1 and {}, got {value}", i32::MAX));
+            }
+        }
+        if self.sub_batch_size > self.batch_size {
+            return invalid(
+                "sub_batch_size",
+                format!(
+                    "must not exceed batch_size ({}), got {}",
+                    self.batch_size, self.sub_batch_size
+                ),
+            );
+        }
+        if let Some(max) = self.max_batch_size {
+            if max < self.batch_size || max > i32::MAX as i64 {
+                return invalid(
+                    "max_batch_size",
+                    format!("must be at least batch_size ({}), got {max}", self.batch_size),
+                );
+            }
+        }
+        if self.job_interval_seconds <= 0 || self.job_interval_seconds > i16::MAX as i64 {
+            return invalid(
+                "job_interval",
+                format!(
+                    "must be between 1 and {} seconds, got {}",
+                    i16::MAX,
+                    self.job_interval_seconds
+                ),
+            );
+        }
+        if self.pause_ms < 0 || self.pause_ms > i32::MAX as i64 {
+            return invalid("pause_ms", format!("must be 0 or more, got {}", self.pause_ms));
+        }
+        if let Some(max) = self.batch_max_value {
+            if self.batch_min_value > max {
+                return invalid(
+                    "batch_min_value",
+                    format!(
+                        "{} is above batch_max_value {max}",
+                        self.batch_min_value
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueOutcome {
+    /// A new row; `finished` when the table was empty (nothing to migrate).
+    Queued { id: i64, tag: String, finished: bool },
+    /// The same job class, table, column, arguments and tag were queued before.
+    AlreadyQueued { id: i64, tag: String },
+}
+
+const INSERT: &str = r#"
+INSERT INTO batched_background_migrations
+    (job_class_name, table_name, column_name, job_arguments, gitlab_schema, "interval",
+     batch_size, sub_batch_size, max_batch_size, min_value, max_value, pause_ms, status,
+     queued_migration_version, total_tuple_count)
+VALUES ($1, $2, $3, $4::jsonb, $5, $6::smallint, $7::integer, $8::integer, $9::integer,
+        $10::bigint, $11::bigint, $12::integer, $13::smallint, $14,
+        (SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass($15)))
+ON CONFLICT (job_class_name, table_name, column_name, job_arguments, gitlab_schema) DO NOTHING
+RETURNING id::text
+"#;
+
+const FIND: &str = "SELECT id::text FROM batched_background_migrations \
+    WHERE job_class_name = $1 AND table_name = $2 AND column_name = $3 \
+      AND job_arguments = $4::jsonb AND gitlab_schema = $5";
+
+/// The table's column, checked with bound names before any statement names it.
+const COLUMN_EXISTS: &str = "SELECT to_regclass($1) IS NOT NULL, EXISTS (SELECT 1 FROM pg_attribute \
+    WHERE attrelid = to_regclass($1) AND attname = $2 AND attnum > 0 AND NOT attisdropped)";
+
+/// Tags and inserts the migration in the caller's transaction. The caller has already decided
+/// that this database serves the restriction (otherwise the migration is skipped, not queued).
+pub fn queue(db: &mut dyn Db, dictionary: &Dictionary, req: &QueueRequest) -> Result<QueueOutcome> {
+    req.validate()?;
+    let tag = tagging::tag(dictionary, &req.table_name, req.restriction.as_deref())?;
+    let quoted_table = quote_table(&req.table_name)?;
+    let found = db.query(COLUMN_EXISTS, &[Some(&quoted_table), Some(&req.column_name)])?;
+    if text(&found[0], 0)? != "t" {
+        return Err(Error::TableNotFound {
+            table: req.table_name.clone(),
+        });
+    }
+    if text(&found[0], 1)? != "t" {
+        return Err(Error::ColumnNotFound {
+            table: req.table_name.clone(),
+            column: req.column_name.clone(),
+        });
+    }
+    let max_value = match req.batch_max_value {
+        Some(max) => Some(max),
+        None => {
+            let sql = format!(
+                "SELECT max({})::bigint::text FROM {quoted_table}",
+                quote_ident(&req.column_name)
+            );
+            opt_int(&db.query(&sql, &[])?[0], 0)?
+        }
+    };
+    // An empty table has nothing to migrate: GitLab queues it as already finished.
+    let (max_value, status) = match max_value {
+        Some(max) if max >= req.batch_min_value => (max, "1"),
+        _ => (req.batch_min_value, "3"),
+    };
+    let arguments = req.job_arguments.to_string();
+    let numbers = [
+        req.job_interval_seconds.to_string(),
+        req.batch_size.to_string(),
+        req.sub_batch_size.to_string(),
+        req.max_batch_size.map(|m| m.to_string()).unwrap_or_default(),
+        req.batch_min_value.to_string(),
+        max_value.to_string(),
+        req.pause_ms.to_string(),
+    ];
+    let params = [
+        Some(req.job_class_name.as_str()),
+        Some(req.table_name.as_str()),
+        Some(req.column_name.as_str()),
+        Some(arguments.as_str()),
+        Some(tag.as_str()),
+        Some(numbers[0].as_str()),
+        Some(numbers[1].as_str()),
+        Some(numbers[2].as_str()),
+        req.max_batch_size.map(|_| numbers[3].as_str()),
+        Some(numbers[4].as_str()),
+        Some(numbers[5].as_str()),
+        Some(numbers[6].as_str()),
+        Some(status),
+        req.queued_migration_version.as_deref(),
+        Some(quoted_table.as_str()),
+    ];
+    let inserted = db.query(INSERT, &params)?;
+    if let Some(row) = inserted.first() {
+        return Ok(QueueOutcome::Queued {
+            id: text(row, 0)?.parse().unwrap_or_default(),
+            tag,
+            finished: status == "3",
+        });
+    }
+    let existing = find(db, req, &tag, &arguments)?.ok_or_else(|| Error::Database {
+        message: "the migration conflicted with an existing row that is now gone; retry".into(),
+        sqlstate: None,
+    })?;
+    Ok(QueueOutcome::AlreadyQueued { id: existing, tag })
+}
+
+fn find(db: &mut dyn Db, req: &QueueRequest, tag: &str, arguments: &str) -> Result<Option<i64>> {
+    let rows = db.query(
+        FIND,
+        &[
+            Some(&req.job_class_name),
+            Some(&req.table_name),
+            Some(&req.column_name),
+            Some(arguments),
+            Some(tag),
+        ],
+    )?;
+    rows.first().map(|r| super::int(r, 0)).transpose()
+}
+
+/// Deletes the migration queued with this key (tag included) and its jobs; returns how many
+/// migrations were deleted (0 or 1).
+pub fn delete(db: &mut dyn Db, dictionary: &Dictionary, req: &QueueRequest) -> Result<usize> {
+    let tag = tagging::tag(dictionary, &req.table_name, req.restriction.as_deref())?;
+    let arguments = req.job_arguments.to_string();
+    let deleted = db.query(
+        "DELETE FROM batched_background_migrations \
+         WHERE job_class_name = $1 AND table_name = $2 AND column_name = $3 \
+           AND job_arguments = $4::jsonb AND gitlab_schema = $5 RETURNING id",
+        &[
+            Some(&req.job_class_name),
+            Some(&req.table_name),
+            Some(&req.column_name),
+            Some(&arguments),
+            Some(&tag),
+        ],
+    )?;
+    Ok(deleted.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> QueueRequest {
+        QueueRequest::new("BackfillThings", "ci_builds", "id")
+    }
+
+    #[test]
+    fn defaults_are_gitlabs_and_valid() {
+        let req = request();
+        assert_eq!((req.batch_size, req.sub_batch_size, req.pause_ms), (1000, 100, 100));
+        req.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_sizes_and_ranges_are_refused_with_the_value() {
+        let cases: Vec<(&str, Box<dyn Fn(&mut QueueRequest)>)> = vec![
+            ("batch_size", Box::new(|r| r.batch_size = 0)),
+            ("batch_size", Box::new(|r| r.batch_size = -5)),
+            ("sub_batch_size", Box::new(|r| r.sub_batch_size = 0)),
+            ("sub_batch_size", Box::new(|r| r.sub_batch_size = 5000)),
+            ("max_batch_size", Box::new(|r| r.max_batch_size = Some(10))),
+            ("job_interval", Box::new(|r| r.job_interval_seconds = 0)),
+            ("pause_ms", Box::new(|r| r.pause_ms = -1)),
+            ("batch_min_value", Box::new(|r| {
+                r.batch_min_value = 10;
+                r.batch_max_value = Some(5);
+            })),
+        ];
+        for (what, change) in cases {
+            let mut req = request();
+            change(&mut req);
+            let err = req.validate().unwrap_err();
+            assert!(err.to_string().contains(what), "{what}: {err}");
+        }
+    }
+
+    #[test]
+    fn names_postgres_would_truncate_are_refused() {
+        let mut req = request();
+        req.column_name = "c".repeat(64);
+        assert!(matches!(req.validate(), Err(Error::InvalidIdentifier { .. })));
+    }
+}

@@ -1,0 +1,133 @@
+//! Reading the tracking rows of one database, for status and the Ruby query API.
+
+use super::{int, opt_int, text, Db, Row};
+use crate::error::Result;
+
+/// GitLab's statuses of a batched background migration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Paused,
+    Active,
+    Finished,
+    Failed,
+    Finalizing,
+    Finalized,
+}
+
+impl Status {
+    pub fn from_code(code: i64) -> Option<Status> {
+        Some(match code {
+            0 => Status::Paused,
+            1 => Status::Active,
+            3 => Status::Finished,
+            4 => Status::Failed,
+            5 => Status::Finalizing,
+            6 => Status::Finalized,
+            _ => return None,
+        })
+    }
+
+    pub fn code(self) -> i16 {
+        match self {
+            Status::Paused => 0,
+            Status::Active => 1,
+            Status::Finished => 3,
+            Status::Failed => 4,
+            Status::Finalizing => 5,
+            Status::Finalized => 6,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Paused => "paused",
+            Status::Active => "active",
+            Status::Finished => "finished",
+            Status::Failed => "failed",
+            Status::Finalizing => "finalizing",
+            Status::Finalized => "finalized",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MigrationRow {
+    pub id: i64,
+    pub job_class_name: String,
+    pub table_name: String,
+    pub column_name: String,
+    /// JSON text of the arguments array.
+    pub job_arguments: String,
+    pub gitlab_schema: String,
+    pub status: Status,
+    pub min_value: i64,
+    pub max_value: i64,
+    pub batch_size: i64,
+    pub sub_batch_size: i64,
+    pub interval_seconds: i64,
+    pub pause_ms: i64,
+    pub jobs_succeeded: i64,
+    pub jobs_failed: i64,
+    /// Keys covered by succeeded jobs, summed (a key is covered once: jobs do not overlap).
+    pub keys_done: i64,
+    pub created_at: String,
+}
+
+impl MigrationRow {
+    /// Progress as a fraction of the key range; 1.0 once finished.
+    pub fn progress(&self) -> f64 {
+        if matches!(self.status, Status::Finished | Status::Finalized) {
+            return 1.0;
+        }
+        let range = (self.max_value - self.min_value + 1).max(1) as f64;
+        (self.keys_done as f64 / range).clamp(0.0, 1.0)
+    }
+}
+
+const LIST: &str = r#"
+SELECT m.id::text, m.job_class_name, m.table_name, m.column_name, m.job_arguments::text,
+       m.gitlab_schema, m.status::text, m.min_value::text, m.max_value::text,
+       m.batch_size::text, m.sub_batch_size::text, m."interval"::text, m.pause_ms::text,
+       COALESCE(j.succeeded, 0)::text, COALESCE(j.failed, 0)::text, COALESCE(j.keys_done, 0)::text,
+       m.created_at::text
+FROM batched_background_migrations m
+LEFT JOIN LATERAL (
+    SELECT count(*) FILTER (WHERE status = 3) AS succeeded,
+           count(*) FILTER (WHERE status = 2) AS failed,
+           sum(max_value - min_value + 1) FILTER (WHERE status = 3) AS keys_done
+    FROM batched_background_migration_jobs
+    WHERE batched_background_migration_id = m.id
+) j ON true
+ORDER BY m.id
+"#;
+
+/// Every tracking row of the database `db` reached, in queue order.
+pub fn list(db: &mut dyn Db) -> Result<Vec<MigrationRow>> {
+    db.query(LIST, &[])?.iter().map(parse).collect()
+}
+
+fn parse(row: &Row) -> Result<MigrationRow> {
+    let status_code = int(row, 6)?;
+    Ok(MigrationRow {
+        id: int(row, 0)?,
+        job_class_name: text(row, 1)?.to_string(),
+        table_name: text(row, 2)?.to_string(),
+        column_name: text(row, 3)?.to_string(),
+        job_arguments: text(row, 4)?.to_string(),
+        gitlab_schema: text(row, 5)?.to_string(),
+        status: Status::from_code(status_code).ok_or_else(|| crate::Error::Database {
+            message: format!("unknown batched background migration status {status_code}"),
+            sqlstate: None,
+        })?,
+        min_value: int(row, 7)?,
+        max_value: int(row, 8)?,
+        batch_size: int(row, 9)?,
+        sub_batch_size: int(row, 10)?,
+        interval_seconds: int(row, 11)?,
+        pause_ms: int(row, 12)?,
+        jobs_succeeded: int(row, 13)?,
+        jobs_failed: int(row, 14)?,
+        keys_done: opt_int(row, 15)?.unwrap_or(0),
+        created_at: text(row, 16)?.to_string(),
+    })
+}
