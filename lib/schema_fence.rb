@@ -5,6 +5,13 @@ require_relative "schema_fence/errors"
 require_relative "schema_fence/native"
 require_relative "schema_fence/dictionary"
 require_relative "schema_fence/topology"
+require_relative "schema_fence/configuration"
+require_relative "schema_fence/connection"
+require_relative "schema_fence/identity"
+require_relative "schema_fence/install"
+require_relative "schema_fence/job_arguments"
+require_relative "schema_fence/migrations"
+require_relative "schema_fence/migration_helpers"
 require_relative "schema_fence/cluster"
 
 # Keeps batched background migrations on the database that owns their data while a Rails app

@@ -68,8 +68,14 @@ mod tests {
     #[test]
     fn quotes_and_doubles_inner_quotes() {
         assert_eq!(quote_ident("ci_builds"), "\"ci_builds\"");
-        assert_eq!(quote_ident("a\"; DROP TABLE x; --"), "\"a\"\"; DROP TABLE x; --\"");
-        assert_eq!(quote_table("public.Projects").unwrap(), "\"public\".\"Projects\"");
+        assert_eq!(
+            quote_ident("a\"; DROP TABLE x; --"),
+            "\"a\"\"; DROP TABLE x; --\""
+        );
+        assert_eq!(
+            quote_table("public.Projects").unwrap(),
+            "\"public\".\"Projects\""
+        );
     }
 
     #[test]

@@ -50,9 +50,17 @@ mod tests {
     #[test]
     fn a_table_of_the_restricted_schema_is_tagged_with_it() {
         let (_d, dict) = dictionary();
-        assert_eq!(tag(&dict, "ci_builds", Some("gitlab_ci")).unwrap(), "gitlab_ci");
         assert_eq!(
-            tag(&dict, "gitlab_partitions_dynamic.ci_builds_101", Some("gitlab_ci")).unwrap(),
+            tag(&dict, "ci_builds", Some("gitlab_ci")).unwrap(),
+            "gitlab_ci"
+        );
+        assert_eq!(
+            tag(
+                &dict,
+                "gitlab_partitions_dynamic.ci_builds_101",
+                Some("gitlab_ci")
+            )
+            .unwrap(),
             "gitlab_ci"
         );
     }
@@ -61,10 +69,15 @@ mod tests {
     fn shared_tables_only_under_a_gitlab_shared_restriction() {
         let (_d, dict) = dictionary();
         let t = "loose_foreign_keys_deleted_records";
-        assert_eq!(tag(&dict, t, Some("gitlab_shared")).unwrap(), "gitlab_shared");
+        assert_eq!(
+            tag(&dict, t, Some("gitlab_shared")).unwrap(),
+            "gitlab_shared"
+        );
         let err = tag(&dict, t, Some("gitlab_main")).unwrap_err();
         assert!(matches!(err, Error::SchemaMismatch { .. }), "{err}");
-        assert!(err.to_string().contains("restrict the migration to gitlab_shared"));
+        assert!(err
+            .to_string()
+            .contains("restrict the migration to gitlab_shared"));
     }
 
     #[test]
@@ -84,6 +97,8 @@ mod tests {
         ));
         let err = tag(&dict, "projects", Some("gitlab_ci")).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("projects") && msg.contains("gitlab_main") && msg.contains("gitlab_ci"));
+        assert!(
+            msg.contains("projects") && msg.contains("gitlab_main") && msg.contains("gitlab_ci")
+        );
     }
 }

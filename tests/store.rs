@@ -78,7 +78,10 @@ fn queueing_tags_reads_max_value_and_is_idempotent() {
     assert_eq!((tag.as_str(), finished), ("gitlab_ci", false));
     assert_eq!(
         store::queue(&mut client, &dict, &req).unwrap(),
-        QueueOutcome::AlreadyQueued { id, tag: "gitlab_ci".into() }
+        QueueOutcome::AlreadyQueued {
+            id,
+            tag: "gitlab_ci".into()
+        }
     );
     let rows = store::migrations::list(&mut client).unwrap();
     assert_eq!(rows.len(), 1);
@@ -99,7 +102,10 @@ fn an_empty_table_gives_a_migration_that_is_already_finished() {
     let mut req = QueueRequest::new("BackfillEmpty", "empty_things", "id");
     req.restriction = Some("gitlab_main".into());
     let outcome = store::queue(&mut client, &dict, &req).unwrap();
-    assert!(matches!(outcome, QueueOutcome::Queued { finished: true, .. }), "{outcome:?}");
+    assert!(
+        matches!(outcome, QueueOutcome::Queued { finished: true, .. }),
+        "{outcome:?}"
+    );
     let row = &store::migrations::list(&mut client).unwrap()[0];
     assert_eq!(row.status, store::Status::Finished);
     assert_eq!(row.progress(), 1.0);
@@ -120,7 +126,9 @@ fn a_missing_column_or_table_is_refused_before_anything_is_written() {
     let err = store::queue(&mut client, &dict, &req).unwrap_err();
     assert!(matches!(err, Error::ColumnNotFound { .. }), "{err}");
     assert!(store::migrations::list(&mut client).unwrap().is_empty());
-    client.query_one("SELECT count(*) FROM projects", &[]).unwrap();
+    client
+        .query_one("SELECT count(*) FROM projects", &[])
+        .unwrap();
 }
 
 #[test]
@@ -149,7 +157,10 @@ fn upgrading_gitlab_shaped_rows_tags_each_from_its_own_table() {
     tx.commit().unwrap();
     assert_eq!(report.backfilled, 3);
     let tags: Vec<(String, String)> = client
-        .query("SELECT job_class_name, gitlab_schema FROM batched_background_migrations ORDER BY id", &[])
+        .query(
+            "SELECT job_class_name, gitlab_schema FROM batched_background_migrations ORDER BY id",
+            &[],
+        )
         .unwrap()
         .iter()
         .map(|r| (r.get(0), r.get(1)))

@@ -49,11 +49,11 @@ module Clusters
   @lock = Mutex.new
   @counter = 0
   @servers = {}
-  @shared = nil
+  @shared = {}
   @made_on_servers = []
 
   class << self
-    # The server databases come from: the shared throwaway cluster, or the server of
+    # The server databases come from: a throwaway cluster (one per +on:+), or the server of
     # +<ON>_DATABASE_URL+ / +DATABASE_URL+ when set.
     #
     # @param on [Symbol, String, nil] a logical database (+:main+, +:ci+, ...), for per-database URLs
@@ -63,8 +63,11 @@ module Clusters
       @lock.synchronize do
         next @servers[url] ||= Server.new(url) if url
 
-        @shared = nil if @shared&.stopped?
-        @shared ||= SchemaFence::Cluster.start
+        # Each logical database gets a throwaway cluster of its own, as in a split deployment;
+        # without +on:+ the default cluster is shared.
+        key = on&.to_sym || :default
+        @shared.delete(key) if @shared[key]&.stopped?
+        @shared[key] ||= SchemaFence::Cluster.start
       end
     end
 

@@ -76,13 +76,15 @@ fn column_text(row: &postgres::Row, i: usize) -> Result<Option<String>> {
         Type::INT4 => row.try_get::<_, Option<i32>>(i)?.map(|v| v.to_string()),
         Type::INT8 => row.try_get::<_, Option<i64>>(i)?.map(|v| v.to_string()),
         Type::FLOAT8 => row.try_get::<_, Option<f64>>(i)?.map(|v| v.to_string()),
-        _ => row.try_get::<_, Option<String>>(i).map_err(|_| Error::Database {
-            message: format!(
-                "column {i} ({}) of type {ty} is not readable as text; cast it with ::text",
-                row.columns()[i].name()
-            ),
-            sqlstate: None,
-        })?,
+        _ => row
+            .try_get::<_, Option<String>>(i)
+            .map_err(|_| Error::Database {
+                message: format!(
+                    "column {i} ({}) of type {ty} is not readable as text; cast it with ::text",
+                    row.columns()[i].name()
+                ),
+                sqlstate: None,
+            })?,
     };
     Ok(text)
 }

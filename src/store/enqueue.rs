@@ -74,7 +74,10 @@ impl QueueRequest {
         ];
         for (what, value) in positive {
             if value <= 0 || value > i32::MAX as i64 {
-                return invalid(what, format!("must be between 1 and {}, got {value}", i32::MAX));
+                return invalid(
+                    what,
+                    format!("must be between 1 and {}, got {value}", i32::MAX),
+                );
             }
         }
         if self.sub_batch_size > self.batch_size {
@@ -90,7 +93,10 @@ impl QueueRequest {
             if max < self.batch_size || max > i32::MAX as i64 {
                 return invalid(
                     "max_batch_size",
-                    format!("must be at least batch_size ({}), got {max}", self.batch_size),
+                    format!(
+                        "must be at least batch_size ({}), got {max}",
+                        self.batch_size
+                    ),
                 );
             }
         }
@@ -105,16 +111,16 @@ impl QueueRequest {
             );
         }
         if self.pause_ms < 0 || self.pause_ms > i32::MAX as i64 {
-            return invalid("pause_ms", format!("must be 0 or more, got {}", self.pause_ms));
+            return invalid(
+                "pause_ms",
+                format!("must be 0 or more, got {}", self.pause_ms),
+            );
         }
         if let Some(max) = self.batch_max_value {
             if self.batch_min_value > max {
                 return invalid(
                     "batch_min_value",
-                    format!(
-                        "{} is above batch_max_value {max}",
-                        self.batch_min_value
-                    ),
+                    format!("{} is above batch_max_value {max}", self.batch_min_value),
                 );
             }
         }
@@ -125,7 +131,11 @@ impl QueueRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QueueOutcome {
     /// A new row; `finished` when the table was empty (nothing to migrate).
-    Queued { id: i64, tag: String, finished: bool },
+    Queued {
+        id: i64,
+        tag: String,
+        finished: bool,
+    },
     /// The same job class, table, column, arguments and tag were queued before.
     AlreadyQueued { id: i64, tag: String },
 }
@@ -147,7 +157,8 @@ const FIND: &str = "SELECT id::text FROM batched_background_migrations \
       AND job_arguments = $4::jsonb AND gitlab_schema = $5";
 
 /// The table's column, checked with bound names before any statement names it.
-const COLUMN_EXISTS: &str = "SELECT to_regclass($1) IS NOT NULL, EXISTS (SELECT 1 FROM pg_attribute \
+const COLUMN_EXISTS: &str =
+    "SELECT to_regclass($1) IS NOT NULL, EXISTS (SELECT 1 FROM pg_attribute \
     WHERE attrelid = to_regclass($1) AND attname = $2 AND attnum > 0 AND NOT attisdropped)";
 
 /// Tags and inserts the migration in the caller's transaction. The caller has already decided
@@ -156,7 +167,10 @@ pub fn queue(db: &mut dyn Db, dictionary: &Dictionary, req: &QueueRequest) -> Re
     req.validate()?;
     let tag = tagging::tag(dictionary, &req.table_name, req.restriction.as_deref())?;
     let quoted_table = quote_table(&req.table_name)?;
-    let found = db.query(COLUMN_EXISTS, &[Some(&quoted_table), Some(&req.column_name)])?;
+    let found = db.query(
+        COLUMN_EXISTS,
+        &[Some(&quoted_table), Some(&req.column_name)],
+    )?;
     if text(&found[0], 0)? != "t" {
         return Err(Error::TableNotFound {
             table: req.table_name.clone(),
@@ -188,7 +202,9 @@ pub fn queue(db: &mut dyn Db, dictionary: &Dictionary, req: &QueueRequest) -> Re
         req.job_interval_seconds.to_string(),
         req.batch_size.to_string(),
         req.sub_batch_size.to_string(),
-        req.max_batch_size.map(|m| m.to_string()).unwrap_or_default(),
+        req.max_batch_size
+            .map(|m| m.to_string())
+            .unwrap_or_default(),
         req.batch_min_value.to_string(),
         max_value.to_string(),
         req.pause_ms.to_string(),
@@ -270,13 +286,17 @@ mod tests {
     #[test]
     fn defaults_are_gitlabs_and_valid() {
         let req = request();
-        assert_eq!((req.batch_size, req.sub_batch_size, req.pause_ms), (1000, 100, 100));
+        assert_eq!(
+            (req.batch_size, req.sub_batch_size, req.pause_ms),
+            (1000, 100, 100)
+        );
         req.validate().unwrap();
     }
 
     #[test]
     fn bad_sizes_and_ranges_are_refused_with_the_value() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut QueueRequest)>)> = vec![
+        type Change = Box<dyn Fn(&mut QueueRequest)>;
+        let cases: Vec<(&str, Change)> = vec![
             ("batch_size", Box::new(|r| r.batch_size = 0)),
             ("batch_size", Box::new(|r| r.batch_size = -5)),
             ("sub_batch_size", Box::new(|r| r.sub_batch_size = 0)),
@@ -284,10 +304,13 @@ mod tests {
             ("max_batch_size", Box::new(|r| r.max_batch_size = Some(10))),
             ("job_interval", Box::new(|r| r.job_interval_seconds = 0)),
             ("pause_ms", Box::new(|r| r.pause_ms = -1)),
-            ("batch_min_value", Box::new(|r| {
-                r.batch_min_value = 10;
-                r.batch_max_value = Some(5);
-            })),
+            (
+                "batch_min_value",
+                Box::new(|r| {
+                    r.batch_min_value = 10;
+                    r.batch_max_value = Some(5);
+                }),
+            ),
         ];
         for (what, change) in cases {
             let mut req = request();
@@ -301,6 +324,9 @@ mod tests {
     fn names_postgres_would_truncate_are_refused() {
         let mut req = request();
         req.column_name = "c".repeat(64);
-        assert!(matches!(req.validate(), Err(Error::InvalidIdentifier { .. })));
+        assert!(matches!(
+            req.validate(),
+            Err(Error::InvalidIdentifier { .. })
+        ));
     }
 }

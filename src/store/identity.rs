@@ -27,11 +27,10 @@ pub fn read(db: &mut dyn Db) -> Result<Option<Identity>> {
     let Some(row) = rows.first() else {
         return Ok(None);
     };
-    let serves: Vec<String> =
-        serde_json::from_str(text(row, 1)?).map_err(|e| Error::Database {
-            message: format!("schema_fence_identity.serves is not a text array: {e}"),
-            sqlstate: None,
-        })?;
+    let serves: Vec<String> = serde_json::from_str(text(row, 1)?).map_err(|e| Error::Database {
+        message: format!("schema_fence_identity.serves is not a text array: {e}"),
+        sqlstate: None,
+    })?;
     Ok(Some(Identity {
         name: text(row, 0)?.to_string(),
         serves,

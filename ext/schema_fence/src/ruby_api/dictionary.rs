@@ -12,7 +12,7 @@ use super::{errors, gvl};
 
 #[magnus::wrap(class = "SchemaFence::Dictionary", free_immediately, size)]
 pub(crate) struct Dictionary {
-    inner: schema_fence::Dictionary,
+    pub(crate) inner: schema_fence::Dictionary,
     /// One static Symbol per interned schema, so a lookup returns without creating a Symbol.
     symbols: Vec<Opaque<StaticSymbol>>,
 }

@@ -2,6 +2,7 @@ mod cluster;
 mod dictionary;
 pub(crate) mod errors;
 pub(crate) mod gvl;
+mod store;
 mod topology;
 
 use magnus::{Error, RArray, Ruby};
@@ -11,6 +12,7 @@ pub(crate) fn init(ruby: &Ruby) -> Result<(), Error> {
     dictionary::init(ruby, &module)?;
     topology::init(ruby, &module)?;
     cluster::init(ruby, &module)?;
+    store::init(ruby, &module)?;
     Ok(())
 }
 

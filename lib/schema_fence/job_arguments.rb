@@ -1,0 +1,44 @@
+# frozen_string_literal: true
+
+require "json"
+
+module SchemaFence
+  # Job arguments are stored as jsonb and compared as part of a migration's key, so only values
+  # that survive a JSON round trip unchanged are accepted (no silent to_s of arbitrary objects).
+  module JobArguments
+    module_function
+
+    # @return [String] the arguments as a JSON array
+    # @raise [InvalidJobArgumentsError] naming the first value that is not JSON
+    def to_json_array(arguments)
+      check(arguments, "job_arguments")
+      JSON.generate(arguments)
+    end
+
+    def check(value, path)
+      case value
+      when nil, true, false, String, Integer then nil
+      when Float then check_float(value, path)
+      when Symbol
+        invalid(path, value, "is a Symbol, which JSON would turn into a String; pass #{value.to_s.inspect}")
+      when Array then value.each_with_index { |v, i| check(v, "#{path}[#{i}]") }
+      when Hash
+        value.each do |k, v|
+          invalid("#{path} key", k, "is not a String") unless k.is_a?(String)
+          check(v, "#{path}[#{k.inspect}]")
+        end
+      else
+        invalid(path, value, "is a #{value.class}, which cannot be stored as JSON")
+      end
+    end
+
+    def check_float(value, path)
+      invalid(path, value, "is not a finite number") unless value.finite?
+    end
+
+    def invalid(path, value, why)
+      raise InvalidJobArgumentsError, "#{path} #{value.inspect[0, 80]} #{why}; job arguments must be JSON " \
+                                      "values (nil, true, false, numbers, Strings, Arrays, Hashes with String keys)"
+    end
+  end
+end

@@ -1,0 +1,115 @@
+# frozen_string_literal: true
+
+module SchemaFence
+  # GitLab's batched background migration DSL for ActiveRecord migrations:
+  #
+  #   class QueueBackfillCiBuilds < ActiveRecord::Migration[6.1]
+  #     include SchemaFence::MigrationHelpers
+  #     restrict_gitlab_migration gitlab_schema: :gitlab_ci
+  #
+  #     def up
+  #       queue_batched_background_migration("BackfillCiBuilds", :ci_builds, :id, job_interval: 2.minutes)
+  #     end
+  #
+  #     def down
+  #       delete_batched_background_migration("BackfillCiBuilds", :ci_builds, :id, [])
+  #     end
+  #   end
+  #
+  # A restricted migration runs only on databases that serve its gitlab_schema (read from the
+  # identity stored in the database); elsewhere it is skipped with a message and still recorded
+  # in schema_migrations, as GitLab does.
+  module MigrationHelpers
+    BATCH_SIZE = 1_000
+    SUB_BATCH_SIZE = 100
+    BATCH_MIN_VALUE = 1
+    PAUSE_MS = 100
+
+    def self.included(base)
+      base.extend(ClassMethods)
+    end
+
+    # Class-level declarations.
+    module ClassMethods
+      # @param gitlab_schema [Symbol, String] the only gitlab_schema this migration may touch
+      def restrict_gitlab_migration(gitlab_schema:)
+        @restricted_gitlab_schema = gitlab_schema.to_sym
+      end
+
+      # @return [Symbol, nil]
+      def restricted_gitlab_schema
+        return @restricted_gitlab_schema if defined?(@restricted_gitlab_schema)
+
+        superclass.respond_to?(:restricted_gitlab_schema) ? superclass.restricted_gitlab_schema : nil
+      end
+    end
+
+    # Skips the whole migration on a database that does not serve its restriction.
+    def exec_migration(conn, direction)
+      schema = self.class.restricted_gitlab_schema
+      if schema && !serves_gitlab_schema?(conn, schema)
+        @connection = conn
+        say "Migration skipped: #{self.class.name} is restricted to #{schema}, which this database " \
+            "(#{identity_of(conn).name}, serving #{identity_of(conn).serves.join(', ')}) does not serve"
+        @connection = nil
+        return
+      end
+      super
+    end
+
+    # Queues a batched background migration tagged with the table's gitlab_schema, in this
+    # migration's transaction. GitLab's arguments and defaults.
+    #
+    # @return [Integer] the tracking row's id
+    # rubocop:disable Metrics/ParameterLists
+    def queue_batched_background_migration(job_class_name, batch_table_name, batch_column_name, *job_arguments,
+                                           job_interval:, batch_min_value: BATCH_MIN_VALUE, batch_max_value: nil,
+                                           batch_size: BATCH_SIZE, max_batch_size: nil,
+                                           sub_batch_size: SUB_BATCH_SIZE, pause_ms: PAUSE_MS)
+      options = [Integer(job_interval), Integer(batch_size), Integer(sub_batch_size), Integer(batch_min_value),
+                 batch_max_value&.then { |v| Integer(v) }, max_batch_size&.then { |v| Integer(v) },
+                 Integer(pause_ms), respond_to?(:version) && version ? version.to_s : nil]
+      outcome, id, tag = Store._queue(Connection.native(connection), SchemaFence.dictionary,
+                                      [job_class_name.to_s, batch_table_name.to_s, batch_column_name.to_s,
+                                       JobArguments.to_json_array(job_arguments), restriction_name, options])
+      say_queued(outcome, job_class_name, batch_table_name, tag)
+      id
+    end
+    # rubocop:enable Metrics/ParameterLists
+
+    # Deletes the migration queued with this key, tag included, and its jobs.
+    # @return [Integer] how many were deleted (0 or 1)
+    def delete_batched_background_migration(job_class_name, table_name, column_name, job_arguments)
+      Store._delete(Connection.native(connection), SchemaFence.dictionary,
+                    [job_class_name.to_s, table_name.to_s, column_name.to_s,
+                     JobArguments.to_json_array(Array(job_arguments)), restriction_name])
+    end
+
+    private
+
+    def restriction_name
+      self.class.restricted_gitlab_schema&.to_s
+    end
+
+    def identity_of(conn)
+      @identities ||= {}.compare_by_identity
+      @identities[conn] ||= Identity.read!(conn)
+    end
+
+    def serves_gitlab_schema?(conn, schema)
+      identity_of(conn).allowed_schemas.include?(schema)
+    end
+
+    def say_queued(outcome, job_class_name, table, tag)
+      case outcome
+      when :already_queued
+        say "Batched background migration not enqueued because it already exists: #{job_class_name} on #{table}"
+      when :finished
+        say "Batched background migration #{job_class_name} on #{table} (#{tag}) has nothing to migrate: " \
+            "queued as finished"
+      else
+        say "Batched background migration #{job_class_name} on #{table} queued, tagged #{tag}"
+      end
+    end
+  end
+end

@@ -1,0 +1,70 @@
+# frozen_string_literal: true
+
+require "json"
+
+module SchemaFence
+  # One tracking row. +gitlab_schema+ is the tag; +progress+ is the fraction of the key range
+  # covered by succeeded batches; +stale+ is true when the database holding the row no longer
+  # serves its tag (left behind by a split).
+  Migration = Struct.new(:id, :job_class_name, :table_name, :column_name, :job_arguments, :gitlab_schema,
+                         :status, :progress, :min_value, :max_value, :batch_size, :sub_batch_size,
+                         :interval, :pause_ms, :jobs_succeeded, :jobs_failed, :created_at, :stale,
+                         keyword_init: true) do
+    alias_method :tag, :gitlab_schema
+    alias_method :stale?, :stale
+  end
+
+  # The tracking rows of one database:
+  #
+  #   SchemaFence::Migrations.on(ActiveRecord::Base.connection).each { |m| puts m.progress }
+  class Migrations
+    include Enumerable
+
+    # @param connection [ActiveRecord::ConnectionAdapters::AbstractAdapter, PG::Connection, String]
+    # @param topology [Topology, nil] to mark stale rows; default: the configured one, if any
+    def self.on(connection, topology: nil)
+      new(connection, topology:)
+    end
+
+    def initialize(connection, topology: nil)
+      @connection = Connection.native(connection)
+      @topology = topology || (SchemaFence.configuration.topology_path && SchemaFence.topology)
+    end
+
+    # @yieldparam migration [Migration]
+    def each(&block)
+      return enum_for(:each) unless block
+
+      rows.each(&block)
+    end
+
+    # @return [Migration, nil]
+    def find_by_id(id)
+      rows.find { |m| m.id == Integer(id) }
+    end
+
+    # @return [Array<Migration>] rows whose tag this database no longer serves
+    def stale
+      rows.select(&:stale?)
+    end
+
+    private
+
+    def rows
+      allowed = allowed_schemas
+      Store._migrations(@connection).map do |f|
+        Migration.new(id: f[0], job_class_name: f[1], table_name: f[2], column_name: f[3],
+                      job_arguments: JSON.parse(f[4]), gitlab_schema: f[5], status: f[6], progress: f[7],
+                      min_value: f[8], max_value: f[9], batch_size: f[10], sub_batch_size: f[11],
+                      interval: f[12], pause_ms: f[13], jobs_succeeded: f[14], jobs_failed: f[15],
+                      created_at: f[16], stale: allowed ? !allowed.include?(f[5]) : false).freeze
+      end
+    end
+
+    def allowed_schemas
+      return unless @topology
+
+      Identity.read(@connection)&.allowed_schemas(@topology)
+    end
+  end
+end

@@ -1,0 +1,97 @@
+# frozen_string_literal: true
+
+require "active_record"
+require "stringio"
+
+# A Rails-like app in a temporary directory: database configurations for main and ci, a
+# db/migrate directory, and the real ActiveRecord MigrationContext to run it.
+class RailsApp
+  TEMPLATE = File.expand_path("../../lib/schema_fence/templates/install_schema_fence.rb", __dir__)
+
+  DICTIONARY = <<~YAML.freeze
+    ci_builds: :gitlab_ci
+    projects: :gitlab_main
+    loose_foreign_keys_deleted_records: :gitlab_shared
+    schema_migrations: :gitlab_internal
+    'Weird "Table"; DROP TABLE projects; --': :gitlab_main
+    Upper_Case_Builds: :gitlab_ci
+    #{'t' * 64}: :gitlab_main
+  YAML
+
+  attr_reader :root, :migrate_dir
+
+  def initialize(root)
+    @root = root
+    @migrate_dir = File.join(root, "db", "migrate")
+    FileUtils.mkdir_p(@migrate_dir)
+    File.write(File.join(root, "gitlab_schemas.yml"), DICTIONARY)
+    FileUtils.cp(TEMPLATE, File.join(@migrate_dir, "20260101000001_install_schema_fence.rb"))
+    @version = 20_260_101_000_001
+    SchemaFence.configure do |c|
+      c.dictionary_paths = [File.join(root, "gitlab_schemas.yml")]
+      c.topology_path = GitlabFixtures.path("database_connections")
+    end
+  end
+
+  # Database configurations as config/database.yml would give them.
+  def configure(main:, ci:, ci_database_tasks: true)
+    ActiveRecord::Base.configurations = {
+      "default_env" => {
+        "main" => { "adapter" => "postgresql", "url" => main },
+        "ci" => { "adapter" => "postgresql", "url" => ci, "database_tasks" => ci_database_tasks }
+      }
+    }
+  end
+
+  # Writes db/migrate/<version>_<name>.rb; the body goes inside the class.
+  def migration(name, body, restrict: nil)
+    @version += 1
+    class_name = name.split("_").map(&:capitalize).join
+    restriction = restrict ? "  restrict_gitlab_migration gitlab_schema: :#{restrict}\n" : ""
+    File.write(File.join(migrate_dir, "#{@version}_#{name}.rb"), <<~RUBY)
+      class #{class_name} < ActiveRecord::Migration[6.1]
+        include SchemaFence::MigrationHelpers
+      #{restriction}
+      #{body}
+      end
+    RUBY
+    @version
+  end
+
+  # Runs every pending migration on the named database; returns what the migrations said.
+  def migrate(database)
+    ActiveRecord::Base.establish_connection(database.to_sym)
+    out = StringIO.new
+    previous = $stdout
+    $stdout = out
+    ActiveRecord::MigrationContext.new(migrate_dir, ActiveRecord::SchemaMigration).migrate
+    out.string
+  rescue StandardError => e
+    # ActiveRecord wraps what a migration raised in "An error has occurred, ... canceled"; specs
+    # look at the original.
+    raise e.cause || e
+  ensure
+    $stdout = previous
+    ActiveRecord::Base.connection_handler.clear_all_connections!
+    forget_migration_classes
+  end
+
+  def versions(url)
+    PG.connect(url) { |c| c.exec("SELECT version FROM schema_migrations ORDER BY 1").values.flatten }
+  end
+
+  def rows(url)
+    SchemaFence::Migrations.on(url).to_a
+  end
+
+  private
+
+  # Each run loads the migration files again; drop the classes so a second database gets fresh ones.
+  def forget_migration_classes
+    Dir[File.join(migrate_dir, "*.rb")].each do |file|
+      const = File.basename(file, ".rb").sub(/\A\d+_/, "").split("_").map(&:capitalize).join
+      Object.send(:remove_const, const) if Object.const_defined?(const, false)
+      $LOADED_FEATURES.delete(File.expand_path(file))
+    end
+  end
+end
