@@ -146,6 +146,32 @@ pub enum Error {
 
     #[error("table {table:?} has no column {column:?}")]
     ColumnNotFound { table: String, column: String },
+
+    #[error(
+        "connection for database {database:?} reached the database stamped {identity_name:?} (serving {}, \
+         epoch {epoch}); it is mis-pointed: refusing to fetch or run anything. Point the {database} \
+         connection at the {database} database",
+        identity_serves.join(", ")
+    )]
+    MisroutedConnection {
+        database: String,
+        identity_name: String,
+        identity_serves: Vec<String>,
+        epoch: i64,
+    },
+
+    #[error(
+        "the identity epoch of database {database:?} changed from {expected} to {found} since the fetch \
+         (a cutover happened): the claim is refused; fetch again"
+    )]
+    EpochChanged {
+        database: String,
+        expected: i64,
+        found: i64,
+    },
+
+    #[error("lost the connection to PostgreSQL: {message}")]
+    ConnectionLost { message: String },
 }
 
 impl Error {
@@ -173,7 +199,15 @@ impl Error {
             Error::UnresolvedRows { .. } => "UnresolvedRows",
             Error::TableNotFound { .. } => "TableNotFound",
             Error::ColumnNotFound { .. } => "ColumnNotFound",
+            Error::MisroutedConnection { .. } => "MisroutedConnection",
+            Error::EpochChanged { .. } => "EpochChanged",
+            Error::ConnectionLost { .. } => "ConnectionLost",
         }
+    }
+
+    /// PostgreSQL cancelled the statement for `statement_timeout` (SQLSTATE 57014).
+    pub fn is_statement_timeout(&self) -> bool {
+        matches!(self, Error::Database { sqlstate: Some(code), .. } if code == "57014")
     }
 
     pub(crate) fn read(path: &Path, source: std::io::Error) -> Self {

@@ -6,6 +6,7 @@
 pub mod cluster;
 pub mod dictionary;
 pub mod error;
+pub mod runner;
 pub mod sql;
 pub mod store;
 pub mod tagging;

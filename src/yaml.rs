@@ -554,6 +554,7 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig {
             cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(4096),
+            failure_persistence: None,
             ..ProptestConfig::default()
         })]
 

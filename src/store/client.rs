@@ -39,6 +39,11 @@ impl ToSql for TextParam<'_> {
 
 impl From<postgres::Error> for Error {
     fn from(e: postgres::Error) -> Self {
+        if e.is_closed() || e.as_db_error().is_none() && e.code().is_none() && is_io(&e) {
+            return Error::ConnectionLost {
+                message: crate::cluster::describe_pg_error(&e),
+            };
+        }
         let sqlstate = e.code().map(|c| c.code().to_string());
         Error::Database {
             message: crate::cluster::describe_pg_error(&e),
@@ -87,4 +92,16 @@ fn column_text(row: &postgres::Row, i: usize) -> Result<Option<String>> {
             })?,
     };
     Ok(text)
+}
+
+/// An error of the connection itself (I/O), as opposed to one the server reported.
+fn is_io(e: &postgres::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.is::<std::io::Error>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }

@@ -8,7 +8,9 @@ CREATE TABLE IF NOT EXISTS schema_fence_identity (
     name text NOT NULL CHECK (char_length(name) <= 255),
     serves text[] NOT NULL CHECK (cardinality(serves) > 0),
     epoch bigint NOT NULL DEFAULT 0 CHECK (epoch >= 0),
-    stamped_at timestamptz NOT NULL DEFAULT now()
+    stamped_at timestamptz NOT NULL DEFAULT now(),
+    -- Set by the cutover's pause step: no new batch is claimed while true (replicated with the data).
+    claims_paused boolean NOT NULL DEFAULT false
 );
 "#;
 
@@ -65,6 +67,9 @@ CREATE TABLE IF NOT EXISTS batched_background_migration_jobs (
 /// Columns this library adds to GitLab's tables, and the indexes; run after the tables exist
 /// (also after an upgrade of GitLab-shaped tables).
 pub const CREATE_EXTRAS: &str = r#"
+ALTER TABLE schema_fence_identity
+    ADD COLUMN IF NOT EXISTS claims_paused boolean NOT NULL DEFAULT false;
+
 ALTER TABLE batched_background_migration_jobs
     ADD COLUMN IF NOT EXISTS lease_owner text,
     ADD COLUMN IF NOT EXISTS lease_expires_at timestamptz,
@@ -73,11 +78,19 @@ ALTER TABLE batched_background_migration_jobs
 CREATE UNIQUE INDEX IF NOT EXISTS index_batched_background_migrations_on_unique_tagged_configuration
     ON batched_background_migrations (job_class_name, table_name, column_name, job_arguments, gitlab_schema);
 
+-- The fetch walks executable migrations in queue order, and probes for an older executable
+-- migration of the same table (one migration per table at a time).
 CREATE INDEX IF NOT EXISTS index_batched_background_migrations_executable
-    ON batched_background_migrations (gitlab_schema, id) WHERE status IN (1, 5);
+    ON batched_background_migrations (id) INCLUDE (gitlab_schema, table_name) WHERE status IN (1, 5);
+
+CREATE INDEX IF NOT EXISTS index_batched_background_migrations_executable_per_table
+    ON batched_background_migrations (table_name, id) WHERE status IN (1, 5);
 
 CREATE INDEX IF NOT EXISTS index_batched_background_migration_jobs_on_migration_and_max_value
     ON batched_background_migration_jobs (batched_background_migration_id, max_value);
+
+CREATE INDEX IF NOT EXISTS index_batched_background_migration_jobs_on_migration_and_id
+    ON batched_background_migration_jobs (batched_background_migration_id, id);
 
 CREATE INDEX IF NOT EXISTS index_batched_background_migration_jobs_open
     ON batched_background_migration_jobs (batched_background_migration_id, id)

@@ -1,0 +1,213 @@
+//! One batch: claiming it (a retry or the next key range), completing it, failing it.
+
+use postgres::Transaction;
+
+use super::{sql, RunnerOptions};
+use crate::error::Result;
+
+/// A claimed batch: a job row leased to one runner, with what running it needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    pub job_id: i64,
+    pub migration_id: i64,
+    pub job_class_name: String,
+    pub table_name: String,
+    pub column_name: String,
+    /// JSON text of the job arguments array.
+    pub job_arguments: String,
+    pub gitlab_schema: String,
+    pub min_value: i64,
+    pub max_value: i64,
+    pub batch_size: i32,
+    pub sub_batch_size: i32,
+    pub pause_ms: i32,
+    pub attempts: i16,
+    pub epoch: i64,
+}
+
+/// What completing or failing a batch led to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completion {
+    /// Recorded; the migration goes on.
+    Recorded,
+    /// Recorded, and the migration has nothing left: finished.
+    MigrationFinished,
+    /// Recorded, and the migration failed (attempts used up, or the failure ratio rule).
+    MigrationFailed,
+    /// The lease had expired and another worker took the batch over; nothing was recorded.
+    LeaseLost,
+}
+
+const FINISHED: i16 = 3;
+const FAILED: i16 = 4;
+
+/// Claims the next batch of migration `id` in the caller's transaction, or `None` when the
+/// migration is held by another claim or has nothing to hand out now.
+pub(super) fn claim_batch(
+    tx: &mut Transaction<'_>,
+    id: i64,
+    allowed: &[String],
+    owner: &str,
+    epoch: i64,
+    options: &RunnerOptions,
+) -> Result<Option<Batch>> {
+    let Some(m) = tx.query_opt(sql::LOCK_MIGRATION, &[&id, &allowed])? else {
+        return Ok(None);
+    };
+    let lease = options.lease.as_secs_f64();
+    let mut batch = Batch {
+        job_id: 0,
+        migration_id: m.get(0),
+        job_class_name: m.get(1),
+        table_name: m.get(2),
+        column_name: m.get(3),
+        job_arguments: m.get(4),
+        gitlab_schema: m.get(5),
+        min_value: 0,
+        max_value: 0,
+        batch_size: m.get(8),
+        sub_batch_size: m.get(9),
+        pause_ms: m.get(10),
+        attempts: 1,
+        epoch,
+    };
+    let (migration_min, migration_max): (i64, i64) = (m.get(6), m.get(7));
+
+    if let Some(job) = tx.query_opt(sql::RETRYABLE_JOB, &[&id, &options.max_attempts])? {
+        batch.job_id = job.get(0);
+        batch.min_value = job.get(1);
+        batch.max_value = job.get(2);
+        batch.batch_size = job.get(3);
+        batch.sub_batch_size = job.get(4);
+        batch.pause_ms = job.get(5);
+        batch.attempts = job.get::<_, i16>(6) + 1;
+        tx.execute(sql::TAKE_JOB, &[&batch.job_id, &owner, &lease, &epoch])?;
+        return Ok(Some(batch));
+    }
+
+    let last: Option<i64> = tx.query_one(sql::LAST_MAX_VALUE, &[&id])?.get(0);
+    let start = last.map_or(migration_min, |l| l.saturating_add(1));
+    let first: Option<i64> = if start > migration_max {
+        None
+    } else {
+        let first_key = sql::first_key(&batch.table_name, &batch.column_name)?;
+        tx.query_opt(&first_key, &[&start, &migration_max])?
+            .and_then(|r| r.get(0))
+    };
+    let Some(first) = first else {
+        finish_if_done(tx, id, options.max_attempts)?;
+        return Ok(None);
+    };
+    // One index probe: the key `batch_size - 1` keys after the first, or the end of the range.
+    let nth_key = sql::nth_key(&batch.table_name, &batch.column_name)?;
+    let offset = i64::from(batch.batch_size) - 1;
+    let end: i64 = tx
+        .query_opt(&nth_key, &[&first, &migration_max, &offset])?
+        .and_then(|r| r.get::<_, Option<i64>>(0))
+        .unwrap_or(migration_max);
+    // The range starts where the last one ended, so keys deleted and re-added in a gap are
+    // still covered; it ends at the batch_size-th key.
+    batch.min_value = start;
+    batch.max_value = end;
+    let row = tx.query_one(
+        sql::INSERT_JOB,
+        &[
+            &id,
+            &batch.min_value,
+            &batch.max_value,
+            &batch.batch_size,
+            &batch.sub_batch_size,
+            &batch.pause_ms,
+            &owner,
+            &lease,
+            &epoch,
+        ],
+    )?;
+    batch.job_id = row.get(0);
+    tx.execute(sql::SET_MIGRATION_STATUS, &[&id, &1i16])?;
+    Ok(Some(batch))
+}
+
+/// With no key range left: finished when every job succeeded, failed when some used up their
+/// attempts, untouched while jobs are still open.
+fn finish_if_done(tx: &mut Transaction<'_>, id: i64, max_attempts: i16) -> Result<Completion> {
+    let row = tx.query_one(sql::UNFINISHED_JOBS, &[&id, &max_attempts])?;
+    let (open, failed): (i64, i64) = (row.get(0), row.get(1));
+    if open > 0 {
+        return Ok(Completion::Recorded);
+    }
+    let status = if failed > 0 { FAILED } else { FINISHED };
+    tx.execute(sql::SET_MIGRATION_STATUS, &[&id, &status])?;
+    Ok(if failed > 0 {
+        Completion::MigrationFailed
+    } else {
+        Completion::MigrationFinished
+    })
+}
+
+fn migration_exhausted(tx: &mut Transaction<'_>, migration_id: i64) -> Result<bool> {
+    let row = tx.query_one(
+        "SELECT m.max_value, (SELECT max(max_value) FROM batched_background_migration_jobs \
+         WHERE batched_background_migration_id = m.id) FROM batched_background_migrations m WHERE m.id = $1 \
+         FOR UPDATE",
+        &[&migration_id],
+    )?;
+    let (max, last): (i64, Option<i64>) = (row.get(0), row.get(1));
+    Ok(last.is_some_and(|l| l >= max))
+}
+
+pub(super) fn complete(
+    tx: &mut Transaction<'_>,
+    batch: &Batch,
+    owner: &str,
+    metrics_json: &str,
+    max_attempts: i16,
+) -> Result<Completion> {
+    let updated = tx.query_opt(sql::COMPLETE_JOB, &[&batch.job_id, &owner, &metrics_json])?;
+    if updated.is_none() {
+        return Ok(Completion::LeaseLost);
+    }
+    if migration_exhausted(tx, batch.migration_id)? {
+        return finish_if_done(tx, batch.migration_id, max_attempts);
+    }
+    Ok(Completion::Recorded)
+}
+
+pub(super) fn fail(
+    tx: &mut Transaction<'_>,
+    batch: &Batch,
+    owner: &str,
+    error: &str,
+    timed_out: bool,
+    max_attempts: i16,
+) -> Result<Completion> {
+    let keys = batch.max_value - batch.min_value;
+    if timed_out && batch.batch_size > 1 && keys > 0 {
+        let half = (batch.batch_size / 2).max(1);
+        let mid = batch.min_value + keys / 2;
+        let Some(row) = tx.query_opt(sql::SHRINK_JOB, &[&batch.job_id, &owner, &mid, &half])? else {
+            return Ok(Completion::LeaseLost);
+        };
+        let (migration, sub, pause): (i64, i32, i32) = (row.get(0), row.get(1), row.get(2));
+        let rest = batch.batch_size - half;
+        tx.execute(
+            sql::INSERT_PENDING_JOB,
+            &[&migration, &(mid + 1), &batch.max_value, &rest.max(1), &sub.min(rest.max(1)), &pause],
+        )?;
+        return Ok(Completion::Recorded);
+    }
+    let message: String = error.chars().take(2000).collect();
+    if tx.query_opt(sql::FAIL_JOB, &[&batch.job_id, &owner, &message])?.is_none() {
+        return Ok(Completion::LeaseLost);
+    }
+    let ratio = tx.query_one(sql::FAILURE_RATIO, &[&batch.migration_id])?;
+    let (total, failed): (i64, i64) = (ratio.get(0), ratio.get(1));
+    if total >= 50 && failed * 2 > total {
+        tx.execute(sql::SET_MIGRATION_STATUS, &[&batch.migration_id, &FAILED])?;
+        return Ok(Completion::MigrationFailed);
+    }
+    if batch.attempts >= max_attempts && migration_exhausted(tx, batch.migration_id)? {
+        return finish_if_done(tx, batch.migration_id, max_attempts);
+    }
+    Ok(Completion::Recorded)
+}

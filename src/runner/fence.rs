@@ -1,0 +1,88 @@
+//! Identity fencing (DESIGN.md section 7): a worker for database D proves it reached D.
+
+use crate::error::{Error, Result};
+use crate::store::Identity;
+use crate::topology::Topology;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fence {
+    /// The database is D's own: work on the migrations of these gitlab_schemas.
+    Work { allowed: Vec<String>, epoch: i64 },
+    /// D shares this database with its owner (before the split): the owner's worker covers D.
+    Idle { owner: String },
+}
+
+/// Decides what a worker configured for `database` may do on the database whose identity it read.
+pub fn fence(identity: &Identity, database: &str, topology: &Topology) -> Result<Fence> {
+    if identity.name == database {
+        return Ok(Fence::Work {
+            allowed: topology.allowed_schemas(&identity.serves)?,
+            epoch: identity.epoch,
+        });
+    }
+    if identity.serves.iter().any(|s| s == database) {
+        return Ok(Fence::Idle {
+            owner: identity.name.clone(),
+        });
+    }
+    Err(Error::MisroutedConnection {
+        database: database.to_string(),
+        identity_name: identity.name.clone(),
+        identity_serves: identity.serves.clone(),
+        epoch: identity.epoch,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::Database;
+
+    fn topology() -> Topology {
+        let db = |name: &str, schemas: &[&str], fallback: Option<&str>| Database {
+            name: name.into(),
+            gitlab_schemas: schemas.iter().map(|s| s.to_string()).collect(),
+            lock_gitlab_schemas: vec![],
+            fallback_database: fallback.map(str::to_string),
+        };
+        Topology::new(vec![
+            db("main", &["gitlab_main", "gitlab_shared"], None),
+            db("ci", &["gitlab_ci", "gitlab_shared"], Some("main")),
+        ])
+        .unwrap()
+    }
+
+    fn identity(name: &str, serves: &[&str]) -> Identity {
+        Identity {
+            name: name.into(),
+            serves: serves.iter().map(|s| s.to_string()).collect(),
+            epoch: 3,
+            stamped_at: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_owner_works_on_every_schema_its_database_serves() {
+        let fenced = fence(&identity("main", &["main", "ci"]), "main", &topology()).unwrap();
+        assert_eq!(
+            fenced,
+            Fence::Work {
+                allowed: vec!["gitlab_ci".into(), "gitlab_main".into(), "gitlab_shared".into()],
+                epoch: 3
+            }
+        );
+    }
+
+    #[test]
+    fn a_database_sharing_the_owners_idles() {
+        let fenced = fence(&identity("main", &["main", "ci"]), "ci", &topology()).unwrap();
+        assert_eq!(fenced, Fence::Idle { owner: "main".into() });
+    }
+
+    #[test]
+    fn a_mis_pointed_connection_is_refused() {
+        let err = fence(&identity("main", &["main"]), "ci", &topology()).unwrap_err();
+        assert!(matches!(err, Error::MisroutedConnection { .. }));
+        assert!(err.to_string().contains("\"ci\""), "{err}");
+    }
+}

@@ -1,0 +1,307 @@
+//! Fetching and running batches (DESIGN.md sections 7 and 8) on the core's own connection.
+//!
+//! A [`Runner`] is configured for one logical database. Every claim reads the identity of the
+//! database it reached under a share lock, fences on it, fetches an executable migration of the
+//! allowed schemas and claims one batch with a lease, all in one transaction. Running the batch
+//! happens outside any transaction; completing or failing it checks the lease is still ours.
+
+mod batch;
+mod fence;
+mod sql;
+mod sql_job;
+
+use std::time::Duration;
+
+use postgres::{Client, NoTls, Transaction};
+
+pub use batch::{Batch, Completion};
+pub use fence::{fence, Fence};
+pub use sql_job::SqlJobReport;
+
+use crate::error::{Error, Result};
+use crate::store::Identity;
+use crate::topology::Topology;
+
+/// How a runner behaves; the defaults suit production (GitLab's attempt limit of 3).
+#[derive(Debug, Clone)]
+pub struct RunnerOptions {
+    /// How long a claimed batch is ours before another worker may take it over.
+    pub lease: Duration,
+    /// Attempts per batch before it counts as failed for good.
+    pub max_attempts: i16,
+    /// Candidates the fetch considers per claim (one per table).
+    pub fetch_limit: i64,
+    /// Who we are, stored on claimed jobs (default: host pid and a random suffix).
+    pub owner: Option<String>,
+}
+
+impl Default for RunnerOptions {
+    fn default() -> Self {
+        RunnerOptions {
+            lease: Duration::from_secs(300),
+            max_attempts: 3,
+            fetch_limit: 8,
+            owner: None,
+        }
+    }
+}
+
+/// What a claim found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// A batch to run, leased to this runner.
+    Batch(Batch),
+    /// The database is shared and owned by another database's worker.
+    Idle { owner: String },
+    /// The cutover paused claims on this database.
+    Paused,
+    /// Nothing executable now.
+    Nothing,
+}
+
+pub struct Runner {
+    url: String,
+    database: String,
+    topology: Topology,
+    options: RunnerOptions,
+    owner: String,
+    client: Option<Client>,
+    /// The process that opened `client`: a forked child must not use (or close) it.
+    client_pid: u32,
+}
+
+impl Runner {
+    pub fn new(url: &str, database: &str, topology: Topology, options: RunnerOptions) -> Self {
+        let owner = options.owner.clone().unwrap_or_else(default_owner);
+        Runner {
+            url: url.to_string(),
+            database: database.to_string(),
+            topology,
+            options,
+            owner,
+            client: None,
+            client_pid: 0,
+        }
+    }
+
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    pub fn options(&self) -> &RunnerOptions {
+        &self.options
+    }
+
+    /// The connection, opened on first use, again after a fork, and again after the server
+    /// closed it (a restart).
+    pub(crate) fn client(&mut self) -> Result<&mut Client> {
+        let pid = std::process::id();
+        if self.client_pid != pid {
+            // Inherited from the parent: closing it would end the parent's session too.
+            if let Some(inherited) = self.client.take() {
+                std::mem::forget(inherited);
+            }
+        }
+        if self.client.as_ref().is_some_and(|c| c.is_closed()) {
+            self.client = None;
+        }
+        if self.client.is_none() {
+            let client = Client::connect(&self.url, NoTls)?;
+            self.client = Some(client);
+            self.client_pid = pid;
+        }
+        Ok(self.client.as_mut().expect("connected above"))
+    }
+
+    /// Runs `work`, reconnecting once if the connection was lost (a server restart).
+    pub(crate) fn with_retry<T>(
+        &mut self,
+        mut work: impl FnMut(&mut Runner) -> Result<T>,
+    ) -> Result<T> {
+        match work(self) {
+            Err(Error::Database { .. }) if self.client.as_ref().is_some_and(|c| c.is_closed()) => {
+                self.client = None;
+                work(self)
+            }
+            Err(Error::ConnectionLost { .. }) => {
+                self.client = None;
+                work(self)
+            }
+            other => other,
+        }
+    }
+
+    /// The identity of the database this runner reaches.
+    pub fn identity(&mut self) -> Result<Identity> {
+        self.with_retry(|r| crate::store::identity::require(r.client()?))
+    }
+
+    /// Fences on the identity without claiming anything.
+    pub fn fence(&mut self) -> Result<Fence> {
+        let identity = self.identity()?;
+        fence(&identity, &self.database, &self.topology)
+    }
+
+    /// Fence, fetch and claim in one transaction.
+    pub fn claim_next(&mut self) -> Result<Claim> {
+        self.with_retry(|r| r.claim_in_transaction(None, None))
+    }
+
+    /// Claims the next batch of one migration, refused unless the identity epoch is still
+    /// `expected_epoch` (the epoch the caller's fetch saw). `None` skips the epoch check.
+    pub fn claim_migration(&mut self, migration_id: i64, expected_epoch: Option<i64>) -> Result<Claim> {
+        self.with_retry(|r| r.claim_in_transaction(Some(migration_id), expected_epoch))
+    }
+
+    /// The migrations a claim would consider now, in order, without claiming: `(ids, epoch)`.
+    pub fn fetch(&mut self) -> Result<(Vec<i64>, i64)> {
+        self.with_retry(|r| {
+            let limit = r.options.fetch_limit;
+            let database = r.database.clone();
+            let topology = r.topology.clone();
+            let mut tx = r.client()?.transaction()?;
+            let (identity, _) = read_identity(&mut tx)?;
+            let Fence::Work { allowed, epoch } = fence(&identity, &database, &topology)? else {
+                return Ok((vec![], identity.epoch));
+            };
+            let rows = tx.query(sql::FETCH, &[&allowed, &limit])?;
+            Ok((rows.iter().map(|r| r.get(0)).collect(), epoch))
+        })
+    }
+
+    fn claim_in_transaction(&mut self, only: Option<i64>, expected_epoch: Option<i64>) -> Result<Claim> {
+        let database = self.database.clone();
+        let topology = self.topology.clone();
+        let owner = self.owner.clone();
+        let options = self.options.clone();
+        let mut tx = self.client()?.transaction()?;
+        let (identity, paused) = read_identity(&mut tx)?;
+        let allowed = match fence(&identity, &database, &topology)? {
+            Fence::Idle { owner } => return Ok(Claim::Idle { owner }),
+            Fence::Work { allowed, .. } => allowed,
+        };
+        if let Some(expected) = expected_epoch {
+            if expected != identity.epoch {
+                return Err(Error::EpochChanged {
+                    database,
+                    expected,
+                    found: identity.epoch,
+                });
+            }
+        }
+        if paused {
+            return Ok(Claim::Paused);
+        }
+        let candidates: Vec<i64> = match only {
+            Some(id) => vec![id],
+            None => tx
+                .query(sql::FETCH, &[&allowed, &options.fetch_limit])?
+                .iter()
+                .map(|r| r.get(0))
+                .collect(),
+        };
+        for id in candidates {
+            let claim = batch::claim_batch(&mut tx, id, &allowed, &owner, identity.epoch, &options)?;
+            if let Some(batch) = claim {
+                tx.commit()?;
+                return Ok(Claim::Batch(batch));
+            }
+        }
+        tx.commit()?;
+        Ok(Claim::Nothing)
+    }
+
+    /// Marks the batch succeeded (if the lease is still ours) and the migration finished when
+    /// nothing is left.
+    pub fn complete(&mut self, batch: &Batch, metrics_json: &str) -> Result<Completion> {
+        self.with_retry(|r| {
+            let owner = r.owner.clone();
+            let max_attempts = r.options.max_attempts;
+            let mut tx = r.client()?.transaction()?;
+            let done = batch::complete(&mut tx, batch, &owner, metrics_json, max_attempts)?;
+            tx.commit()?;
+            Ok(done)
+        })
+    }
+
+    /// Records a failed attempt; a statement timeout halves the batch instead (both halves run
+    /// later). Applies the failure ratio rule.
+    pub fn fail(&mut self, batch: &Batch, error: &str, timed_out: bool) -> Result<Completion> {
+        self.with_retry(|r| {
+            let owner = r.owner.clone();
+            let max_attempts = r.options.max_attempts;
+            let mut tx = r.client()?.transaction()?;
+            let done = batch::fail(&mut tx, batch, &owner, error, timed_out, max_attempts)?;
+            tx.commit()?;
+            Ok(done)
+        })
+    }
+
+    /// Runs a SQL job batch entirely here: `statement` with `$1`/`$2` bound to each sub-batch.
+    pub fn run_sql_batch(&mut self, batch: &Batch, statement: &str) -> Result<SqlJobReport> {
+        let client = self.client()?;
+        sql_job::run(client, batch, statement)
+    }
+
+    /// Claims and runs SQL-job batches of any migration whose job class `statement_for` knows,
+    /// until none is left; returns how many batches ran.
+    pub fn run_sql_until_done(
+        &mut self,
+        statement_for: impl Fn(&str) -> Option<String>,
+    ) -> Result<usize> {
+        let mut ran = 0;
+        loop {
+            let Claim::Batch(batch) = self.claim_next()? else {
+                return Ok(ran);
+            };
+            let Some(statement) = statement_for(&batch.job_class_name) else {
+                self.fail(&batch, "no SQL statement for this job class", false)?;
+                continue;
+            };
+            match self.run_sql_batch(&batch, &statement) {
+                Ok(report) => {
+                    self.complete(&batch, &report.metrics_json())?;
+                }
+                Err(e) => {
+                    let timed_out = e.is_statement_timeout();
+                    self.fail(&batch, &e.to_string(), timed_out)?;
+                }
+            }
+            ran += 1;
+        }
+    }
+}
+
+fn read_identity(tx: &mut Transaction<'_>) -> Result<(Identity, bool)> {
+    let row = match tx.query_opt(sql::IDENTITY_FOR_SHARE, &[]) {
+        Ok(row) => row.ok_or(Error::IdentityMissing)?,
+        Err(e) if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) => {
+            return Err(Error::IdentityMissing)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok((
+        Identity {
+            name: row.get(0),
+            serves: row.get(1),
+            epoch: row.get(2),
+            stamped_at: String::new(),
+        },
+        row.get(3),
+    ))
+}
+
+fn default_owner() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "host".into());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{host}:{}:{nanos:x}", std::process::id())
+}

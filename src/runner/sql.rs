@@ -1,0 +1,143 @@
+//! The runner's statements. Table and column names of a migration are quoted identifiers; every
+//! value is bound.
+
+use crate::error::Result;
+use crate::sql::{quote_ident, quote_table};
+
+/// Identity under a share lock: a cutover's stamp (an UPDATE) waits until the claim commits, so
+/// the epoch a claim checks cannot change under it.
+pub const IDENTITY_FOR_SHARE: &str = "SELECT name, serves, epoch, claims_paused \
+    FROM schema_fence_identity WHERE singleton FOR SHARE";
+
+/// The fetch of DESIGN.md section 7: the oldest executable migration of the allowed schemas
+/// whose interval has elapsed, one per table, skipping migrations another worker holds.
+pub const FETCH: &str = r#"
+SELECT m.id
+FROM batched_background_migrations m
+WHERE m.status IN (1, 5)
+  AND m.gitlab_schema = ANY($1::text[])
+  AND (m.on_hold_until IS NULL OR m.on_hold_until < now())
+  AND NOT EXISTS (
+      SELECT 1 FROM batched_background_migrations older
+      WHERE older.table_name = m.table_name AND older.id < m.id AND older.status IN (1, 5)
+        AND older.gitlab_schema = ANY($1::text[]))
+  AND NOT EXISTS (
+      SELECT 1 FROM batched_background_migration_jobs j
+      WHERE j.batched_background_migration_id = m.id
+        AND j.id = (SELECT max(id) FROM batched_background_migration_jobs
+                    WHERE batched_background_migration_id = m.id)
+        AND j.created_at > now() - make_interval(secs => m."interval"))
+ORDER BY m.id
+LIMIT $2
+FOR UPDATE OF m SKIP LOCKED
+"#;
+
+/// The migration again, locked for this claim, still executable and of an allowed schema.
+pub const LOCK_MIGRATION: &str = r#"
+SELECT id, job_class_name, table_name, column_name, job_arguments::text, gitlab_schema,
+       min_value, max_value, batch_size, sub_batch_size, pause_ms, status
+FROM batched_background_migrations
+WHERE id = $1 AND status IN (1, 5) AND gitlab_schema = ANY($2::text[])
+FOR UPDATE SKIP LOCKED
+"#;
+
+/// A batch to run again: pending, failed with attempts left, or running with an expired lease
+/// (its worker died).
+pub const RETRYABLE_JOB: &str = r#"
+SELECT id, min_value, max_value, batch_size, sub_batch_size, pause_ms, attempts
+FROM batched_background_migration_jobs
+WHERE batched_background_migration_id = $1
+  AND (status = 0
+       OR (status = 2 AND attempts < $2)
+       OR (status = 1 AND lease_expires_at < now()))
+ORDER BY id
+LIMIT 1
+FOR UPDATE SKIP LOCKED
+"#;
+
+pub const TAKE_JOB: &str = r#"
+UPDATE batched_background_migration_jobs
+SET status = 1, attempts = attempts + 1, started_at = now(), updated_at = now(),
+    lease_owner = $2, lease_expires_at = now() + make_interval(secs => $3), claimed_epoch = $4
+WHERE id = $1
+"#;
+
+pub const LAST_MAX_VALUE: &str = "SELECT max(max_value) FROM batched_background_migration_jobs \
+    WHERE batched_background_migration_id = $1";
+
+pub const INSERT_JOB: &str = r#"
+INSERT INTO batched_background_migration_jobs
+    (batched_background_migration_id, min_value, max_value, batch_size, sub_batch_size, pause_ms,
+     status, attempts, started_at, lease_owner, lease_expires_at, claimed_epoch)
+VALUES ($1, $2, $3, $4, $5, $6, 1, 1, now(), $7, now() + make_interval(secs => $8), $9)
+RETURNING id
+"#;
+
+/// Jobs that are not done: open ones, and failed ones that used up their attempts.
+pub const UNFINISHED_JOBS: &str = r#"
+SELECT count(*) FILTER (WHERE status IN (0, 1) OR (status = 2 AND attempts < $2)),
+       count(*) FILTER (WHERE status = 2 AND attempts >= $2)
+FROM batched_background_migration_jobs
+WHERE batched_background_migration_id = $1 AND status <> 3
+"#;
+
+pub const SET_MIGRATION_STATUS: &str =
+    "UPDATE batched_background_migrations SET status = $2, updated_at = now(), \
+     started_at = COALESCE(started_at, now()) WHERE id = $1";
+
+pub const COMPLETE_JOB: &str = r#"
+UPDATE batched_background_migration_jobs
+SET status = 3, finished_at = now(), updated_at = now(), metrics = $3::text::jsonb,
+    lease_owner = NULL, lease_expires_at = NULL
+WHERE id = $1 AND lease_owner = $2 AND status = 1
+RETURNING batched_background_migration_id
+"#;
+
+pub const FAIL_JOB: &str = r#"
+UPDATE batched_background_migration_jobs
+SET status = 2, finished_at = now(), updated_at = now(), lease_owner = NULL, lease_expires_at = NULL,
+    metrics = jsonb_build_object('error', $3::text)
+WHERE id = $1 AND lease_owner = $2 AND status = 1
+RETURNING batched_background_migration_id
+"#;
+
+/// Halves a timed-out batch: the job keeps the lower half, a new pending job takes the rest.
+pub const SHRINK_JOB: &str = r#"
+UPDATE batched_background_migration_jobs
+SET max_value = $3, batch_size = $4, sub_batch_size = LEAST(sub_batch_size, $4),
+    status = 0, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+WHERE id = $1 AND lease_owner = $2 AND status = 1
+RETURNING batched_background_migration_id, sub_batch_size, pause_ms
+"#;
+
+pub const INSERT_PENDING_JOB: &str = r#"
+INSERT INTO batched_background_migration_jobs
+    (batched_background_migration_id, min_value, max_value, batch_size, sub_batch_size, pause_ms, status)
+VALUES ($1, $2, $3, $4, $5, $6, 0)
+"#;
+
+/// The failure ratio rule: more than half of at least 50 jobs failed.
+pub const FAILURE_RATIO: &str = r#"
+SELECT count(*), count(*) FILTER (WHERE status = 2)
+FROM batched_background_migration_jobs WHERE batched_background_migration_id = $1
+"#;
+
+/// The key `n` keys on from `from` (inclusive), or NULL when fewer remain before `upto`.
+pub fn nth_key(table: &str, column: &str) -> Result<String> {
+    let column = quote_ident(column);
+    Ok(format!(
+        "SELECT {column}::bigint FROM {table} WHERE {column} >= $1 AND {column} <= $2 \
+         ORDER BY {column} OFFSET $3 LIMIT 1",
+        table = quote_table(table)?
+    ))
+}
+
+/// The first key at or after `from`, or NULL.
+pub fn first_key(table: &str, column: &str) -> Result<String> {
+    let column = quote_ident(column);
+    Ok(format!(
+        "SELECT {column}::bigint FROM {table} WHERE {column} >= $1 AND {column} <= $2 \
+         ORDER BY {column} LIMIT 1",
+        table = quote_table(table)?
+    ))
+}
