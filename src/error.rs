@@ -172,6 +172,25 @@ pub enum Error {
 
     #[error("lost the connection to PostgreSQL: {message}")]
     ConnectionLost { message: String },
+
+    /// The statement guard (DESIGN.md section 9) refused a statement before it was sent.
+    #[error("{}", crate::guard::refusal_message(table, table_schema.as_deref(), *written, allowed, tag, statement))]
+    CrossDatabaseAccess {
+        table: String,
+        /// `None` when the dictionary does not know the table.
+        table_schema: Option<String>,
+        written: bool,
+        // Boxed slices keep `Error` small (clippy's result_large_err).
+        allowed: Box<[String]>,
+        tag: String,
+        statement: Box<str>,
+    },
+
+    #[error(
+        "statement not sent: the statement guard cannot parse it (PostgreSQL's parser says: \
+         {message}); statement: {statement}"
+    )]
+    GuardParse { message: String, statement: String },
 }
 
 impl Error {
@@ -202,6 +221,8 @@ impl Error {
             Error::MisroutedConnection { .. } => "MisroutedConnection",
             Error::EpochChanged { .. } => "EpochChanged",
             Error::ConnectionLost { .. } => "ConnectionLost",
+            Error::CrossDatabaseAccess { .. } => "CrossDatabaseAccess",
+            Error::GuardParse { .. } => "GuardParse",
         }
     }
 

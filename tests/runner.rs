@@ -75,7 +75,10 @@ fn done_counts(url: &str, table: &str) -> (i64, i64, i64) {
 
 fn status(url: &str, id: i64) -> i16 {
     connect(url)
-        .query_one("SELECT status FROM batched_background_migrations WHERE id = $1", &[&id])
+        .query_one(
+            "SELECT status FROM batched_background_migrations WHERE id = $1",
+            &[&id],
+        )
         .unwrap()
         .get(0)
 }
@@ -88,7 +91,12 @@ mod fencing {
         let url = database("fence_shared", "main", &["main", "ci"], 100);
         queue(&url, "ci_builds", "gitlab_ci", 50, 25);
         queue(&url, "projects", "gitlab_main", 50, 25);
-        assert_eq!(runner(&url, "ci").claim_next().unwrap(), Claim::Idle { owner: "main".into() });
+        assert_eq!(
+            runner(&url, "ci").claim_next().unwrap(),
+            Claim::Idle {
+                owner: "main".into()
+            }
+        );
         let mut main = runner(&url, "main");
         let ran = main
             .run_sql_until_done(|class| match class {
@@ -117,14 +125,28 @@ mod fencing {
             )
             .unwrap();
         let mut ci = runner(&url, "ci");
-        let Claim::Batch(batch) = ci.claim_next().unwrap() else { panic!() };
+        let Claim::Batch(batch) = ci.claim_next().unwrap() else {
+            panic!()
+        };
         assert_eq!(batch.migration_id, ci_id);
-        assert_eq!(ci.fence().unwrap(), Fence::Work {
-            allowed: strings(&["gitlab_ci", "gitlab_ci_cell_local", "gitlab_internal", "gitlab_shared"]),
-            epoch: 0
-        });
+        assert_eq!(
+            ci.fence().unwrap(),
+            Fence::Work {
+                allowed: strings(&[
+                    "gitlab_ci",
+                    "gitlab_ci_cell_local",
+                    "gitlab_internal",
+                    "gitlab_shared"
+                ]),
+                epoch: 0
+            }
+        );
         ci.complete(&batch, "{}").unwrap();
-        assert_eq!(ci.claim_next().unwrap(), Claim::Nothing, "the stale gitlab_main row is never fetched");
+        assert_eq!(
+            ci.claim_next().unwrap(),
+            Claim::Nothing,
+            "the stale gitlab_main row is never fetched"
+        );
     }
 
     #[test]
@@ -134,7 +156,10 @@ mod fencing {
         let err = runner(&url, "ci").claim_next().unwrap_err();
         assert!(matches!(err, Error::MisroutedConnection { .. }), "{err}");
         let jobs: i64 = connect(&url)
-            .query_one("SELECT count(*) FROM batched_background_migration_jobs", &[])
+            .query_one(
+                "SELECT count(*) FROM batched_background_migration_jobs",
+                &[],
+            )
             .unwrap()
             .get(0);
         assert_eq!(jobs, 0);
@@ -147,10 +172,25 @@ mod fencing {
         let mut main = runner(&url, "main");
         let (ids, epoch) = main.fetch().unwrap();
         assert_eq!(ids, vec![id]);
-        connect(&url).execute("UPDATE schema_fence_identity SET epoch = epoch + 1", &[]).unwrap();
+        connect(&url)
+            .execute("UPDATE schema_fence_identity SET epoch = epoch + 1", &[])
+            .unwrap();
         let err = main.claim_migration(id, Some(epoch)).unwrap_err();
-        assert!(matches!(err, Error::EpochChanged { expected: 0, found: 1, .. }), "{err}");
-        assert!(matches!(main.claim_migration(id, Some(1)).unwrap(), Claim::Batch(_)));
+        assert!(
+            matches!(
+                err,
+                Error::EpochChanged {
+                    expected: 0,
+                    found: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(matches!(
+            main.claim_migration(id, Some(1)).unwrap(),
+            Claim::Batch(_)
+        ));
     }
 }
 
@@ -186,7 +226,10 @@ mod the_fetch {
             .map(|r| r.get(0))
             .collect();
         let plan = plan.join("\n");
-        assert!(!plan.contains("Seq Scan on batched_background_migrations"), "{plan}");
+        assert!(
+            !plan.contains("Seq Scan on batched_background_migrations"),
+            "{plan}"
+        );
         assert!(plan.contains("Index"), "{plan}");
     }
 }
@@ -199,7 +242,9 @@ mod batches {
         let url = database("sql_job", "main", &["main"], 2_345);
         let id = queue(&url, "projects", "gitlab_main", 500, 120);
         let mut main = runner(&url, "main");
-        let ran = main.run_sql_until_done(|_| Some(increment("projects"))).unwrap();
+        let ran = main
+            .run_sql_until_done(|_| Some(increment("projects")))
+            .unwrap();
         assert_eq!(ran, 5);
         assert_eq!(done_counts(&url, "projects"), (0, 2_345, 0));
         assert_eq!(status(&url, id), 3);
@@ -209,16 +254,30 @@ mod batches {
     fn an_expired_lease_lets_another_worker_redo_the_batch() {
         let url = database("lease", "main", &["main"], 100);
         queue(&url, "projects", "gitlab_main", 100, 100);
-        let short = RunnerOptions { lease: Duration::from_millis(300), ..RunnerOptions::default() };
+        let short = RunnerOptions {
+            lease: Duration::from_millis(300),
+            ..RunnerOptions::default()
+        };
         let mut dead = Runner::new(&url, "main", topology(), short.clone());
-        let Claim::Batch(first) = dead.claim_next().unwrap() else { panic!() };
+        let Claim::Batch(first) = dead.claim_next().unwrap() else {
+            panic!()
+        };
         let mut alive = Runner::new(&url, "main", topology(), short);
-        assert_eq!(alive.claim_next().unwrap(), Claim::Nothing, "the lease is live");
+        assert_eq!(
+            alive.claim_next().unwrap(),
+            Claim::Nothing,
+            "the lease is live"
+        );
         std::thread::sleep(Duration::from_millis(600));
-        let Claim::Batch(again) = alive.claim_next().unwrap() else { panic!() };
+        let Claim::Batch(again) = alive.claim_next().unwrap() else {
+            panic!()
+        };
         assert_eq!((again.job_id, again.attempts), (first.job_id, 2));
         assert_eq!(dead.complete(&first, "{}").unwrap(), Completion::LeaseLost);
-        assert_eq!(alive.complete(&again, "{}").unwrap(), Completion::MigrationFinished);
+        assert_eq!(
+            alive.complete(&again, "{}").unwrap(),
+            Completion::MigrationFinished
+        );
     }
 
     #[test]
@@ -226,8 +285,14 @@ mod batches {
         let url = database("split", "main", &["main"], 100);
         queue(&url, "projects", "gitlab_main", 100, 100);
         let mut main = runner(&url, "main");
-        let Claim::Batch(batch) = main.claim_next().unwrap() else { panic!() };
-        assert_eq!(main.fail(&batch, "canceling statement due to statement timeout", true).unwrap(), Completion::Recorded);
+        let Claim::Batch(batch) = main.claim_next().unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            main.fail(&batch, "canceling statement due to statement timeout", true)
+                .unwrap(),
+            Completion::Recorded
+        );
         let ranges: Vec<(i64, i64, i16)> = connect(&url)
             .query("SELECT min_value, max_value, status FROM batched_background_migration_jobs ORDER BY min_value", &[])
             .unwrap()
@@ -235,7 +300,9 @@ mod batches {
             .map(|r| (r.get(0), r.get(1), r.get(2)))
             .collect();
         assert_eq!(ranges, vec![(1, 50, 0), (51, 100, 0)]);
-        let ran = main.run_sql_until_done(|_| Some(increment("projects"))).unwrap();
+        let ran = main
+            .run_sql_until_done(|_| Some(increment("projects")))
+            .unwrap();
         assert_eq!(ran, 2);
         assert_eq!(done_counts(&url, "projects"), (0, 100, 0));
     }
@@ -246,7 +313,9 @@ mod batches {
         let id = queue(&url, "projects", "gitlab_main", 10, 10);
         let mut main = runner(&url, "main");
         for attempt in 1..=3 {
-            let Claim::Batch(batch) = main.claim_next().unwrap() else { panic!("attempt {attempt}") };
+            let Claim::Batch(batch) = main.claim_next().unwrap() else {
+                panic!("attempt {attempt}")
+            };
             assert_eq!(batch.attempts, attempt);
             main.fail(&batch, "boom", false).unwrap();
         }
@@ -262,7 +331,9 @@ mod batches {
         let mut last = Completion::Recorded;
         // Two keys in three always fail: their jobs fail for good once their attempts are used.
         for n in 0..200 {
-            let Claim::Batch(batch) = main.claim_next().unwrap() else { panic!("claim {n}") };
+            let Claim::Batch(batch) = main.claim_next().unwrap() else {
+                panic!("claim {n}")
+            };
             last = if batch.min_value % 3 == 0 {
                 main.complete(&batch, "{}").unwrap()
             } else {

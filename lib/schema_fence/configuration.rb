@@ -11,10 +11,30 @@ module SchemaFence
   class Configuration
     attr_reader :dictionary_paths, :topology_path
 
+    # How the workers reach each database: name => { url:, connection_class: }.
+    attr_reader :databases
+
+    # Worker settings: lease seconds, attempts per batch, and the module that holds Ruby job classes.
+    attr_accessor :lease, :max_attempts, :job_namespace
+
     def initialize
       @dictionary_paths = []
       @topology_path = nil
+      @databases = {}
+      @lease = 300
+      @max_attempts = 3
+      @job_namespace = nil
       @mutex = Mutex.new
+    end
+
+    # Declares how workers reach a database: a PostgreSQL URL, an ActiveRecord class connected
+    # to it (jobs run on its connection), or both (the URL is then derived when missing).
+    #
+    # @param name [String, Symbol] the logical database (main, ci, ...)
+    def database(name, url: nil, connection_class: nil)
+      raise ArgumentError, "database #{name}: give url: or connection_class:" unless url || connection_class
+
+      @databases[name.to_s] = { url:, connection_class: }.freeze
     end
 
     def dictionary_paths=(paths)

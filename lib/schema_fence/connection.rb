@@ -16,5 +16,21 @@ module SchemaFence
                              "got #{connection.class}"
       end
     end
+
+    # A PostgreSQL URL for an ActiveRecord class's database configuration.
+    # @param connection_class [Class]
+    # @return [String]
+    def url_for(connection_class)
+      raise ArgumentError, "give a url: or a connection_class:" unless connection_class
+
+      config = connection_class.connection_db_config.configuration_hash
+      return config[:url] if config[:url]
+
+      require "uri"
+      userinfo = [config[:username], config[:password]].compact.map { |p| URI.encode_www_form_component(p) }.join(":")
+      host = config[:host] || "localhost"
+      port = config[:port] ? ":#{config[:port]}" : ""
+      "postgres://#{userinfo}#{userinfo.empty? ? '' : '@'}#{host}#{port}/#{URI.encode_www_form_component(config[:database])}"
+    end
   end
 end

@@ -74,3 +74,27 @@ module SchemaFence
   # Job arguments that cannot be stored as JSON.
   class InvalidJobArgumentsError < InvalidArgumentError; end
 end
+
+module SchemaFence
+  # A worker's connection reached a database whose identity does not serve the worker's
+  # database (e.g. a ci connection still pointed at main after the split). Nothing was run.
+  class MisroutedConnectionError < Error; end
+
+  # The identity epoch changed between a fetch and the claim (a cutover): fetch again.
+  class EpochChangedError < Error; end
+
+  # The connection to PostgreSQL was lost (a restart or failover) and could not be reopened.
+  class ConnectionLostError < Error; end
+
+  # ensure_batched_background_migration_is_finished could not finish the migration; the message
+  # says which one and the command to finish it.
+  class MigrationNotFinishedError < Error; end
+
+  # The statement guard refused a statement before it was sent: it reads a table outside the
+  # connection's allowed gitlab_schemas, writes one outside the migration's gitlab_schema
+  # (gitlab_shared and gitlab_internal aside), or names a table the dictionary does not know.
+  class CrossDatabaseAccessError < Error; end
+
+  # The statement guard could not parse a statement with PostgreSQL's parser, so did not send it.
+  class GuardParseError < Error; end
+end

@@ -61,7 +61,6 @@ module SchemaFence
     # migration's transaction. GitLab's arguments and defaults.
     #
     # @return [Integer] the tracking row's id
-    # rubocop:disable Metrics/ParameterLists
     def queue_batched_background_migration(job_class_name, batch_table_name, batch_column_name, *job_arguments,
                                            job_interval:, batch_min_value: BATCH_MIN_VALUE, batch_max_value: nil,
                                            batch_size: BATCH_SIZE, max_batch_size: nil,
@@ -75,7 +74,6 @@ module SchemaFence
       say_queued(outcome, job_class_name, batch_table_name, tag)
       id
     end
-    # rubocop:enable Metrics/ParameterLists
 
     # Deletes the migration queued with this key, tag included, and its jobs.
     # @return [Integer] how many were deleted (0 or 1)
@@ -85,7 +83,53 @@ module SchemaFence
                      JobArguments.to_json_array(Array(job_arguments)), restriction_name])
     end
 
+    # Makes sure a queued migration is done before later migrations rely on it: finishes it
+    # inline (runs the remaining batches on this database) when +finalize+ is true, and raises
+    # with the command to run when it cannot. On a database that skips this (restricted)
+    # migration, nothing happens.
+    #
+    # @raise [MigrationNotFinishedError]
+    def ensure_batched_background_migration_is_finished(job_class_name:, table_name:, column_name:, job_arguments:,
+                                                        finalize: true)
+      key = [job_class_name.to_s, table_name.to_s, column_name.to_s,
+             JobArguments.to_json_array(Array(job_arguments)), restriction_name]
+      id = Store._find_id(Connection.native(connection), SchemaFence.dictionary, key)
+      unless id
+        raise MigrationNotFinishedError, "no batched background migration #{job_class_name} on #{table_name}.#{column_name} " \
+                                         "with arguments #{job_arguments.inspect} is queued on this database: queue it first"
+      end
+
+      status = migration_status(id)
+      return if %i[finished finalized].include?(status)
+
+      status = finalize_inline(id) if finalize
+      return if %i[finished finalized].include?(status)
+
+      raise MigrationNotFinishedError, not_finished_message(job_class_name, id, status)
+    end
+
     private
+
+    def migration_status(id)
+      Migrations.on(connection).find_by_id(id)&.status
+    end
+
+    def finalize_inline(id)
+      identity = Identity.read!(connection)
+      say "Finalizing batched background migration #{id} on #{identity.name}"
+      worker = Worker.new(database: identity.name, url: Connection.url_for(ActiveRecord::Base),
+                          connection_class: ActiveRecord::Base)
+      status = worker.finish(id)
+      Store._set_status(Connection.native(connection), id, "finalized") if status == :finished
+      migration_status(id)
+    end
+
+    def not_finished_message(job_class_name, id, status)
+      database = Identity.read(connection)&.name
+      "batched background migration #{job_class_name} (id #{id} on #{database}) is #{status || 'missing'}, not finished. " \
+        "Finish it with: bin/rails runner 'SchemaFence::Worker.for(:#{database}).finish(#{id})' " \
+        "(after fixing what failed: see SchemaFence::Migrations.on(connection).find_by_id(#{id}))"
+    end
 
     def restriction_name
       self.class.restricted_gitlab_schema&.to_s

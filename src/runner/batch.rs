@@ -2,6 +2,7 @@
 
 use postgres::Transaction;
 
+use super::statements::Statements;
 use super::{sql, RunnerOptions};
 use crate::error::Result;
 
@@ -45,13 +46,19 @@ const FAILED: i16 = 4;
 /// migration is held by another claim or has nothing to hand out now.
 pub(super) fn claim_batch(
     tx: &mut Transaction<'_>,
+    st: &mut Statements,
     id: i64,
     allowed: &[String],
     owner: &str,
     epoch: i64,
     options: &RunnerOptions,
 ) -> Result<Option<Batch>> {
-    let Some(m) = tx.query_opt(sql::LOCK_MIGRATION, &[&id, &allowed])? else {
+    let Some(m) = st.query_opt(
+        tx,
+        sql::LOCK_MIGRATION,
+        &[&id, &allowed, &options.max_attempts],
+    )?
+    else {
         return Ok(None);
     };
     let lease = options.lease.as_secs_f64();
@@ -73,43 +80,46 @@ pub(super) fn claim_batch(
     };
     let (migration_min, migration_max): (i64, i64) = (m.get(6), m.get(7));
 
-    if let Some(job) = tx.query_opt(sql::RETRYABLE_JOB, &[&id, &options.max_attempts])? {
-        batch.job_id = job.get(0);
-        batch.min_value = job.get(1);
-        batch.max_value = job.get(2);
-        batch.batch_size = job.get(3);
-        batch.sub_batch_size = job.get(4);
-        batch.pause_ms = job.get(5);
-        batch.attempts = job.get::<_, i16>(6) + 1;
-        tx.execute(sql::TAKE_JOB, &[&batch.job_id, &owner, &lease, &epoch])?;
+    if let Some(job_id) = m.get::<_, Option<i64>>(11) {
+        batch.job_id = job_id;
+        batch.min_value = m.get(12);
+        batch.max_value = m.get(13);
+        batch.batch_size = m.get(14);
+        batch.sub_batch_size = m.get(15);
+        batch.pause_ms = m.get(16);
+        batch.attempts = m.get::<_, i16>(17) + 1;
+        st.execute(tx, sql::TAKE_JOB, &[&batch.job_id, &owner, &lease, &epoch])?;
         return Ok(Some(batch));
     }
 
-    let last: Option<i64> = tx.query_one(sql::LAST_MAX_VALUE, &[&id])?.get(0);
+    let last: Option<i64> = m.get(18);
     let start = last.map_or(migration_min, |l| l.saturating_add(1));
-    let first: Option<i64> = if start > migration_max {
+    let limit = i64::from(batch.batch_size);
+    let range: Option<(i64, i64, i64)> = if start > migration_max {
         None
     } else {
-        let first_key = sql::first_key(&batch.table_name, &batch.column_name)?;
-        tx.query_opt(&first_key, &[&start, &migration_max])?
-            .and_then(|r| r.get(0))
+        let key_range = sql::key_range(&batch.table_name, &batch.column_name)?;
+        let row = st.query_one(tx, &key_range, &[&start, &migration_max, &limit])?;
+        let count: i64 = row.get(2);
+        row.get::<_, Option<i64>>(0)
+            .zip(row.get::<_, Option<i64>>(1))
+            .map(|(first, last)| (first, last, count))
     };
-    let Some(first) = first else {
-        finish_if_done(tx, id, options.max_attempts)?;
+    let Some((_first, last_key, count)) = range else {
+        finish_if_done(tx, st, id, options.max_attempts)?;
         return Ok(None);
     };
-    // One index probe: the key `batch_size - 1` keys after the first, or the end of the range.
-    let nth_key = sql::nth_key(&batch.table_name, &batch.column_name)?;
-    let offset = i64::from(batch.batch_size) - 1;
-    let end: i64 = tx
-        .query_opt(&nth_key, &[&first, &migration_max, &offset])?
-        .and_then(|r| r.get::<_, Option<i64>>(0))
-        .unwrap_or(migration_max);
-    // The range starts where the last one ended, so keys deleted and re-added in a gap are
-    // still covered; it ends at the batch_size-th key.
+    // The range starts where the last one ended, so keys added in a gap are still covered; it
+    // ends at the batch_size-th key, or at the migration's end when fewer keys remain.
+    let end = if count < limit {
+        migration_max
+    } else {
+        last_key
+    };
     batch.min_value = start;
     batch.max_value = end;
-    let row = tx.query_one(
+    let row = st.query_one(
+        tx,
         sql::INSERT_JOB,
         &[
             &id,
@@ -124,20 +134,24 @@ pub(super) fn claim_batch(
         ],
     )?;
     batch.job_id = row.get(0);
-    tx.execute(sql::SET_MIGRATION_STATUS, &[&id, &1i16])?;
     Ok(Some(batch))
 }
 
 /// With no key range left: finished when every job succeeded, failed when some used up their
 /// attempts, untouched while jobs are still open.
-fn finish_if_done(tx: &mut Transaction<'_>, id: i64, max_attempts: i16) -> Result<Completion> {
-    let row = tx.query_one(sql::UNFINISHED_JOBS, &[&id, &max_attempts])?;
+fn finish_if_done(
+    tx: &mut Transaction<'_>,
+    st: &mut Statements,
+    id: i64,
+    max_attempts: i16,
+) -> Result<Completion> {
+    let row = st.query_one(tx, sql::UNFINISHED_JOBS, &[&id, &max_attempts])?;
     let (open, failed): (i64, i64) = (row.get(0), row.get(1));
     if open > 0 {
         return Ok(Completion::Recorded);
     }
     let status = if failed > 0 { FAILED } else { FINISHED };
-    tx.execute(sql::SET_MIGRATION_STATUS, &[&id, &status])?;
+    st.execute(tx, sql::SET_MIGRATION_STATUS, &[&id, &status])?;
     Ok(if failed > 0 {
         Completion::MigrationFailed
     } else {
@@ -145,36 +159,47 @@ fn finish_if_done(tx: &mut Transaction<'_>, id: i64, max_attempts: i16) -> Resul
     })
 }
 
-fn migration_exhausted(tx: &mut Transaction<'_>, migration_id: i64) -> Result<bool> {
-    let row = tx.query_one(
-        "SELECT m.max_value, (SELECT max(max_value) FROM batched_background_migration_jobs \
-         WHERE batched_background_migration_id = m.id) FROM batched_background_migrations m WHERE m.id = $1 \
-         FOR UPDATE",
-        &[&migration_id],
-    )?;
+fn migration_exhausted(
+    tx: &mut Transaction<'_>,
+    st: &mut Statements,
+    migration_id: i64,
+) -> Result<bool> {
+    let row = st.query_one(tx, sql::MIGRATION_EXHAUSTED, &[&migration_id])?;
     let (max, last): (i64, Option<i64>) = (row.get(0), row.get(1));
     Ok(last.is_some_and(|l| l >= max))
 }
 
+/// Completing is one statement, atomic on its own; only finishing the migration takes a
+/// transaction.
 pub(super) fn complete(
-    tx: &mut Transaction<'_>,
+    client: &mut postgres::Client,
+    st: &mut Statements,
     batch: &Batch,
     owner: &str,
     metrics_json: &str,
     max_attempts: i16,
 ) -> Result<Completion> {
-    let updated = tx.query_opt(sql::COMPLETE_JOB, &[&batch.job_id, &owner, &metrics_json])?;
-    if updated.is_none() {
+    let Some(done) = st.query_opt(
+        client,
+        sql::COMPLETE_JOB,
+        &[&batch.job_id, &owner, &metrics_json],
+    )?
+    else {
         return Ok(Completion::LeaseLost);
-    }
-    if migration_exhausted(tx, batch.migration_id)? {
-        return finish_if_done(tx, batch.migration_id, max_attempts);
+    };
+    if done.get::<_, Option<bool>>(0) == Some(true) {
+        let mut tx = client.transaction()?;
+        st.query_one(&mut tx, sql::LOCK_MIGRATION_ROW, &[&batch.migration_id])?;
+        let finished = finish_if_done(&mut tx, st, batch.migration_id, max_attempts)?;
+        tx.commit()?;
+        return Ok(finished);
     }
     Ok(Completion::Recorded)
 }
 
 pub(super) fn fail(
     tx: &mut Transaction<'_>,
+    st: &mut Statements,
     batch: &Batch,
     owner: &str,
     error: &str,
@@ -185,29 +210,45 @@ pub(super) fn fail(
     if timed_out && batch.batch_size > 1 && keys > 0 {
         let half = (batch.batch_size / 2).max(1);
         let mid = batch.min_value + keys / 2;
-        let Some(row) = tx.query_opt(sql::SHRINK_JOB, &[&batch.job_id, &owner, &mid, &half])? else {
+        let Some(row) = st.query_opt(tx, sql::SHRINK_JOB, &[&batch.job_id, &owner, &mid, &half])?
+        else {
             return Ok(Completion::LeaseLost);
         };
         let (migration, sub, pause): (i64, i32, i32) = (row.get(0), row.get(1), row.get(2));
         let rest = batch.batch_size - half;
-        tx.execute(
+        st.execute(
+            tx,
             sql::INSERT_PENDING_JOB,
-            &[&migration, &(mid + 1), &batch.max_value, &rest.max(1), &sub.min(rest.max(1)), &pause],
+            &[
+                &migration,
+                &(mid + 1),
+                &batch.max_value,
+                &rest.max(1),
+                &sub.min(rest.max(1)),
+                &pause,
+            ],
         )?;
         return Ok(Completion::Recorded);
     }
     let message: String = error.chars().take(2000).collect();
-    if tx.query_opt(sql::FAIL_JOB, &[&batch.job_id, &owner, &message])?.is_none() {
+    if st
+        .query_opt(tx, sql::FAIL_JOB, &[&batch.job_id, &owner, &message])?
+        .is_none()
+    {
         return Ok(Completion::LeaseLost);
     }
-    let ratio = tx.query_one(sql::FAILURE_RATIO, &[&batch.migration_id])?;
+    let ratio = st.query_one(tx, sql::FAILURE_RATIO, &[&batch.migration_id])?;
     let (total, failed): (i64, i64) = (ratio.get(0), ratio.get(1));
     if total >= 50 && failed * 2 > total {
-        tx.execute(sql::SET_MIGRATION_STATUS, &[&batch.migration_id, &FAILED])?;
+        st.execute(
+            tx,
+            sql::SET_MIGRATION_STATUS,
+            &[&batch.migration_id, &FAILED],
+        )?;
         return Ok(Completion::MigrationFailed);
     }
-    if batch.attempts >= max_attempts && migration_exhausted(tx, batch.migration_id)? {
-        return finish_if_done(tx, batch.migration_id, max_attempts);
+    if batch.attempts >= max_attempts && migration_exhausted(tx, st, batch.migration_id)? {
+        return finish_if_done(tx, st, batch.migration_id, max_attempts);
     }
     Ok(Completion::Recorded)
 }

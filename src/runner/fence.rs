@@ -67,7 +67,11 @@ mod tests {
         assert_eq!(
             fenced,
             Fence::Work {
-                allowed: vec!["gitlab_ci".into(), "gitlab_main".into(), "gitlab_shared".into()],
+                allowed: vec![
+                    "gitlab_ci".into(),
+                    "gitlab_main".into(),
+                    "gitlab_shared".into()
+                ],
                 epoch: 3
             }
         );
@@ -76,7 +80,12 @@ mod tests {
     #[test]
     fn a_database_sharing_the_owners_idles() {
         let fenced = fence(&identity("main", &["main", "ci"]), "ci", &topology()).unwrap();
-        assert_eq!(fenced, Fence::Idle { owner: "main".into() });
+        assert_eq!(
+            fenced,
+            Fence::Idle {
+                owner: "main".into()
+            }
+        );
     }
 
     #[test]

@@ -9,10 +9,13 @@ mod batch;
 mod fence;
 mod sql;
 mod sql_job;
+mod statements;
 
 use std::time::Duration;
 
 use postgres::{Client, NoTls, Transaction};
+
+use statements::Statements;
 
 pub use batch::{Batch, Completion};
 pub use fence::{fence, Fence};
@@ -59,6 +62,9 @@ pub enum Claim {
     Nothing,
 }
 
+/// An identity's name and the databases it serves.
+type SeenIdentity = (String, Vec<String>);
+
 pub struct Runner {
     url: String,
     database: String,
@@ -68,6 +74,10 @@ pub struct Runner {
     client: Option<Client>,
     /// The process that opened `client`: a forked child must not use (or close) it.
     client_pid: u32,
+    /// Statements prepared on `client`, by SQL text.
+    statements: Statements,
+    /// The identity (name, serves) the last fetch saw, and the allowed schemas derived from it.
+    last_allowed: Option<(SeenIdentity, Vec<String>)>,
 }
 
 impl Runner {
@@ -81,6 +91,8 @@ impl Runner {
             owner,
             client: None,
             client_pid: 0,
+            statements: Statements::default(),
+            last_allowed: None,
         }
     }
 
@@ -99,6 +111,11 @@ impl Runner {
     /// The connection, opened on first use, again after a fork, and again after the server
     /// closed it (a restart).
     pub(crate) fn client(&mut self) -> Result<&mut Client> {
+        self.connection().map(|(client, _)| client)
+    }
+
+    /// The connection and the statements prepared on it.
+    pub(crate) fn connection(&mut self) -> Result<(&mut Client, &mut Statements)> {
         let pid = std::process::id();
         if self.client_pid != pid {
             // Inherited from the parent: closing it would end the parent's session too.
@@ -110,11 +127,15 @@ impl Runner {
             self.client = None;
         }
         if self.client.is_none() {
+            self.statements.clear();
             let client = Client::connect(&self.url, NoTls)?;
             self.client = Some(client);
             self.client_pid = pid;
         }
-        Ok(self.client.as_mut().expect("connected above"))
+        Ok((
+            self.client.as_mut().expect("connected above"),
+            &mut self.statements,
+        ))
     }
 
     /// Runs `work`, reconnecting once if the connection was lost (a server restart).
@@ -153,33 +174,77 @@ impl Runner {
 
     /// Claims the next batch of one migration, refused unless the identity epoch is still
     /// `expected_epoch` (the epoch the caller's fetch saw). `None` skips the epoch check.
-    pub fn claim_migration(&mut self, migration_id: i64, expected_epoch: Option<i64>) -> Result<Claim> {
+    pub fn claim_migration(
+        &mut self,
+        migration_id: i64,
+        expected_epoch: Option<i64>,
+    ) -> Result<Claim> {
         self.with_retry(|r| r.claim_in_transaction(Some(migration_id), expected_epoch))
     }
 
     /// The migrations a claim would consider now, in order, without claiming: `(ids, epoch)`.
+    ///
+    /// One round trip: the statement reads the identity and fetches with the allowed schemas
+    /// derived from the identity seen last time; if the identity it returns differs, the allowed
+    /// schemas are derived again and the statement runs again.
     pub fn fetch(&mut self) -> Result<(Vec<i64>, i64)> {
         self.with_retry(|r| {
-            let limit = r.options.fetch_limit;
-            let database = r.database.clone();
-            let topology = r.topology.clone();
-            let mut tx = r.client()?.transaction()?;
-            let (identity, _) = read_identity(&mut tx)?;
-            let Fence::Work { allowed, epoch } = fence(&identity, &database, &topology)? else {
-                return Ok((vec![], identity.epoch));
-            };
-            let rows = tx.query(sql::FETCH, &[&allowed, &limit])?;
-            Ok((rows.iter().map(|r| r.get(0)).collect(), epoch))
+            for _ in 0..3 {
+                let limit = r.options.fetch_limit;
+                let allowed = r
+                    .last_allowed
+                    .clone()
+                    .map(|(_, allowed)| allowed)
+                    .unwrap_or_default();
+                let (client, statements) = r.connection()?;
+                let row = match statements.query_opt(
+                    client,
+                    sql::FETCH_WITH_IDENTITY,
+                    &[&allowed, &limit],
+                ) {
+                    Err(Error::Database {
+                        sqlstate: Some(code),
+                        ..
+                    }) if code == "42P01" => return Err(Error::IdentityMissing),
+                    other => other?.ok_or(Error::IdentityMissing)?,
+                };
+                let identity = Identity {
+                    name: row.get(0),
+                    serves: row.get(1),
+                    epoch: row.get(2),
+                    stamped_at: String::new(),
+                };
+                let seen = (identity.name.clone(), identity.serves.clone());
+                if r.last_allowed
+                    .as_ref()
+                    .is_some_and(|(last, _)| *last == seen)
+                {
+                    return Ok((row.get(3), identity.epoch));
+                }
+                match fence(&identity, &r.database, &r.topology)? {
+                    Fence::Idle { .. } => return Ok((vec![], identity.epoch)),
+                    Fence::Work { allowed, .. } => r.last_allowed = Some((seen, allowed)),
+                }
+            }
+            Err(Error::Database {
+                message: "the identity kept changing during the fetch; try again".into(),
+                sqlstate: None,
+            })
         })
     }
 
-    fn claim_in_transaction(&mut self, only: Option<i64>, expected_epoch: Option<i64>) -> Result<Claim> {
+    fn claim_in_transaction(
+        &mut self,
+        only: Option<i64>,
+        expected_epoch: Option<i64>,
+    ) -> Result<Claim> {
         let database = self.database.clone();
         let topology = self.topology.clone();
         let owner = self.owner.clone();
         let options = self.options.clone();
-        let mut tx = self.client()?.transaction()?;
-        let (identity, paused) = read_identity(&mut tx)?;
+        let (client, statements) = self.connection()?;
+        let mut tx = client.transaction()?;
+        let (identity, paused) = read_identity(&mut tx, statements)?;
         let allowed = match fence(&identity, &database, &topology)? {
             Fence::Idle { owner } => return Ok(Claim::Idle { owner }),
             Fence::Work { allowed, .. } => allowed,
@@ -198,14 +263,22 @@ impl Runner {
         }
         let candidates: Vec<i64> = match only {
             Some(id) => vec![id],
-            None => tx
-                .query(sql::FETCH, &[&allowed, &options.fetch_limit])?
+            None => statements
+                .query(&mut tx, sql::FETCH, &[&allowed, &options.fetch_limit])?
                 .iter()
                 .map(|r| r.get(0))
                 .collect(),
         };
         for id in candidates {
-            let claim = batch::claim_batch(&mut tx, id, &allowed, &owner, identity.epoch, &options)?;
+            let claim = batch::claim_batch(
+                &mut tx,
+                statements,
+                id,
+                &allowed,
+                &owner,
+                identity.epoch,
+                &options,
+            )?;
             if let Some(batch) = claim {
                 tx.commit()?;
                 return Ok(Claim::Batch(batch));
@@ -221,10 +294,15 @@ impl Runner {
         self.with_retry(|r| {
             let owner = r.owner.clone();
             let max_attempts = r.options.max_attempts;
-            let mut tx = r.client()?.transaction()?;
-            let done = batch::complete(&mut tx, batch, &owner, metrics_json, max_attempts)?;
-            tx.commit()?;
-            Ok(done)
+            let (client, statements) = r.connection()?;
+            batch::complete(
+                client,
+                statements,
+                batch,
+                &owner,
+                metrics_json,
+                max_attempts,
+            )
         })
     }
 
@@ -234,8 +312,17 @@ impl Runner {
         self.with_retry(|r| {
             let owner = r.owner.clone();
             let max_attempts = r.options.max_attempts;
-            let mut tx = r.client()?.transaction()?;
-            let done = batch::fail(&mut tx, batch, &owner, error, timed_out, max_attempts)?;
+            let (client, statements) = r.connection()?;
+            let mut tx = client.transaction()?;
+            let done = batch::fail(
+                &mut tx,
+                statements,
+                batch,
+                &owner,
+                error,
+                timed_out,
+                max_attempts,
+            )?;
             tx.commit()?;
             Ok(done)
         })
@@ -276,8 +363,19 @@ impl Runner {
     }
 }
 
-fn read_identity(tx: &mut Transaction<'_>) -> Result<(Identity, bool)> {
-    let row = match tx.query_opt(sql::IDENTITY_FOR_SHARE, &[]) {
+fn read_identity(
+    tx: &mut Transaction<'_>,
+    statements: &mut Statements,
+) -> Result<(Identity, bool)> {
+    let read = match statements.get(tx, sql::IDENTITY_FOR_SHARE) {
+        Ok(statement) => statement,
+        Err(Error::Database {
+            sqlstate: Some(code),
+            ..
+        }) if code == "42P01" => return Err(Error::IdentityMissing),
+        Err(e) => return Err(e),
+    };
+    let row = match tx.query_opt(&read, &[]) {
         Ok(row) => row.ok_or(Error::IdentityMissing)?,
         Err(e) if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) => {
             return Err(Error::IdentityMissing)

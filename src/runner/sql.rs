@@ -9,50 +9,73 @@ use crate::sql::{quote_ident, quote_table};
 pub const IDENTITY_FOR_SHARE: &str = "SELECT name, serves, epoch, claims_paused \
     FROM schema_fence_identity WHERE singleton FOR SHARE";
 
+/// The identity, read in the same statement as the fetch that depends on it.
+pub const FETCH_WITH_IDENTITY: &str = r#"
+SELECT i.name, i.serves, i.epoch,
+       ARRAY(SELECT m.id
+             FROM batched_background_migrations m
+             WHERE m.status IN (1, 5)
+               AND m.gitlab_schema = ANY($1::text[])
+               AND (m.on_hold_until IS NULL OR m.on_hold_until < now())
+               AND m.id = (
+                   SELECT min(first.id) FROM batched_background_migrations first
+                   WHERE first.table_name = m.table_name AND first.status IN (1, 5)
+                     AND first.gitlab_schema = ANY($1::text[]))
+               AND COALESCE((
+                   SELECT j.created_at FROM batched_background_migration_jobs j
+                   WHERE j.batched_background_migration_id = m.id
+                   ORDER BY j.id DESC LIMIT 1), '-infinity') <= now() - make_interval(secs => m."interval")
+             ORDER BY m.id
+             LIMIT $2)
+FROM schema_fence_identity i WHERE i.singleton
+"#;
+
 /// The fetch of DESIGN.md section 7: the oldest executable migration of the allowed schemas
-/// whose interval has elapsed, one per table, skipping migrations another worker holds.
+/// whose interval has elapsed, one per table, skipping migrations another worker holds. The
+/// per-table and interval checks are scalar subqueries so that every plan, generic ones of the
+/// prepared statement included, walks the executable index in queue order and stops early.
 pub const FETCH: &str = r#"
 SELECT m.id
 FROM batched_background_migrations m
 WHERE m.status IN (1, 5)
   AND m.gitlab_schema = ANY($1::text[])
   AND (m.on_hold_until IS NULL OR m.on_hold_until < now())
-  AND NOT EXISTS (
-      SELECT 1 FROM batched_background_migrations older
-      WHERE older.table_name = m.table_name AND older.id < m.id AND older.status IN (1, 5)
-        AND older.gitlab_schema = ANY($1::text[]))
-  AND NOT EXISTS (
-      SELECT 1 FROM batched_background_migration_jobs j
+  AND m.id = (
+      SELECT min(first.id) FROM batched_background_migrations first
+      WHERE first.table_name = m.table_name AND first.status IN (1, 5)
+        AND first.gitlab_schema = ANY($1::text[]))
+  AND COALESCE((
+      SELECT j.created_at FROM batched_background_migration_jobs j
       WHERE j.batched_background_migration_id = m.id
-        AND j.id = (SELECT max(id) FROM batched_background_migration_jobs
-                    WHERE batched_background_migration_id = m.id)
-        AND j.created_at > now() - make_interval(secs => m."interval"))
+      ORDER BY j.id DESC LIMIT 1), '-infinity') <= now() - make_interval(secs => m."interval")
 ORDER BY m.id
 LIMIT $2
 FOR UPDATE OF m SKIP LOCKED
 "#;
 
-/// The migration again, locked for this claim, still executable and of an allowed schema.
+/// The migration, locked for this claim (still executable and of an allowed schema), with its
+/// first batch to run again (pending, failed with attempts left, or running with an expired
+/// lease: its worker died) and the end of the key ranges handed out so far. The migration's row
+/// lock serialises claims of one migration, so the job rows need no locks of their own.
 pub const LOCK_MIGRATION: &str = r#"
-SELECT id, job_class_name, table_name, column_name, job_arguments::text, gitlab_schema,
-       min_value, max_value, batch_size, sub_batch_size, pause_ms, status
-FROM batched_background_migrations
-WHERE id = $1 AND status IN (1, 5) AND gitlab_schema = ANY($2::text[])
-FOR UPDATE SKIP LOCKED
-"#;
-
-/// A batch to run again: pending, failed with attempts left, or running with an expired lease
-/// (its worker died).
-pub const RETRYABLE_JOB: &str = r#"
-SELECT id, min_value, max_value, batch_size, sub_batch_size, pause_ms, attempts
-FROM batched_background_migration_jobs
-WHERE batched_background_migration_id = $1
-  AND (status = 0
-       OR (status = 2 AND attempts < $2)
-       OR (status = 1 AND lease_expires_at < now()))
-ORDER BY id
-LIMIT 1
-FOR UPDATE SKIP LOCKED
+SELECT m.id, m.job_class_name, m.table_name, m.column_name, m.job_arguments::text, m.gitlab_schema,
+       m.min_value, m.max_value, m.batch_size, m.sub_batch_size, m.pause_ms,
+       r.id, r.min_value, r.max_value, r.batch_size, r.sub_batch_size, r.pause_ms, r.attempts,
+       (SELECT max(max_value) FROM batched_background_migration_jobs
+        WHERE batched_background_migration_id = m.id)
+FROM batched_background_migrations m
+LEFT JOIN LATERAL (
+    SELECT id, min_value, max_value, batch_size, sub_batch_size, pause_ms, attempts
+    FROM batched_background_migration_jobs
+    WHERE batched_background_migration_id = m.id
+      AND (status = 0
+           OR (status = 2 AND attempts < $3)
+           OR (status = 1 AND lease_expires_at < now()))
+    ORDER BY id
+    LIMIT 1
+) r ON true
+WHERE m.id = $1 AND m.status IN (1, 5) AND m.gitlab_schema = ANY($2::text[])
+FOR UPDATE OF m SKIP LOCKED
 "#;
 
 pub const TAKE_JOB: &str = r#"
@@ -62,10 +85,12 @@ SET status = 1, attempts = attempts + 1, started_at = now(), updated_at = now(),
 WHERE id = $1
 "#;
 
-pub const LAST_MAX_VALUE: &str = "SELECT max(max_value) FROM batched_background_migration_jobs \
-    WHERE batched_background_migration_id = $1";
-
+/// The new job, and the migration's `started_at` on its first batch.
 pub const INSERT_JOB: &str = r#"
+WITH started AS (
+    UPDATE batched_background_migrations SET started_at = now(), updated_at = now()
+    WHERE id = $1 AND started_at IS NULL
+)
 INSERT INTO batched_background_migration_jobs
     (batched_background_migration_id, min_value, max_value, batch_size, sub_batch_size, pause_ms,
      status, attempts, started_at, lease_owner, lease_expires_at, claimed_epoch)
@@ -82,15 +107,21 @@ WHERE batched_background_migration_id = $1 AND status <> 3
 "#;
 
 pub const SET_MIGRATION_STATUS: &str =
-    "UPDATE batched_background_migrations SET status = $2, updated_at = now(), \
-     started_at = COALESCE(started_at, now()) WHERE id = $1";
+    "UPDATE batched_background_migrations SET status = $2, updated_at = now() WHERE id = $1";
 
+/// Completes the job if the lease is still ours, and tells whether the key ranges handed out
+/// reach the migration's end (then the migration may be finished).
 pub const COMPLETE_JOB: &str = r#"
-UPDATE batched_background_migration_jobs
-SET status = 3, finished_at = now(), updated_at = now(), metrics = $3::text::jsonb,
-    lease_owner = NULL, lease_expires_at = NULL
-WHERE id = $1 AND lease_owner = $2 AND status = 1
-RETURNING batched_background_migration_id
+WITH done AS (
+    UPDATE batched_background_migration_jobs
+    SET status = 3, finished_at = now(), updated_at = now(), metrics = $3::text::jsonb,
+        lease_owner = NULL, lease_expires_at = NULL
+    WHERE id = $1 AND lease_owner = $2 AND status = 1
+    RETURNING batched_background_migration_id
+)
+SELECT m.max_value <= (SELECT max(max_value) FROM batched_background_migration_jobs
+                       WHERE batched_background_migration_id = m.id)
+FROM done JOIN batched_background_migrations m ON m.id = done.batched_background_migration_id
 "#;
 
 pub const FAIL_JOB: &str = r#"
@@ -116,11 +147,30 @@ INSERT INTO batched_background_migration_jobs
 VALUES ($1, $2, $3, $4, $5, $6, 0)
 "#;
 
+pub const LOCK_MIGRATION_ROW: &str =
+    "SELECT id FROM batched_background_migrations WHERE id = $1 FOR UPDATE";
+
+/// Whether the batches handed out reach the migration's last key.
+pub const MIGRATION_EXHAUSTED: &str = "SELECT m.max_value, (SELECT max(max_value) \
+    FROM batched_background_migration_jobs WHERE batched_background_migration_id = m.id) \
+    FROM batched_background_migrations m WHERE m.id = $1 FOR UPDATE";
+
 /// The failure ratio rule: more than half of at least 50 jobs failed.
 pub const FAILURE_RATIO: &str = r#"
 SELECT count(*), count(*) FILTER (WHERE status = 2)
 FROM batched_background_migration_jobs WHERE batched_background_migration_id = $1
 "#;
+
+/// The first key at or after `$1` and the last of at most `$3` keys from there, not past `$2`;
+/// NULLs when no key is left; and how many keys there were. One index range walk.
+pub fn key_range(table: &str, column: &str) -> Result<String> {
+    let column = quote_ident(column);
+    Ok(format!(
+        "SELECT min(k), max(k), count(*) FROM (SELECT {column}::bigint AS k FROM {table} \
+         WHERE {column} >= $1 AND {column} <= $2 ORDER BY {column} LIMIT $3) keys",
+        table = quote_table(table)?
+    ))
+}
 
 /// The key `n` keys on from `from` (inclusive), or NULL when fewer remain before `upto`.
 pub fn nth_key(table: &str, column: &str) -> Result<String> {

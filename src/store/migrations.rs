@@ -131,3 +131,38 @@ fn parse(row: &Row) -> Result<MigrationRow> {
         created_at: text(row, 16)?.to_string(),
     })
 }
+
+/// Sets a migration's status (pause, resume, finalize); returns whether the row exists.
+pub fn set_status(db: &mut dyn Db, id: i64, status: Status) -> Result<bool> {
+    let code = status.code().to_string();
+    let id = id.to_string();
+    let rows = db.query(
+        "UPDATE batched_background_migrations SET status = $2::smallint, updated_at = now() \
+         WHERE id = $1::bigint RETURNING id",
+        &[Some(&id), Some(&code)],
+    )?;
+    Ok(!rows.is_empty())
+}
+
+/// The id of the migration queued with this key, tag included.
+pub fn find_id(
+    db: &mut dyn Db,
+    job_class_name: &str,
+    table_name: &str,
+    column_name: &str,
+    job_arguments_json: &str,
+    tag: &str,
+) -> Result<Option<i64>> {
+    let rows = db.query(
+        "SELECT id::text FROM batched_background_migrations WHERE job_class_name = $1 AND table_name = $2 \
+         AND column_name = $3 AND job_arguments = $4::jsonb AND gitlab_schema = $5",
+        &[
+            Some(job_class_name),
+            Some(table_name),
+            Some(column_name),
+            Some(job_arguments_json),
+            Some(tag),
+        ],
+    )?;
+    rows.first().map(|r| int(r, 0)).transpose()
+}

@@ -1,7 +1,9 @@
 mod cluster;
 mod dictionary;
 pub(crate) mod errors;
+mod guard;
 pub(crate) mod gvl;
+mod runner;
 mod store;
 mod topology;
 
@@ -13,6 +15,8 @@ pub(crate) fn init(ruby: &Ruby) -> Result<(), Error> {
     topology::init(ruby, &module)?;
     cluster::init(ruby, &module)?;
     store::init(ruby, &module)?;
+    runner::init(ruby, &module)?;
+    guard::init(ruby, &module)?;
     Ok(())
 }
 

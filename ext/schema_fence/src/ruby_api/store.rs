@@ -265,6 +265,46 @@ fn migrations(ruby: &Ruby, conn: Value) -> Result<RArray, Error> {
     Ok(list)
 }
 
+/// Sets a migration's status by name (`"paused"`, `"active"`, `"finalized"`, ...).
+fn set_status(ruby: &Ruby, conn: Value, id: i64, status: String) -> Result<bool, Error> {
+    let status = [
+        store::Status::Paused,
+        store::Status::Active,
+        store::Status::Finished,
+        store::Status::Failed,
+        store::Status::Finalizing,
+        store::Status::Finalized,
+    ]
+    .into_iter()
+    .find(|s| s.name() == status)
+    .ok_or_else(|| {
+        errors::raise(
+            ruby,
+            "InvalidArgumentError",
+            format!("unknown status {status:?}"),
+        )
+    })?;
+    on_connection(ruby, conn, |db| {
+        store::migrations::set_status(db, id, status)
+    })
+}
+
+/// The id of the migration with this key, tagged as the restriction dictates; nil when none.
+fn find_id(
+    ruby: &Ruby,
+    conn: Value,
+    dictionary: &Dictionary,
+    call: (String, String, String, String, Option<String>),
+) -> Result<Option<i64>, Error> {
+    let (job_class_name, table, column, arguments_json, restriction) = call;
+    let tag = schema_fence::tagging::tag(&dictionary.inner, &table, restriction.as_deref())
+        .map_err(|e| errors::to_ruby(ruby, e))?;
+    let arguments = parse_arguments(ruby, &arguments_json)?.to_string();
+    on_connection(ruby, conn, |db| {
+        store::migrations::find_id(db, &job_class_name, &table, &column, &arguments, &tag)
+    })
+}
+
 pub(crate) fn init(_ruby: &Ruby, module: &RModule) -> Result<(), Error> {
     let store = module.define_module("Store")?;
     store.define_singleton_method("_install", function!(install, 4))?;
@@ -274,5 +314,7 @@ pub(crate) fn init(_ruby: &Ruby, module: &RModule) -> Result<(), Error> {
     store.define_singleton_method("_delete", function!(delete, 3))?;
     store.define_singleton_method("_tag", function!(tag, 3))?;
     store.define_singleton_method("_migrations", function!(migrations, 1))?;
+    store.define_singleton_method("_set_status", function!(set_status, 3))?;
+    store.define_singleton_method("_find_id", function!(find_id, 3))?;
     Ok(())
 }

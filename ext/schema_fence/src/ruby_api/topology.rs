@@ -7,7 +7,7 @@ use super::{errors, gvl};
 
 #[magnus::wrap(class = "SchemaFence::Topology", free_immediately, size)]
 pub(crate) struct Topology {
-    inner: schema_fence::Topology,
+    pub(crate) inner: schema_fence::Topology,
 }
 
 impl Topology {

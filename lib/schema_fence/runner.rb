@@ -1,0 +1,55 @@
+# frozen_string_literal: true
+
+require "json"
+
+module SchemaFence
+  # Claims, completes and fails batches for one logical database on a connection of its own
+  # (native; the GVL is released around every round trip). Usually driven by {Worker}.
+  class Runner
+    # @param url [String] a PostgreSQL URL of the database this runner works for
+    # @param database [String, Symbol] the logical database it is configured for (main, ci, ...)
+    # @param lease [Numeric] seconds a claimed batch stays ours before another worker may redo it
+    # @param max_attempts [Integer] attempts per batch
+    # @param owner [String, nil] stored on claimed jobs; default host:pid:random
+    # @param fetch_limit [Integer] migrations a fetch returns (one per table), and a claim tries
+    def self.new(url:, database:, topology: SchemaFence.topology, lease: 300, max_attempts: 3, owner: nil,
+                 fetch_limit: 8)
+      _new(url, database.to_s, topology, [Float(lease), Integer(max_attempts), owner, Integer(fetch_limit)])
+    end
+
+    # @return [Symbol] :recorded, :migration_finished, :migration_failed or :lease_lost
+    def complete(batch, metrics = {})
+      _complete(batch, JSON.generate(metrics))
+    end
+
+    # @param timed_out [Boolean] a statement timeout: the batch is split in two instead
+    # @return [Symbol] see {#complete}
+    def fail(batch, error, timed_out: false)
+      _fail(batch, error.to_s, timed_out)
+    end
+
+    # Runs a SQL job's statement over the batch's sub-batches, in Rust.
+    # @return [Hash] sub_batches, rows, millis
+    def run_sql_batch(batch, statement)
+      sub_batches, rows, millis = _run_sql_batch(batch, statement)
+      { sub_batches:, rows:, millis: }
+    end
+
+    def inspect
+      "#<#{self.class.name} #{database} owner=#{owner}>"
+    end
+  end
+
+  # A claimed batch: the key range [min_value, max_value] of one migration, leased to a runner.
+  class Batch
+    # @return [Array] the migration's job arguments
+    def job_arguments
+      JSON.parse(job_arguments_json)
+    end
+
+    def inspect
+      "#<#{self.class.name} job #{job_id} of migration #{migration_id} (#{job_class_name} on #{table_name}, " \
+        "#{gitlab_schema}) keys #{min_value}..#{max_value} attempt #{attempts}>"
+    end
+  end
+end

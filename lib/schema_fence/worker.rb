@@ -1,0 +1,161 @@
+# frozen_string_literal: true
+
+module SchemaFence
+  # Runs batches for one logical database: fences on the identity, claims, runs the job (a SQL
+  # job in Rust, or a BatchedMigrationJob on the ActiveRecord connection with the statement
+  # guard on), then completes or fails the batch.
+  #
+  #   worker = SchemaFence::Worker.for(:ci)
+  #   loop { break if worker.run_once.status == :nothing }
+  class Worker
+    # What one step did: status is :ran, :failed, :idle, :paused or :nothing.
+    Outcome = Struct.new(:status, :batch, :completion, :error, keyword_init: true)
+
+    @workers = {}
+    @lock = Mutex.new
+
+    class << self
+      # The worker of a configured database (see Configuration#database), one per process.
+      def for(database)
+        @lock.synchronize do
+          @workers.clear if @pid != Process.pid
+          @pid = Process.pid
+          @workers[database.to_s] ||= begin
+            config = SchemaFence.configuration.databases.fetch(database.to_s) do
+              raise Error, "no connection configured for database #{database}: call c.database(:#{database}, " \
+                           "url: ...) in SchemaFence.configure"
+            end
+            new(database:, **config)
+          end
+        end
+      end
+    end
+
+    attr_reader :database
+
+    def initialize(database:, url: nil, connection_class: nil, topology: SchemaFence.topology,
+                   dictionary: SchemaFence.dictionary)
+      @database = database.to_s
+      @connection_class = connection_class
+      @url = url || Connection.url_for(connection_class)
+      @topology = topology
+      @dictionary = dictionary
+      @guards = {}
+    end
+
+    # The native runner (its connection is reopened in a forked child).
+    def runner
+      config = SchemaFence.configuration
+      @runner ||= Runner.new(url: @url, database: @database, topology: @topology, lease: config.lease,
+                             max_attempts: config.max_attempts)
+    end
+
+    # Claims and runs one batch of any migration this database serves.
+    # @return [Outcome]
+    # @raise [MisroutedConnectionError] when the connection reached another database
+    def run_once
+      handle(runner.claim_next)
+    end
+
+    # Claims and runs one batch of +migration_id+, refused when the identity epoch is no longer
+    # +epoch+ (the one the fetch saw).
+    # @raise [EpochChangedError]
+    def run_migration_batch(migration_id, epoch = nil)
+      handle(runner.claim_migration(Integer(migration_id), epoch && Integer(epoch)))
+    end
+
+    # Runs the migration's remaining batches here and now (finalize).
+    # @return [Symbol] the final status
+    def finish(migration_id, timeout: 3600)
+      deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + timeout
+      loop do
+        status = Migrations.on(@url).find_by_id(migration_id)&.status
+        return status if status.nil? || %i[finished finalized failed paused].include?(status)
+        return status if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+
+        outcome = run_migration_batch(migration_id)
+        sleep 0.05 if outcome.status == :nothing # another worker holds a batch; wait for it
+      end
+    end
+
+    private
+
+    def handle(claim)
+      case claim
+      when Batch then run(claim)
+      when :idle, :paused then Outcome.new(status: claim)
+      else Outcome.new(status: :nothing)
+      end
+    end
+
+    def run(batch)
+      metrics = perform(batch)
+      Outcome.new(status: :ran, batch:, completion: runner.complete(batch, metrics))
+    rescue StandardError => e
+      raise if e.is_a?(MisroutedConnectionError)
+
+      reconnect_after(e)
+      completion = runner.fail(batch, "#{e.class}: #{e.message}", timed_out: timed_out?(e))
+      Outcome.new(status: :failed, batch:, completion:, error: e)
+    end
+
+    def perform(batch)
+      guard = guard_for(batch)
+      if (statement = SqlJobs[batch.job_class_name])
+        guard.check(statement)
+        return runner.run_sql_batch(batch, statement)
+      end
+
+      job = job_class(batch.job_class_name).new(batch:, connection_class:)
+      started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+      GuardHook.with(guard) { job.perform }
+      { millis: ((Process.clock_gettime(Process::CLOCK_MONOTONIC) - started) * 1000).round }
+    end
+
+    # One guard per (tag, epoch): the allowed schemas change only with the identity.
+    def guard_for(batch)
+      @guards[[batch.gitlab_schema, batch.epoch]] ||= begin
+        kind, allowed = runner.fence
+        allowed = [] unless kind == :work
+        Guard.new(dictionary: @dictionary, allowed:, tag: batch.gitlab_schema)
+      end
+    end
+
+    def job_class(name)
+      namespace = SchemaFence.configuration.job_namespace
+      qualified = namespace ? "#{namespace}::#{name}" : name
+      klass = Object.const_get(qualified)
+      return klass if klass < BatchedMigrationJob
+
+      raise Error, "#{qualified} is not a SchemaFence::BatchedMigrationJob"
+    rescue NameError
+      raise Error, "no job class #{qualified} and no SQL job registered as #{name.inspect}"
+    end
+
+    def connection_class
+      @connection_class ||= begin
+        url = @url
+        Class.new(ActiveRecord::Base) do
+          self.abstract_class = true
+          def self.name = "SchemaFence::WorkerRecord"
+          establish_connection(url)
+        end
+      end
+    end
+
+    def timed_out?(error)
+      defined?(ActiveRecord::QueryCanceled) && error.is_a?(ActiveRecord::QueryCanceled)
+    end
+
+    # A lost server (restart, failover) leaves the ActiveRecord connection dead: drop it so the
+    # next batch connects again.
+    def reconnect_after(error)
+      return unless defined?(ActiveRecord::ConnectionNotEstablished)
+      return unless error.is_a?(ActiveRecord::ConnectionNotEstablished) || error.is_a?(ActiveRecord::StatementInvalid)
+
+      connection_class.connection_pool.disconnect!
+    rescue StandardError
+      nil
+    end
+  end
+end

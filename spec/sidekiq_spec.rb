@@ -1,0 +1,40 @@
+# frozen_string_literal: true
+
+require "sidekiq"
+require "rbconfig"
+
+RSpec.describe "Sidekiq workers", :postgres do
+  before { Batches.configure }
+
+  let(:boot) { File.expand_path("fixtures/sidekiq_app/boot.rb", __dir__) }
+
+  it "complete a migration on each database, each on its own, in a real Sidekiq process" do
+    main_url = Batches.database("sidekiq_main", name: "main", serves: %w[main], rows: 400, on: :main)
+    ci_url = Batches.database("sidekiq_ci", name: "ci", serves: %w[ci], rows: 400, on: :ci)
+    main_id = Batches.queue(main_url, "IncrementProjects", "projects", :gitlab_main, batch_size: 100)
+    ci_id = Batches.queue(ci_url, "SqlIncrementCiBuilds", "ci_builds", :gitlab_ci, batch_size: 100)
+
+    env = { "REDIS_URL" => RedisServer.url, "MAIN_DATABASE_URL" => main_url, "CI_DATABASE_URL" => ci_url }
+    sidekiq = spawn(env, "sidekiq", "-r", boot, "-c", "2", "-q", "default", out: File::NULL, err: File::NULL)
+    Sidekiq.configure_client { |c| c.redis = { url: RedisServer.url } }
+
+    deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 60
+    until [Batches.status(main_url, main_id), Batches.status(ci_url, ci_id)] == %i[finished finished]
+      raise "migrations did not finish in 60s" if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+
+      # What sidekiq-cron does every minute, faster.
+      %w[MainScheduler CiScheduler].each { |klass| Sidekiq::Client.push("class" => klass, "args" => []) }
+      sleep 0.3
+    end
+
+    expect(Batches.done_counts(main_url, "projects")).to eq([0, 400, 0])
+    expect(Batches.done_counts(ci_url, "ci_builds")).to eq([0, 400, 0])
+    expect(Batches.done_counts(main_url, "ci_builds")).to eq([400, 0, 0])
+    expect(Batches.done_counts(ci_url, "projects")).to eq([400, 0, 0])
+  ensure
+    if sidekiq
+      Process.kill(:TERM, sidekiq)
+      Process.wait(sidekiq)
+    end
+  end
+end

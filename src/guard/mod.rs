@@ -1,0 +1,239 @@
+//! The statement guard of DESIGN.md section 9: before a batch's SQL reaches the server it is
+//! parsed with PostgreSQL's own parser (libpg_query) and every table it reads or writes is
+//! resolved through the dictionary. Each must be in the connection's allowed schemas, and each
+//! table written must also be in the migration's tag, `gitlab_shared` or `gitlab_internal`.
+//!
+//! Verdicts are cached by statement text: the dictionary, the allowed schemas and the tag are
+//! fixed for a guard, so a statement seen before costs one hash lookup.
+
+mod net;
+mod walk;
+
+use std::collections::hash_map::Entry;
+use std::ops::Deref;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use rustc_hash::FxHashMap;
+
+use crate::dictionary::Dictionary;
+use crate::error::{Error, Result};
+use crate::{GITLAB_INTERNAL, GITLAB_SHARED};
+
+pub use walk::Tables;
+
+/// Statements whose verdicts a guard keeps; when full, the cache starts again empty.
+pub const CACHE_ENTRIES: usize = 10_000;
+/// Bytes of statement text a guard's cache holds at most, so a few huge statements cannot make
+/// it large; past this it starts again empty too.
+pub const CACHE_BYTES: usize = 32 * 1024 * 1024;
+/// Characters of the statement quoted in an error.
+pub const STATEMENT_EXCERPT_CHARS: usize = 200;
+
+/// Checks statements against one connection's allowed schemas and one migration's tag.
+///
+/// `D` is how the guard holds its dictionary: an `Arc<Dictionary>`, a `&Dictionary`, or any
+/// other pointer to one.
+pub struct Guard<D = Arc<Dictionary>>
+where
+    D: Deref<Target = Dictionary>,
+{
+    dictionary: D,
+    allowed: Vec<String>,
+    tag: String,
+    cache: RwLock<Cache>,
+}
+
+#[derive(Default)]
+struct Cache {
+    entries: FxHashMap<Box<str>, Arc<Analysis>>,
+    bytes: usize,
+}
+
+/// What the guard learned about one statement text.
+#[derive(Debug)]
+struct Analysis {
+    tables: std::result::Result<Tables, String>,
+    verdict: Verdict,
+}
+
+#[derive(Debug)]
+enum Verdict {
+    Allowed,
+    Refused {
+        table: String,
+        table_schema: Option<String>,
+        written: bool,
+    },
+    Unparsable(String),
+}
+
+impl<D: Deref<Target = Dictionary>> Guard<D> {
+    /// `allowed`: the gitlab_schemas the connection's database serves; `tag`: the migration's
+    /// gitlab_schema.
+    pub fn new(dictionary: D, allowed: Vec<String>, tag: String) -> Self {
+        Guard {
+            dictionary,
+            allowed,
+            tag,
+            cache: RwLock::new(Cache::default()),
+        }
+    }
+
+    pub fn dictionary(&self) -> &Dictionary {
+        &self.dictionary
+    }
+
+    pub fn allowed(&self) -> &[String] {
+        &self.allowed
+    }
+
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+
+    /// `Ok` when every statement of `sql` keeps to the rules; otherwise
+    /// [`Error::CrossDatabaseAccess`] naming the first table that does not (tables written are
+    /// checked first), or [`Error::GuardParse`] when PostgreSQL's parser rejects the text.
+    pub fn check(&self, sql: &str) -> Result<()> {
+        let analysis = self.analysis(sql);
+        match &analysis.verdict {
+            Verdict::Allowed => Ok(()),
+            Verdict::Refused {
+                table,
+                table_schema,
+                written,
+            } => Err(Error::CrossDatabaseAccess {
+                table: table.clone(),
+                table_schema: table_schema.clone(),
+                written: *written,
+                allowed: self.allowed.clone().into(),
+                tag: self.tag.clone(),
+                statement: excerpt(sql).into(),
+            }),
+            Verdict::Unparsable(message) => Err(parse_error(message, sql)),
+        }
+    }
+
+    /// The tables `sql` reads and writes (from the cache when it has them).
+    pub fn tables(&self, sql: &str) -> Result<Tables> {
+        match &self.analysis(sql).tables {
+            Ok(tables) => Ok(tables.clone()),
+            Err(message) => Err(parse_error(message, sql)),
+        }
+    }
+
+    /// Statement texts in the cache.
+    pub fn cache_len(&self) -> usize {
+        self.read_cache().entries.len()
+    }
+
+    fn read_cache(&self) -> std::sync::RwLockReadGuard<'_, Cache> {
+        self.cache.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn analysis(&self, sql: &str) -> Arc<Analysis> {
+        if let Some(hit) = self.read_cache().entries.get(sql) {
+            return Arc::clone(hit);
+        }
+        let tables = tables(sql).map_err(|e| match e {
+            Error::GuardParse { message, .. } => message,
+            other => other.to_string(),
+        });
+        let verdict = match &tables {
+            Ok(tables) => self.verdict(tables),
+            Err(message) => Verdict::Unparsable(message.clone()),
+        };
+        let analysis = Arc::new(Analysis { tables, verdict });
+        self.remember(sql, &analysis);
+        analysis
+    }
+
+    fn remember(&self, sql: &str, analysis: &Arc<Analysis>) {
+        let mut cache = self.cache.write().unwrap_or_else(PoisonError::into_inner);
+        if cache.entries.len() >= CACHE_ENTRIES || cache.bytes + sql.len() > CACHE_BYTES {
+            cache.entries.clear();
+            cache.bytes = 0;
+        }
+        if sql.len() > CACHE_BYTES {
+            return;
+        }
+        if let Entry::Vacant(slot) = cache.entries.entry(sql.into()) {
+            slot.insert(Arc::clone(analysis));
+            cache.bytes += sql.len();
+        }
+    }
+
+    fn verdict(&self, tables: &Tables) -> Verdict {
+        for (table, written) in tables.iter() {
+            let schema = self.dictionary.table_schema(table);
+            let allowed = schema.is_some_and(|s| {
+                self.allowed.iter().any(|a| a == s)
+                    && (!written || s == self.tag || s == GITLAB_SHARED || s == GITLAB_INTERNAL)
+            });
+            if !allowed {
+                return Verdict::Refused {
+                    table: table.to_string(),
+                    table_schema: schema.map(str::to_string),
+                    written,
+                };
+            }
+        }
+        Verdict::Allowed
+    }
+}
+
+/// The tables `sql` reads and writes, parsed with PostgreSQL's parser; no dictionary needed.
+pub fn tables(sql: &str) -> Result<Tables> {
+    let parsed = pg_query::parse(sql, 0).map_err(|e| {
+        let message = match e {
+            pg_query::Error::Parse(m) => m,
+            other => other.to_string(),
+        };
+        parse_error(&message, sql)
+    })?;
+    Ok(walk::tables(&parsed.protobuf))
+}
+
+fn parse_error(message: &str, sql: &str) -> Error {
+    Error::GuardParse {
+        message: message.to_string(),
+        statement: excerpt(sql),
+    }
+}
+
+/// At most [`STATEMENT_EXCERPT_CHARS`] characters of `sql`, on one line.
+fn excerpt(sql: &str) -> String {
+    let flat: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    match flat.char_indices().nth(STATEMENT_EXCERPT_CHARS) {
+        Some((cut, _)) => format!("{}...", &flat[..cut]),
+        None => flat,
+    }
+}
+
+/// The message of [`Error::CrossDatabaseAccess`].
+pub(crate) fn refusal_message(
+    table: &str,
+    table_schema: Option<&str>,
+    written: bool,
+    allowed: &[String],
+    tag: &str,
+    statement: &str,
+) -> String {
+    let serves = allowed.join(", ");
+    let access = if written { "writes" } else { "reads" };
+    let why = match table_schema {
+        None => format!(
+            "it {access} table {table:?}, which has no gitlab_schema in the dictionary, so it cannot \
+             be proven to belong to this database (which serves {serves}); add the table to the dictionary"
+        ),
+        Some(schema) if !allowed.iter().any(|a| a == schema) => format!(
+            "it {access} table {table:?} of {schema}, but this database serves only {serves} \
+             (migration restricted to {tag})"
+        ),
+        Some(schema) => format!(
+            "it writes table {table:?} of {schema}, but the migration is restricted to {tag}, so it \
+             may write only {tag}, {GITLAB_SHARED} and {GITLAB_INTERNAL} tables"
+        ),
+    };
+    format!("cross-database access refused, statement not sent: {why}; statement: {statement}")
+}
