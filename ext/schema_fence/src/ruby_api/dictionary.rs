@@ -1,6 +1,8 @@
 //! `SchemaFence::Dictionary`: table names to gitlab_schemas. Keyword arguments and path handling
 //! live in `lib/schema_fence/dictionary.rb`.
 
+use std::sync::Arc;
+
 use magnus::{
     function, method,
     prelude::*,
@@ -12,7 +14,8 @@ use super::{errors, gvl};
 
 #[magnus::wrap(class = "SchemaFence::Dictionary", free_immediately, size)]
 pub(crate) struct Dictionary {
-    pub(crate) inner: schema_fence::Dictionary,
+    /// Shared with the guards made from this dictionary.
+    pub(crate) inner: Arc<schema_fence::Dictionary>,
     /// One static Symbol per interned schema, so a lookup returns without creating a Symbol.
     symbols: Vec<Opaque<StaticSymbol>>,
 }
@@ -26,7 +29,10 @@ impl Dictionary {
             .iter()
             .map(|name| Opaque::from(ruby.sym_new(name.as_str())))
             .collect();
-        Ok(Self { inner, symbols })
+        Ok(Self {
+            inner: Arc::new(inner),
+            symbols,
+        })
     }
 
     fn table_schema(

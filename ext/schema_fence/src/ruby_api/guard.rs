@@ -2,8 +2,7 @@
 //! `lib/schema_fence/guard.rb`. A check is a hash lookup, or one parse of a short statement, so
 //! it keeps the GVL.
 
-use std::ops::Deref;
-use std::ptr::NonNull;
+use std::sync::Arc;
 
 use magnus::{
     function, gc, method, prelude::*, typed_data::Obj, value::Opaque, DataTypeFunctions, Error,
@@ -13,30 +12,10 @@ use magnus::{
 use super::dictionary::Dictionary;
 use super::errors;
 
-/// The core dictionary inside a Ruby `SchemaFence::Dictionary`, borrowed for the guard's life.
-///
-/// Sound because the guard marks that Ruby object (`Guard::mark`), so it is neither freed nor
-/// moved while the guard lives, and its wrapped data sits in its own heap allocation. The guard
-/// never reads it while being freed.
-struct Borrowed(NonNull<schema_fence::Dictionary>);
-
-// SAFETY: the dictionary is immutable once loaded; see the type's comment for its lifetime.
-unsafe impl Send for Borrowed {}
-unsafe impl Sync for Borrowed {}
-
-impl Deref for Borrowed {
-    type Target = schema_fence::Dictionary;
-
-    fn deref(&self) -> &schema_fence::Dictionary {
-        // SAFETY: see the type's comment.
-        unsafe { self.0.as_ref() }
-    }
-}
-
 #[derive(TypedData)]
 #[magnus(class = "SchemaFence::Guard", free_immediately, mark, size)]
 pub(crate) struct Guard {
-    inner: schema_fence::guard::Guard<Borrowed>,
+    inner: schema_fence::guard::Guard<Arc<schema_fence::Dictionary>>,
     dictionary: Opaque<Obj<Dictionary>>,
 }
 
@@ -48,9 +27,8 @@ impl DataTypeFunctions for Guard {
 
 impl Guard {
     fn new(dictionary: Obj<Dictionary>, allowed: Vec<String>, tag: String) -> Self {
-        let borrowed = Borrowed(NonNull::from(&dictionary.inner));
         Guard {
-            inner: schema_fence::guard::Guard::new(borrowed, allowed, tag),
+            inner: schema_fence::guard::Guard::new(dictionary.inner.clone(), allowed, tag),
             dictionary: dictionary.into(),
         }
     }

@@ -116,7 +116,7 @@ fn install(
     serves: Vec<String>,
     dictionary: Option<&Dictionary>,
 ) -> Result<RArray, Error> {
-    let dictionary = dictionary.map(|d| &d.inner);
+    let dictionary = dictionary.map(|d| &*d.inner);
     let report = on_connection(ruby, conn, |db| {
         store::install(db, &name, &serves, dictionary)
     })?;
