@@ -173,6 +173,31 @@ pub enum Error {
     #[error("lost the connection to PostgreSQL: {message}")]
     ConnectionLost { message: String },
 
+    #[error(
+        "cutover step {step} timed out after {seconds}s waiting for {waiting_for}; the source stays \
+         paused and nothing was split: fix the cause and run execute again (it resumes), or roll back"
+    )]
+    CutoverTimeout {
+        step: String,
+        seconds: f64,
+        waiting_for: String,
+    },
+
+    #[error("cutover step {step} cannot run before step {missing} has finished; run execute, which runs them in order")]
+    CutoverOrder { step: String, missing: String },
+
+    #[error(
+        "cutover {cutover} is past the promotion: the replica is a database of its own now, so the \
+         pause cannot simply be undone; finish the cutover with execute"
+    )]
+    CutoverPastPromotion { cutover: String },
+
+    #[error("cutover: {message}")]
+    CutoverState { message: String },
+
+    #[error("cutover: cannot connect to the {database} database: {message}")]
+    CutoverConnection { database: String, message: String },
+
     /// The statement guard (DESIGN.md section 9) refused a statement before it was sent.
     #[error("{}", crate::guard::refusal_message(table, table_schema.as_deref(), *written, allowed, tag, statement))]
     CrossDatabaseAccess {
@@ -221,6 +246,11 @@ impl Error {
             Error::MisroutedConnection { .. } => "MisroutedConnection",
             Error::EpochChanged { .. } => "EpochChanged",
             Error::ConnectionLost { .. } => "ConnectionLost",
+            Error::CutoverTimeout { .. } => "CutoverTimeout",
+            Error::CutoverOrder { .. } => "CutoverOrder",
+            Error::CutoverPastPromotion { .. } => "CutoverPastPromotion",
+            Error::CutoverState { .. } => "CutoverState",
+            Error::CutoverConnection { .. } => "CutoverConnection",
             Error::CrossDatabaseAccess { .. } => "CrossDatabaseAccess",
             Error::GuardParse { .. } => "GuardParse",
         }

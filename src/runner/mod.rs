@@ -244,7 +244,11 @@ impl Runner {
         let options = self.options.clone();
         let (client, statements) = self.connection()?;
         let mut tx = client.transaction()?;
-        let (identity, paused) = read_identity(&mut tx, statements)?;
+        let (seen, _) = read_identity(&mut tx, statements, false)?;
+        if let Fence::Idle { owner } = fence(&seen, &database, &topology)? {
+            return Ok(Claim::Idle { owner });
+        }
+        let (identity, paused) = read_identity(&mut tx, statements, true)?;
         let allowed = match fence(&identity, &database, &topology)? {
             Fence::Idle { owner } => return Ok(Claim::Idle { owner }),
             Fence::Work { allowed, .. } => allowed,
@@ -363,11 +367,19 @@ impl Runner {
     }
 }
 
+/// Reads the identity; `lock` takes the share lock (not possible on a hot standby, where a
+/// worker can only learn that it is to idle).
 fn read_identity(
     tx: &mut Transaction<'_>,
     statements: &mut Statements,
+    lock: bool,
 ) -> Result<(Identity, bool)> {
-    let read = match statements.get(tx, sql::IDENTITY_FOR_SHARE) {
+    let sql = if lock {
+        sql::IDENTITY_FOR_SHARE
+    } else {
+        sql::IDENTITY
+    };
+    let read = match statements.get(tx, sql) {
         Ok(statement) => statement,
         Err(Error::Database {
             sqlstate: Some(code),

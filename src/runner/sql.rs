@@ -4,6 +4,9 @@
 use crate::error::Result;
 use crate::sql::{quote_ident, quote_table};
 
+pub const IDENTITY: &str =
+    "SELECT name, serves, epoch, claims_paused FROM schema_fence_identity WHERE singleton";
+
 /// Identity under a share lock: a cutover's stamp (an UPDATE) waits until the claim commits, so
 /// the epoch a claim checks cannot change under it.
 pub const IDENTITY_FOR_SHARE: &str = "SELECT name, serves, epoch, claims_paused \

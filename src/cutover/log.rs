@@ -1,0 +1,88 @@
+//! `schema_fence_cutover_log` on the source: one row per step run, finished or not.
+
+use postgres::GenericClient;
+
+use super::Step;
+use crate::error::Result;
+
+const CREATE: &str = r#"
+CREATE TABLE IF NOT EXISTS schema_fence_cutover_log (
+    id bigserial PRIMARY KEY,
+    cutover text NOT NULL,
+    step text NOT NULL,
+    database text NOT NULL,
+    started_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at timestamptz,
+    detail text
+)
+"#;
+
+pub(super) fn ensure_table(db: &mut impl GenericClient) -> Result<()> {
+    db.batch_execute(CREATE)?;
+    Ok(())
+}
+
+fn exists(db: &mut impl GenericClient) -> Result<bool> {
+    let row = db.query_one(
+        "SELECT to_regclass('schema_fence_cutover_log') IS NOT NULL",
+        &[],
+    )?;
+    Ok(row.get(0))
+}
+
+pub(super) fn finished_steps(db: &mut impl GenericClient, cutover: &str) -> Result<Vec<Step>> {
+    steps_where(db, cutover, "finished_at IS NOT NULL")
+}
+
+pub(super) fn started_steps(db: &mut impl GenericClient, cutover: &str) -> Result<Vec<Step>> {
+    steps_where(db, cutover, "true")
+}
+
+fn steps_where(
+    db: &mut impl GenericClient,
+    cutover: &str,
+    condition: &'static str,
+) -> Result<Vec<Step>> {
+    if !exists(db)? {
+        return Ok(vec![]);
+    }
+    let rows = db.query(
+        &format!(
+            "SELECT DISTINCT step FROM schema_fence_cutover_log WHERE cutover = $1 AND {condition}"
+        ),
+        &[&cutover],
+    )?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| Step::from_name(r.get::<_, &str>(0)))
+        .collect())
+}
+
+pub(super) fn start(
+    db: &mut impl GenericClient,
+    cutover: &str,
+    step: Step,
+    database: &str,
+) -> Result<i64> {
+    let row = db.query_one(
+        "INSERT INTO schema_fence_cutover_log (cutover, step, database) VALUES ($1, $2, $3) RETURNING id",
+        &[&cutover, &step.name(), &database],
+    )?;
+    Ok(row.get(0))
+}
+
+pub(super) fn finish(db: &mut impl GenericClient, id: i64, detail: &str) -> Result<()> {
+    db.execute(
+        "UPDATE schema_fence_cutover_log SET finished_at = clock_timestamp(), detail = $2 WHERE id = $1",
+        &[&id, &detail],
+    )?;
+    Ok(())
+}
+
+pub(super) fn forget(db: &mut impl GenericClient, cutover: &str) -> Result<()> {
+    db.execute(
+        "DELETE FROM schema_fence_cutover_log WHERE cutover = $1",
+        &[&cutover],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,254 @@
+//! The cutover on a real primary and its streaming replica.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use schema_fence::cluster::Cluster;
+use schema_fence::cutover::{self, Cutover, CutoverConfig, Promotion, Step};
+use schema_fence::runner::{Claim, Runner, RunnerOptions};
+use schema_fence::store::{self, QueueRequest};
+use schema_fence::{Dictionary, Error, Topology};
+
+fn topology() -> Topology {
+    Topology::load(&gitlab_fixtures().join("database_connections")).unwrap()
+}
+
+fn dictionary() -> Arc<Dictionary> {
+    Arc::new(Dictionary::load(&[gitlab_fixtures().join("gitlab_schemas.yml")]).unwrap())
+}
+
+/// A source cluster serving main and ci with ci_builds and projects, a migration queued on each,
+/// and a streaming replica.
+fn split_setup() -> (Cluster, Cluster, String, String) {
+    let source = Cluster::start().unwrap();
+    source.create_database("app").unwrap();
+    let url = source.url("app");
+    let mut client = connect(&url);
+    client
+        .batch_execute(
+            "CREATE TABLE ci_builds (id bigint PRIMARY KEY, done int NOT NULL DEFAULT 0);
+             INSERT INTO ci_builds (id) SELECT generate_series(1, 1000);
+             CREATE TABLE projects (id bigint PRIMARY KEY, done int NOT NULL DEFAULT 0);
+             INSERT INTO projects (id) SELECT generate_series(1, 1000);",
+        )
+        .unwrap();
+    store::install(&mut client, "main", &["main".into(), "ci".into()], None).unwrap();
+    for (table, schema) in [("ci_builds", "gitlab_ci"), ("projects", "gitlab_main")] {
+        let mut req = QueueRequest::new(&format!("Backfill_{table}"), table, "id");
+        req.restriction = Some(schema.into());
+        req.job_interval_seconds = 0;
+        req.batch_size = 100;
+        req.sub_batch_size = 50;
+        req.pause_ms = 0;
+        store::queue(&mut client, &dictionary(), &req).unwrap();
+    }
+    let replica = source.replica().unwrap();
+    let replica_url = replica.url("app");
+    (source, replica, url, replica_url)
+}
+
+fn config(source_url: &str, target_url: &str) -> CutoverConfig {
+    CutoverConfig {
+        source_url: source_url.into(),
+        target_url: target_url.into(),
+        source: "main".into(),
+        target: "ci".into(),
+        promotion: Promotion::PgPromote,
+        drain_timeout: Duration::from_secs(10),
+        catch_up_timeout: Duration::from_secs(10),
+        promote_timeout: Duration::from_secs(30),
+    }
+}
+
+fn increment(class: &str) -> Option<String> {
+    let table = class.strip_prefix("Backfill_")?;
+    Some(format!(
+        "UPDATE {table} SET done = done + 1 WHERE id BETWEEN $1 AND $2"
+    ))
+}
+
+fn done(url: &str, table: &str) -> (i64, i64, i64) {
+    let row = connect(url)
+        .query_one(
+            &format!(
+                "SELECT count(*) FILTER (WHERE done = 0), count(*) FILTER (WHERE done = 1), \
+                 count(*) FILTER (WHERE done > 1) FROM {table}"
+            ),
+            &[],
+        )
+        .unwrap();
+    (row.get(0), row.get(1), row.get(2))
+}
+
+#[test]
+fn a_split_in_the_middle_of_the_migrations_continues_each_on_its_own_database() {
+    let (_source, _replica, source_url, target_url) = split_setup();
+    let mut main = Runner::new(&source_url, "main", topology(), RunnerOptions::default());
+    // Half of each migration runs before the cutover, on the shared database.
+    for _ in 0..10 {
+        let Claim::Batch(batch) = main.claim_next().unwrap() else {
+            panic!()
+        };
+        main.run_sql_batch(&batch, &increment(&batch.job_class_name).unwrap())
+            .unwrap();
+        main.complete(&batch, "{}").unwrap();
+    }
+    let cutover = Cutover::new(config(&source_url, &target_url), topology(), dictionary()).unwrap();
+    let plan = cutover.plan().unwrap();
+    assert_eq!(plan.len(), 7);
+    assert!(plan.iter().all(|s| !s.done));
+    let steps = cutover.execute(|_| {}).unwrap();
+    assert_eq!(
+        steps.iter().map(|s| s.step).collect::<Vec<_>>(),
+        Step::ALL.to_vec()
+    );
+
+    // Identities.
+    let source_identity = store::identity::require(&mut connect(&source_url)).unwrap();
+    let target_identity = store::identity::require(&mut connect(&target_url)).unwrap();
+    assert_eq!(
+        (
+            source_identity.name.as_str(),
+            source_identity.serves.clone(),
+            source_identity.epoch
+        ),
+        ("main", vec!["main".to_string()], 1)
+    );
+    assert_eq!(
+        (
+            target_identity.name.as_str(),
+            target_identity.serves.clone(),
+            target_identity.epoch
+        ),
+        ("ci", vec!["ci".to_string()], 1)
+    );
+
+    // Each side finishes its own migration; neither touches the other's.
+    let mut ci = Runner::new(&target_url, "ci", topology(), RunnerOptions::default());
+    ci.run_sql_until_done(increment).unwrap();
+    main.run_sql_until_done(increment).unwrap();
+    assert_eq!(done(&target_url, "ci_builds"), (0, 1000, 0));
+    assert_eq!(done(&source_url, "projects"), (0, 1000, 0));
+    let source_ci_jobs: i64 = connect(&source_url)
+        .query_one(
+            "SELECT count(*) FROM batched_background_migration_jobs j JOIN batched_background_migrations m \
+             ON m.id = j.batched_background_migration_id WHERE m.gitlab_schema = 'gitlab_ci' AND j.claimed_epoch = 1",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        source_ci_jobs, 0,
+        "no ci batch claimed on the source after the stamp"
+    );
+
+    // Writes to the other database's tables are refused, unless bypassed.
+    let err = connect(&source_url)
+        .execute("UPDATE ci_builds SET done = 5", &[])
+        .unwrap_err();
+    assert!(
+        err.as_db_error()
+            .unwrap()
+            .message()
+            .contains("ci_builds is write-locked on database main"),
+        "{err}"
+    );
+    let err = connect(&target_url)
+        .execute("DELETE FROM projects", &[])
+        .unwrap_err();
+    assert!(
+        err.as_db_error().unwrap().message().contains("projects"),
+        "{err}"
+    );
+    let mut bypass = connect(&source_url);
+    let mut tx = bypass.transaction().unwrap();
+    tx.batch_execute(&format!("SET LOCAL {} = on", cutover::BYPASS_SETTING))
+        .unwrap();
+    tx.execute("UPDATE ci_builds SET done = done WHERE id = 1", &[])
+        .unwrap();
+    tx.commit().unwrap();
+
+    // Stale rows: listed, then deleted only when asked.
+    let listed = cutover::cleanup(&mut connect(&source_url), &topology(), false).unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|s| s.gitlab_schema.as_str())
+            .collect::<Vec<_>>(),
+        vec!["gitlab_ci"]
+    );
+    assert_eq!(
+        cutover::cleanup(&mut connect(&source_url), &topology(), false).unwrap(),
+        listed
+    );
+    cutover::cleanup(&mut connect(&source_url), &topology(), true).unwrap();
+    assert!(
+        cutover::cleanup(&mut connect(&source_url), &topology(), false)
+            .unwrap()
+            .is_empty()
+    );
+    let target_stale = cutover::cleanup(&mut connect(&target_url), &topology(), false).unwrap();
+    assert_eq!(
+        target_stale
+            .iter()
+            .map(|s| s.gitlab_schema.as_str())
+            .collect::<Vec<_>>(),
+        vec!["gitlab_main"]
+    );
+
+    // Running execute again finds every step done.
+    assert!(cutover.execute(|_| {}).unwrap().iter().all(|s| s.skipped));
+}
+
+#[test]
+fn a_catch_up_timeout_leaves_the_source_paused_and_a_rollback_lifts_the_pause() {
+    let (_source, replica, source_url, target_url) = split_setup();
+    let mut cfg = config(&source_url, &target_url);
+    cfg.catch_up_timeout = Duration::from_millis(500);
+    let cutover = Cutover::new(cfg, topology(), dictionary()).unwrap();
+    cutover.run_step(Step::Pause).unwrap();
+    cutover.run_step(Step::Drain).unwrap();
+    // A replica that cannot replay: its server is stopped... so stop replay instead.
+    connect(&target_url)
+        .execute("SELECT pg_wal_replay_pause()", &[])
+        .unwrap();
+    connect(&source_url)
+        .execute("UPDATE projects SET done = done WHERE id = 1", &[])
+        .unwrap();
+    let err = cutover.run_step(Step::CatchUp).unwrap_err();
+    assert!(matches!(err, Error::CutoverTimeout { .. }), "{err}");
+    assert!(err.to_string().contains("stays paused"), "{err}");
+    let mut main = Runner::new(&source_url, "main", topology(), RunnerOptions::default());
+    assert_eq!(main.claim_next().unwrap(), Claim::Paused);
+    assert!(matches!(
+        cutover.run_step(Step::Promote),
+        Err(Error::CutoverOrder { .. })
+    ));
+
+    cutover.rollback().unwrap();
+    assert!(matches!(main.claim_next().unwrap(), Claim::Batch(_)));
+    assert!(cutover.plan().unwrap().iter().all(|s| !s.done));
+    drop(replica);
+}
+
+#[test]
+fn a_rollback_after_the_promotion_is_refused() {
+    let (_source, _replica, source_url, target_url) = split_setup();
+    let cutover = Cutover::new(config(&source_url, &target_url), topology(), dictionary()).unwrap();
+    for step in [Step::Pause, Step::Drain, Step::CatchUp, Step::Promote] {
+        cutover.run_step(step).unwrap();
+    }
+    let err = cutover.rollback().unwrap_err();
+    assert!(matches!(err, Error::CutoverPastPromotion { .. }), "{err}");
+    // An interrupted cutover resumes where it stopped.
+    let outcomes = cutover.execute(|_| {}).unwrap();
+    let ran: Vec<Step> = outcomes
+        .iter()
+        .filter(|o| !o.skipped)
+        .map(|o| o.step)
+        .collect();
+    assert_eq!(ran, vec![Step::Stamp, Step::LockWrites, Step::Resume]);
+}
