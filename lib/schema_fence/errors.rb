@@ -98,3 +98,20 @@ module SchemaFence
   # The statement guard could not parse a statement with PostgreSQL's parser, so did not send it.
   class GuardParseError < Error; end
 end
+
+module SchemaFence
+  # A bounded wait of the cutover ran out (drain, catch-up, promotion); the source stays paused.
+  class CutoverTimeoutError < Error; end
+
+  # A cutover step was asked for before the steps it depends on.
+  class CutoverOrderError < Error; end
+
+  # rollback after the promotion: the split can only be finished now.
+  class CutoverPastPromotionError < Error; end
+
+  # The databases are not in the state the cutover step needs (e.g. a replica promoted too early).
+  class CutoverStateError < Error; end
+
+  # The cutover could not connect to the source or the target.
+  class CutoverConnectionError < Error; end
+end

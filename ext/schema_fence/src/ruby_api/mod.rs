@@ -1,4 +1,5 @@
 mod cluster;
+mod cutover;
 mod dictionary;
 pub(crate) mod errors;
 mod guard;
@@ -16,6 +17,7 @@ pub(crate) fn init(ruby: &Ruby) -> Result<(), Error> {
     cluster::init(ruby, &module)?;
     store::init(ruby, &module)?;
     runner::init(ruby, &module)?;
+    cutover::init(ruby, &module)?;
     guard::init(ruby, &module)?;
     Ok(())
 }

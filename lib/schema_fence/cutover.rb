@@ -1,0 +1,82 @@
+# frozen_string_literal: true
+
+module SchemaFence
+  # The cutover of a database split (DESIGN.md section 10): the source (main) is paused and
+  # drained, the replica catches up and is promoted to become the target (ci), both identities
+  # are stamped with a new epoch, writes to the other side's tables are locked, and claims resume.
+  #
+  #   cutover = SchemaFence::Cutover.new(source_url: main_url, target_url: replica_url)
+  #   cutover.plan.each { |step| puts "#{step.step}: #{step.action} on #{step.database}" }
+  #   cutover.execute { |outcome| puts "#{outcome.step} took #{outcome.duration.round(3)}s" }
+  #
+  # execute records every step in schema_fence_cutover_log on the source and, run again after an
+  # interruption, resumes after the last finished step. rollback, before the promotion, lifts the
+  # pause.
+  class Cutover
+    # One step of the plan.
+    PlannedStep = Struct.new(:step, :database, :action, :done, keyword_init: true)
+    # What running one step did; +skipped+ when an earlier run had finished it.
+    StepOutcome = Struct.new(:step, :database, :duration, :detail, :skipped, keyword_init: true)
+    # A tracking row its database no longer serves.
+    StaleRow = Struct.new(:id, :job_class_name, :table_name, :gitlab_schema, :jobs, keyword_init: true)
+
+    # @param source_url [String] the database that stays (main)
+    # @param target_url [String] the streaming replica that becomes the split-out database (ci)
+    # @param promote [Boolean] true: pg_promote() on the replica; false: wait for an external
+    #   promotion (Patroni)
+    # @param drain_timeout [Numeric] seconds to wait for live batch leases to end
+    # @param catch_up_timeout [Numeric] seconds to wait for the replica to replay the source's WAL
+    # @param promote_timeout [Numeric] seconds to wait for the promotion
+    def self.new(source_url:, target_url:, source: "main", target: "ci", promote: true, drain_timeout: 60,
+                 catch_up_timeout: 60, promote_timeout: 60, topology: SchemaFence.topology,
+                 dictionary: SchemaFence.dictionary)
+      _new([source_url, target_url], [source.to_s, target.to_s], [topology, dictionary],
+           [promote ? true : false, Float(drain_timeout), Float(catch_up_timeout), Float(promote_timeout)])
+    end
+
+    # Lists the stale rows of the database at +url+, deleting them (with their jobs) when +delete+.
+    # @return [Array<StaleRow>]
+    def self.cleanup(url, delete: false, topology: SchemaFence.topology)
+      _cleanup(url, topology, delete).map do |id, job_class_name, table_name, tag, jobs|
+        StaleRow.new(id:, job_class_name:, table_name:, gitlab_schema: tag.to_sym,
+                     jobs:)
+      end
+    end
+
+    # Removes the write locks of the database at +url+ (undoing a split by hand).
+    # @return [Array<String>] the tables unlocked
+    def self.unlock_writes(url)
+      _unlock_writes(url)
+    end
+
+    # Every step with what it will do where; changes nothing.
+    # @return [Array<PlannedStep>]
+    def plan
+      _plan.map { |step, database, action, done| PlannedStep.new(step:, database:, action:, done:) }
+    end
+
+    # Runs the steps in order, resuming after the last finished one.
+    # @yieldparam outcome [StepOutcome] after each step
+    # @return [Array<StepOutcome>]
+    # @raise [CutoverTimeoutError] when a bounded wait runs out (the source stays paused)
+    def execute
+      self.class.steps.map do |name|
+        outcome = run_step(name)
+        yield outcome if block_given?
+        outcome
+      end
+    end
+
+    # @return [StepOutcome]
+    def run_step(name)
+      step, database, seconds, detail, skipped = _run_step(name.to_s)
+      outcome = StepOutcome.new(step: step.to_sym, database:, duration: seconds, detail:,
+                                skipped:)
+      if defined?(SchemaFence::Instrumentation)
+        SchemaFence::Instrumentation.instrument(:cutover_step, step: outcome.step, database:,
+                                                               duration: seconds, skipped:)
+      end
+      outcome
+    end
+  end
+end
