@@ -72,10 +72,11 @@ class SplitScenario
     end
   end
 
-  # Progress of each migration on each side: { ["main", "ci_builds"] => 0.4, ... }
+  # Progress and status of each migration on each side: { ["main", "ci_builds"] => [0.4, :active], ... };
+  # a row the database no longer serves is :stale.
   def progress
     { "main" => @source_url, "ci" => @target_url }.each_with_object({}) do |(database, url), all|
-      SchemaFence::Migrations.on(url).each { |m| all[[database, m.table_name]] = [m.progress, m.status] }
+      SchemaFence::Migrations.on(url).each { |m| all[[database, m.table_name]] = [m.progress, m.stale? ? :stale : m.status] }
     rescue PG::Error, SchemaFence::Error
       next
     end

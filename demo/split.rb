@@ -1,0 +1,119 @@
+# frozen_string_literal: true
+
+# `bin/demo`: the split of ci out of main on throwaway clusters, with workers running through
+# the cutover; progress per migration per database, each cutover step with its duration, the
+# pause window, and a verdict computed from the data.
+
+require "ruby-progressbar"
+require "stringio"
+require "terminal-table"
+require_relative "split_scenario"
+
+# Renders the progress of every migration on every database, in place on a terminal.
+class ProgressBoard
+  KEYS = [%w[main projects], %w[main ci_builds], %w[main loose_foreign_keys_deleted_records],
+          %w[ci ci_builds], %w[ci loose_foreign_keys_deleted_records]].freeze
+
+  def initialize(scenario, out: $stdout)
+    @scenario = scenario
+    @out = out
+    @tty = out.tty?
+    @drawn = 0
+    @bars = KEYS.to_h do |key|
+      [key, ProgressBar.create(total: 1000, output: StringIO.new, length: 60)]
+    end
+  end
+
+  def draw(note = nil)
+    progress = @scenario.progress
+    lines = KEYS.map do |database, table|
+      fraction, status = progress[[database, table]]
+      bar = @bars[[database, table]]
+      bar.progress = ((fraction || 0) * 1000).round.clamp(0, 1000)
+      format("  %-4<db>s %-36<table>s %<bar>s %<status>s", db: database, table:, bar: bar.to_s("%B %3p%%"),
+                                                           status: status || "-")
+    end
+    lines << "  #{note}" if note
+    @out.print("\e[#{@drawn}A\e[J") if @tty && @drawn.positive?
+    @out.puts(lines)
+    @drawn = lines.size
+  end
+end
+
+def elapsed_since(started)
+  Process.clock_gettime(Process::CLOCK_MONOTONIC) - started
+end
+
+def watch(board, seconds_between:, note:)
+  loop do
+    board.draw(note.call)
+    break if yield
+
+    sleep seconds_between
+  end
+end
+
+rows = Integer(ENV.fetch("DEMO_ROWS", "200000"))
+fraction = Float(ENV.fetch("DEMO_CUTOVER_AT", "0.4"))
+started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+scenario = SplitScenario.new(rows:)
+interrupted = false
+trap("INT") { interrupted = true }
+
+begin
+  puts "Starting a source cluster (main serving main and ci) with 3 tables of #{rows} rows, " \
+       "3 migrations queued, and a streaming replica..."
+  scenario.setup
+  scenario.start_workers
+  puts format("Ready in %.1fs. Workers: main on the source, ci on the replica (idle until the split).\n\n",
+              elapsed_since(started))
+  board = ProgressBoard.new(scenario)
+  watch(board, seconds_between: 0.5, note: -> { "before the cutover (cutover at #{(fraction * 100).round}%)" }) do
+    raise Interrupt if interrupted
+
+    SplitScenario::TABLES.each_key.all? { |t| (scenario.progress[["main", t]]&.first || 0) >= fraction }
+  end
+
+  puts "\nCutover:"
+  scenario.cutover do |o|
+    puts format("  %-12<step>s %-16<db>s %8.3<took>fs  %<detail>s", step: o.step, db: o.database, took: o.duration,
+                                                                    detail: o.detail)
+  end
+  puts format("  pause window: %.3fs (pause to resume, catch-up included)\n\n", scenario.pause_window)
+
+  watch(board, seconds_between: 0.5, note: -> { "after the cutover" }) do
+    raise Interrupt if interrupted
+
+    scenario.finished?
+  end
+  scenario.stop_workers
+
+  stale = scenario.stale
+  scenario.stale(delete: true)
+  source = scenario.source_url
+  target = scenario.target_url
+  twice = [[source, "projects"], [target, "ci_builds"], [source, "loose_foreign_keys_deleted_records"],
+           [target, "loose_foreign_keys_deleted_records"]].sum { |url, table| scenario.counts(url, table)[2] }
+  missed = [[source, "projects"], [target, "ci_builds"], [source, "loose_foreign_keys_deleted_records"],
+            [target, "loose_foreign_keys_deleted_records"]].sum { |url, table| scenario.counts(url, table)[0] }
+  wrong = scenario.batches_on_wrong_database
+  locks = scenario.lock_writes_fired
+  verdict = [
+    ["rows processed (main: projects + shared, ci: ci_builds + shared)", (4 * rows) - missed],
+    ["rows never processed", missed],
+    ["rows processed twice", twice],
+    ["batches on the wrong database", wrong],
+    ["lock-writes refusals met by a batch", locks],
+    ["stale rows cleaned (main, ci)", "#{stale['main'].size}, #{stale['ci'].size}"]
+  ]
+  puts "\n#{Terminal::Table.new(title: 'Verdict', rows: verdict)}"
+  ok = missed.zero? && twice.zero? && wrong.zero? && locks.zero?
+  puts format("\n%<verdict>s in %<took>.1fs", verdict: ok ? "PASS: no migration missed, duplicated or misplaced" : "FAIL",
+                                              took: elapsed_since(started))
+  exit(ok ? 0 : 1)
+rescue Interrupt
+  warn "\nInterrupted: stopping workers and removing the clusters."
+  exit 130
+ensure
+  scenario.teardown
+end
