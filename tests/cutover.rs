@@ -252,3 +252,39 @@ fn a_rollback_after_the_promotion_is_refused() {
         .collect();
     assert_eq!(ran, vec![Step::Stamp, Step::LockWrites, Step::Resume]);
 }
+
+#[test]
+fn an_external_promotion_is_waited_for_and_writes_can_be_unlocked_again() {
+    let (_source, _replica, source_url, target_url) = split_setup();
+    let mut cfg = config(&source_url, &target_url);
+    cfg.promotion = Promotion::External;
+    let cutover = Cutover::new(cfg, topology(), dictionary()).unwrap();
+    for step in [Step::Pause, Step::Drain, Step::CatchUp] {
+        cutover.run_step(step).unwrap();
+    }
+    // Patroni's part, played by another connection a moment later.
+    let promoter = {
+        let target_url = target_url.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            connect(&target_url)
+                .execute("SELECT pg_promote()", &[])
+                .unwrap();
+        })
+    };
+    let outcome = cutover.run_step(Step::Promote).unwrap();
+    promoter.join().unwrap();
+    assert_eq!(outcome.detail, "promoted externally");
+    assert!(outcome.duration >= Duration::from_millis(250));
+    for step in [Step::Stamp, Step::LockWrites, Step::Resume] {
+        cutover.run_step(step).unwrap();
+    }
+    assert!(connect(&source_url)
+        .execute("UPDATE ci_builds SET done = 1", &[])
+        .is_err());
+    let unlocked = cutover::unlock_writes(&mut connect(&source_url)).unwrap();
+    assert_eq!(unlocked, vec!["ci_builds".to_string()]);
+    connect(&source_url)
+        .execute("UPDATE ci_builds SET done = 1", &[])
+        .unwrap();
+}
