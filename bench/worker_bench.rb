@@ -169,7 +169,7 @@ def backfill_bench(cluster, results)
   SchemaFence.sql_job("BenchBackfill", "UPDATE ci_builds SET done = done + 1 WHERE id BETWEEN $1 AND $2")
   dictionary = SchemaFence::Dictionary.load(File.join(FIXTURES, "gitlab_schemas.yml"))
   SchemaFence::Store._queue(url, dictionary, ["BenchBackfill", "ci_builds", "id", "[]", "gitlab_ci",
-                                              [0, 100_000, 50_000, 1, nil, nil, 0, nil]])
+                                              [0, 100_000, 100_000, 1, nil, nil, 0, nil]])
   runner = SchemaFence::Runner.new(url:, database: "ci")
   started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
   while (batch = runner.claim_next).is_a?(SchemaFence::Batch)

@@ -174,23 +174,3 @@ pub fn key_range(table: &str, column: &str) -> Result<String> {
         table = quote_table(table)?
     ))
 }
-
-/// The key `n` keys on from `from` (inclusive), or NULL when fewer remain before `upto`.
-pub fn nth_key(table: &str, column: &str) -> Result<String> {
-    let column = quote_ident(column);
-    Ok(format!(
-        "SELECT {column}::bigint FROM {table} WHERE {column} >= $1 AND {column} <= $2 \
-         ORDER BY {column} OFFSET $3 LIMIT 1",
-        table = quote_table(table)?
-    ))
-}
-
-/// The first key at or after `from`, or NULL.
-pub fn first_key(table: &str, column: &str) -> Result<String> {
-    let column = quote_ident(column);
-    Ok(format!(
-        "SELECT {column}::bigint FROM {table} WHERE {column} >= $1 AND {column} <= $2 \
-         ORDER BY {column} LIMIT 1",
-        table = quote_table(table)?
-    ))
-}

@@ -28,22 +28,28 @@ impl SqlJobReport {
 pub fn run(client: &mut Client, batch: &Batch, statement: &str) -> Result<SqlJobReport> {
     let started = Instant::now();
     let statement = client.prepare(statement)?;
-    let nth_key = client.prepare(&sql::nth_key(&batch.table_name, &batch.column_name)?)?;
-    let first_key = client.prepare(&sql::first_key(&batch.table_name, &batch.column_name)?)?;
-    let offset = i64::from(batch.sub_batch_size.max(1)) - 1;
+    let key_range = client.prepare(&sql::key_range(&batch.table_name, &batch.column_name)?)?;
+    let limit = i64::from(batch.sub_batch_size.max(1));
     let mut report = SqlJobReport::default();
+    if batch.sub_batch_size >= batch.batch_size {
+        // The batch holds at most batch_size keys: it is its own single sub-batch, no walk needed.
+        report.rows = client.execute(&statement, &[&batch.min_value, &batch.max_value])?;
+        report.sub_batches = 1;
+        report.millis = started.elapsed().as_millis();
+        return Ok(report);
+    }
     let mut from = batch.min_value;
     while from <= batch.max_value {
-        let Some(first) = client
-            .query_opt(&first_key, &[&from, &batch.max_value])?
-            .and_then(|r| r.get::<_, Option<i64>>(0))
+        // One index range walk gives the sub-batch's first and last key.
+        let row = client.query_one(&key_range, &[&from, &batch.max_value, &limit])?;
+        let (Some(first), Some(last)) =
+            (row.get::<_, Option<i64>>(0), row.get::<_, Option<i64>>(1))
         else {
             break;
         };
-        let last: i64 = client
-            .query_opt(&nth_key, &[&first, &batch.max_value, &offset])?
-            .and_then(|r| r.get::<_, Option<i64>>(0))
-            .unwrap_or(batch.max_value);
+        let count: i64 = row.get(2);
+        // The last sub-batch reaches the batch's end, so keys added meanwhile are covered too.
+        let last = if count < limit { batch.max_value } else { last };
         report.rows += client.execute(&statement, &[&first, &last])?;
         report.sub_batches += 1;
         if last >= batch.max_value {
