@@ -14,10 +14,13 @@ Gem::Specification.new do |spec|
   spec.authors = ["schema_fence developers"]
   spec.license = "MIT"
   spec.required_ruby_version = ">= 3.1"
-  spec.files = Dir["lib/**/*.rb", "src/**/*.rs", "ext/**/*.{rs,toml}", "Cargo.toml", "Cargo.lock",
+  spec.files = Dir["lib/**/*.rb", "lib/**/*.rake", "lib/generators/**/templates/*", "src/**/*.rs",
+                   "ext/**/*.{rs,toml}", "Cargo.toml", "Cargo.lock",
                    "Rakefile", "README.md", "CHANGELOG.md"]
   spec.require_paths = ["lib"]
   spec.add_dependency "activerecord", ">= 6.1"
   spec.add_dependency "pg", ">= 1.2"
+  spec.add_dependency "ruby-progressbar", ">= 1.10"
+  spec.add_dependency "terminal-table", ">= 1.8"
   spec.metadata["rubygems_mfa_required"] = "true"
 end

@@ -20,8 +20,11 @@ require_relative "schema_fence/sql_jobs"
 require_relative "schema_fence/batched_migration_job"
 require_relative "schema_fence/guard_hook"
 require_relative "schema_fence/worker"
+require_relative "schema_fence/status"
+require_relative "schema_fence/operations"
 require_relative "schema_fence/cutover"
 require_relative "schema_fence/cluster"
+require_relative "schema_fence/railtie" if defined?(Rails::Railtie)
 
 # Keeps batched background migrations on the database that owns their data while a Rails app
 # splits one PostgreSQL database into several. See README.md and DESIGN.md.

@@ -38,21 +38,30 @@ module SchemaFence
       @connection_class = connection_class
     end
 
+    # Runs the batch; subclasses implement it, usually with {#each_sub_batch}.
     def perform
       raise NotImplementedError, "#{self.class.name}#perform"
     end
 
+    # @return [ActiveRecord::ConnectionAdapters::AbstractAdapter] the worker's database connection
     def connection
       connection_class.connection
     end
 
+    # @return [Integer] the batch's first key
     def start_id = batch.min_value
+    # @return [Integer] the batch's last key
     def end_id = batch.max_value
+    # @return [Integer] keys per sub-batch
     def sub_batch_size = batch.sub_batch_size
+    # @return [Integer] milliseconds to pause between sub-batches
     def pause_ms = batch.pause_ms
+    # @return [String] the table being migrated
     def batch_table = batch.table_name
+    # @return [String] the batching column
     def batch_column = batch.column_name
 
+    # @return [Array] the migration's job arguments, as queued
     def batch_job_arguments
       @batch_job_arguments ||= batch.job_arguments
     end

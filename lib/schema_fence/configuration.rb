@@ -47,6 +47,17 @@ module SchemaFence
       @topology_path = path
     end
 
+    # Where {LogSubscriber} writes one line per event; nil (the default) means the Rails logger.
+    # @return [Logger, nil]
+    attr_reader :logger
+
+    # Sets the logger of {LogSubscriber} and attaches it (once).
+    # @param logger [Logger, nil]
+    def logger=(logger)
+      @logger = logger
+      LogSubscriber.attach! if logger
+    end
+
     # An already loaded dictionary (instead of paths).
     attr_writer :dictionary
 
@@ -89,10 +100,12 @@ module SchemaFence
       @configuration ||= Configuration.new
     end
 
+    # @return [Dictionary] the configured dictionary (see {Configuration#dictionary})
     def dictionary
       configuration.dictionary
     end
 
+    # @return [Topology] the configured topology (see {Configuration#topology})
     def topology
       configuration.topology
     end

@@ -17,13 +17,27 @@ module SchemaFence
       end
     end
 
+    # The name of the Rails database configuration an ActiveRecord connection belongs to.
+    # @param connection [Object]
+    # @return [String, nil] nil when the connection does not tell (a PG::Connection, a URL)
+    def database_name(connection)
+      connection.pool.db_config.name if connection.respond_to?(:pool) && connection.pool.respond_to?(:db_config)
+    end
+
     # A PostgreSQL URL for an ActiveRecord class's database configuration.
     # @param connection_class [Class]
     # @return [String]
     def url_for(connection_class)
       raise ArgumentError, "give a url: or a connection_class:" unless connection_class
 
-      config = connection_class.connection_db_config.configuration_hash
+      url_for_config(connection_class.connection_db_config.configuration_hash)
+    end
+
+    # A PostgreSQL URL for a Rails database configuration hash (+url+, or host, port, username,
+    # password and database).
+    # @param config [Hash{Symbol => Object}]
+    # @return [String]
+    def url_for_config(config)
       return config[:url] if config[:url]
 
       require "uri"

@@ -17,6 +17,8 @@ module SchemaFence
       _load(paths)
     end
 
+    # @return [String]
+
     def inspect
       "#<#{self.class.name} #{size} tables in #{schemas.size} gitlab_schemas from #{sources.join(', ')}>"
     end

@@ -45,6 +45,8 @@ module SchemaFence
       _new(dictionary, allowed, tag)
     end
 
+    # @return [String]
+
     def inspect
       "#<#{self.class.name} allowed #{allowed.join(', ')}; writes #{tag}, gitlab_shared, gitlab_internal; " \
         "#{cache_size} cached statements>"

@@ -9,6 +9,7 @@ module SchemaFence
   #     SchemaFence::Install.up(connection)
   #   end
   module Install
+    # What {up} did: the identity stamped, and how many existing rows it tagged.
     Report = Struct.new(:identity, :backfilled, keyword_init: true)
 
     module_function

@@ -15,6 +15,7 @@ module SchemaFence
       JSON.generate(arguments)
     end
 
+    # @raise [InvalidJobArgumentsError] when +value+ (at +path+) is not a JSON value
     def check(value, path)
       case value
       when nil, true, false, String, Integer then nil
@@ -32,6 +33,7 @@ module SchemaFence
       end
     end
 
+    # @raise [InvalidJobArgumentsError] when +value+ is not finite
     def check_float(value, path)
       invalid(path, value, "is not a finite number") unless value.finite?
     end

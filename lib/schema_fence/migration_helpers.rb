@@ -20,14 +20,19 @@ module SchemaFence
   # identity stored in the database); elsewhere it is skipped with a message and still recorded
   # in schema_migrations, as GitLab does.
   module MigrationHelpers
+    # GitLab's defaults: keys per batch,
     BATCH_SIZE = 1_000
+    # keys per sub-batch,
     SUB_BATCH_SIZE = 100
+    # the first key,
     BATCH_MIN_VALUE = 1
+    # and milliseconds between sub-batches.
     PAUSE_MS = 100
 
-    def self.included(base)
-      base.extend(ClassMethods)
-    end
+    # Adds the class-level DSL ({ClassMethods}) to a migration class that includes this module, or
+    # to ActiveRecord::Migration, to which the Railtie prepends it.
+    def self.included(base) = base.extend(ClassMethods)
+    singleton_class.alias_method :prepended, :included
 
     # Class-level declarations.
     module ClassMethods
@@ -68,11 +73,17 @@ module SchemaFence
       options = [Integer(job_interval), Integer(batch_size), Integer(sub_batch_size), Integer(batch_min_value),
                  batch_max_value&.then { |v| Integer(v) }, max_batch_size&.then { |v| Integer(v) },
                  Integer(pause_ms), respond_to?(:version) && version ? version.to_s : nil]
-      outcome, id, tag = Store._queue(Connection.native(connection), SchemaFence.dictionary,
-                                      [job_class_name.to_s, batch_table_name.to_s, batch_column_name.to_s,
-                                       JobArguments.to_json_array(job_arguments), restriction_name, options])
-      say_queued(outcome, job_class_name, batch_table_name, tag)
-      id
+      payload = { database: Connection.database_name(connection), job_class_name: job_class_name.to_s,
+                  table_name: batch_table_name.to_s, column_name: batch_column_name.to_s, job_arguments:,
+                  gitlab_schema: self.class.restricted_gitlab_schema, outcome: nil, id: nil }
+      Instrumentation.instrument(:enqueue, payload) do
+        outcome, id, tag = Store._queue(Connection.native(connection), SchemaFence.dictionary,
+                                        [job_class_name.to_s, batch_table_name.to_s, batch_column_name.to_s,
+                                         JobArguments.to_json_array(job_arguments), restriction_name, options])
+        payload.merge!(outcome:, id:, gitlab_schema: tag)
+        say_queued(outcome, job_class_name, batch_table_name, tag)
+        id
+      end
     end
 
     # Deletes the migration queued with this key, tag included, and its jobs.

@@ -35,6 +35,8 @@ module SchemaFence
       { sub_batches:, rows:, millis: }
     end
 
+    # @return [String]
+
     def inspect
       "#<#{self.class.name} #{database} owner=#{owner}>"
     end
@@ -46,6 +48,8 @@ module SchemaFence
     def job_arguments
       JSON.parse(job_arguments_json)
     end
+
+    # @return [String]
 
     def inspect
       "#<#{self.class.name} job #{job_id} of migration #{migration_id} (#{job_class_name} on #{table_name}, " \

@@ -23,6 +23,7 @@ module SchemaFence
   module Sidekiq
     # Fetches and enqueues executions for one database.
     module SchedulerWorker
+      # Makes +base+ a Sidekiq worker (no retries: the next schedule fetches again).
       def self.included(base)
         base.include(::Sidekiq::Worker)
         base.sidekiq_options retry: false
@@ -31,11 +32,17 @@ module SchemaFence
 
       # Class-level settings.
       module ClassMethods
+        # Declares (or returns) the database this scheduler fetches for.
+        # @param name [Symbol, String, nil]
+        # @return [String]
         def tracks_database(name = nil)
           @tracks_database = name.to_s if name
           @tracks_database || raise(Error, "#{self.name}: declare `tracks_database :main` (or :ci, ...)")
         end
 
+        # Declares (or returns) the name of the app's execution worker class.
+        # @param name [String, nil]
+        # @return [String]
         def execution_worker(name = nil)
           @execution_worker = name.to_s if name
           @execution_worker || raise(Error, "#{self.name}: declare `execution_worker \"YourExecutionWorker\"`")
@@ -45,7 +52,7 @@ module SchemaFence
       # @return [Array<Integer>] the migrations an execution was enqueued for
       def perform
         database = self.class.tracks_database
-        ids, epoch = Worker.for(database).runner.fetch
+        ids, epoch = Worker.for(database).fetch
         executor = Object.const_get(self.class.execution_worker)
         ids.each { |id| executor.perform_async(database, id, epoch) }
         ids
@@ -57,6 +64,7 @@ module SchemaFence
 
     # Runs one batch of one migration.
     module ExecutionWorker
+      # Makes +base+ a Sidekiq worker (no retries: a failed batch is retried by the next claim).
       def self.included(base)
         base.include(::Sidekiq::Worker)
         base.sidekiq_options retry: false

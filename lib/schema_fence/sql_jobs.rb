@@ -12,6 +12,9 @@ module SchemaFence
     @lock = Mutex.new
 
     class << self
+      # @param job_class_name [String] the name queued as the job class
+      # @param statement [String] SQL with $1 and $2 for the first and last key of a sub-batch
+      # @raise [InvalidArgumentError] when the statement lacks $1 or $2
       def register(job_class_name, statement)
         unless statement.include?("$1") && statement.include?("$2")
           raise InvalidArgumentError, "SQL job #{job_class_name}: the statement must use $1 and $2 for the " \

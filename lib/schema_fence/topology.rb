@@ -42,6 +42,8 @@ module SchemaFence
       _served_with(name.to_s)
     end
 
+    # @return [String]
+
     def inspect
       "#<#{self.class.name} #{database_names.join(', ')} from #{path}>"
     end

@@ -15,18 +15,20 @@ module SchemaFence
     @lock = Mutex.new
 
     class << self
-      # The worker of a configured database (see Configuration#database), one per process.
+      # The worker of a configured database (see Configuration#database), one per process (a new
+      # one when the database is configured again).
       def for(database)
         @lock.synchronize do
           @workers.clear if @pid != Process.pid
           @pid = Process.pid
-          @workers[database.to_s] ||= begin
-            config = SchemaFence.configuration.databases.fetch(database.to_s) do
-              raise Error, "no connection configured for database #{database}: call c.database(:#{database}, " \
-                           "url: ...) in SchemaFence.configure"
-            end
-            new(database:, **config)
+          config = SchemaFence.configuration.databases.fetch(database.to_s) do
+            raise Error, "no connection configured for database #{database}: call c.database(:#{database}, " \
+                         "url: ...) in SchemaFence.configure"
           end
+          cached = @workers[database.to_s]
+          next cached.last if cached&.first.equal?(config)
+
+          (@workers[database.to_s] = [config, new(database:, **config)]).last
         end
       end
     end
@@ -54,14 +56,27 @@ module SchemaFence
     # @return [Outcome]
     # @raise [MisroutedConnectionError] when the connection reached another database
     def run_once
-      handle(runner.claim_next)
+      handle(claim(nil) { runner.claim_next })
     end
 
     # Claims and runs one batch of +migration_id+, refused when the identity epoch is no longer
     # +epoch+ (the one the fetch saw).
     # @raise [EpochChangedError]
     def run_migration_batch(migration_id, epoch = nil)
-      handle(runner.claim_migration(Integer(migration_id), epoch && Integer(epoch)))
+      handle(claim(migration_id) { runner.claim_migration(Integer(migration_id), epoch && Integer(epoch)) })
+    end
+
+    # The scheduler's fetch: the migrations this database may run now, and the identity epoch
+    # it saw (empty while idle or paused).
+    # @return [Array(Array<Integer>, Integer)]
+    # @raise [MisroutedConnectionError] when the connection reached another database
+    def fetch
+      payload = Instrumentation.fetch_payload(@database, nil)
+      Instrumentation.instrument(:fetch, payload) do
+        ids, epoch = runner.fetch
+        payload.merge!(result: :migrations, migration_ids: ids, epoch:)
+        [ids, epoch]
+      end
     end
 
     # Runs the migration's remaining batches here and now (finalize).
@@ -80,6 +95,12 @@ module SchemaFence
 
     private
 
+    # Claims (the block) inside a fetch event.
+    def claim(migration_id)
+      payload = Instrumentation.fetch_payload(@database, migration_id)
+      Instrumentation.instrument(:fetch, payload) { yield.tap { |claimed| Instrumentation.claimed(payload, claimed) } }
+    end
+
     def handle(claim)
       case claim
       when Batch then run(claim)
@@ -89,14 +110,36 @@ module SchemaFence
     end
 
     def run(batch)
-      metrics = perform(batch)
-      Outcome.new(status: :ran, batch:, completion: runner.complete(batch, metrics))
-    rescue StandardError => e
-      raise if e.is_a?(MisroutedConnectionError)
+      payload = Instrumentation.batch_payload(@database, batch)
+      started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+      Instrumentation.instrument(:batch_start, payload.dup)
+      begin
+        metrics = perform(batch)
+        completion = runner.complete(batch, metrics)
+      rescue StandardError => e
+        raise if e.is_a?(MisroutedConnectionError)
 
-      reconnect_after(e)
-      completion = runner.fail(batch, "#{e.class}: #{e.message}", timed_out: timed_out?(e))
-      Outcome.new(status: :failed, batch:, completion:, error: e)
+        return failed(batch, e, payload, started)
+      end
+      Instrumentation.instrument(:batch_finish, payload.merge(completion:, metrics:, duration: since(started)))
+      Outcome.new(status: :ran, batch:, completion:)
+    end
+
+    def failed(batch, error, payload, started)
+      if error.is_a?(CrossDatabaseAccessError)
+        Instrumentation.instrument(:guard_violation, payload.merge(error_message: error.message, exception_object: error))
+      end
+      reconnect_after(error)
+      timed_out = timed_out?(error)
+      completion = runner.fail(batch, "#{error.class}: #{error.message}", timed_out:)
+      Instrumentation.instrument(:batch_failure, payload.merge(completion:, error_class: error.class.name,
+                                                               error_message: error.message, exception_object: error,
+                                                               timed_out:, duration: since(started)))
+      Outcome.new(status: :failed, batch:, completion:, error:)
+    end
+
+    def since(started)
+      Process.clock_gettime(Process::CLOCK_MONOTONIC) - started
     end
 
     def perform(batch)

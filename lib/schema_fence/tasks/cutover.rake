@@ -41,9 +41,15 @@ module SchemaFence
 end
 
 namespace :schema_fence do
+  # Loads the Rails environment when there is one (the same task as in schema_fence.rake; a
+  # task defined twice runs once per invocation).
+  task :environment do
+    Rake::Task["environment"].invoke if Rake::Task.task_defined?("environment")
+  end
+
   namespace :cutover do
     desc "List every cutover step with what it will do on which database; changes nothing"
-    task :plan do
+    task plan: "schema_fence:environment" do
       SchemaFence::CutoverTasks.cutover.plan.each_with_index do |step, i|
         puts format("%<n>d. %-12<step>s %-24<database>s %<action>s%<done>s", n: i + 1, step: step.step,
                                                                              database: step.database, action: step.action,
@@ -52,7 +58,7 @@ namespace :schema_fence do
     end
 
     desc "Run the cutover (resumes after the last finished step when run again)"
-    task :execute do
+    task execute: "schema_fence:environment" do
       started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
       SchemaFence::CutoverTasks.cutover.execute do |o|
         puts format("%-12<step>s %-24<database>s %8<took>s  %<detail>s", step: o.step, database: o.database,
@@ -63,14 +69,14 @@ namespace :schema_fence do
     end
 
     desc "Before the promotion: lift the pause and forget the steps run so far"
-    task :rollback do
+    task rollback: "schema_fence:environment" do
       SchemaFence::CutoverTasks.cutover.rollback
       puts "cutover rolled back: claims resumed on the source"
     end
   end
 
   desc "List the stale tracking rows of every configured database (DELETE=1 deletes them with their jobs)"
-  task :cleanup do
+  task cleanup: :environment do
     delete = ENV["DELETE"] == "1"
     SchemaFence.configuration.databases.each_key do |name|
       rows = SchemaFence::Cutover.cleanup(SchemaFence::CutoverTasks.configured_url(name), delete:)

@@ -1,0 +1,104 @@
+# frozen_string_literal: true
+
+require "rails/railtie"
+
+module SchemaFence
+  # Wires schema_fence into a Rails app (loaded by `require "schema_fence"` when Rails is):
+  #
+  # - the dictionary from GitLab's conventional paths, those present of {DICTIONARY_PATHS}, and
+  #   the topology from {TOPOLOGY_PATH}, unless the app set them (config/initializers/schema_fence.rb
+  #   runs after this and may set them again);
+  # - once the app is loaded (and again on each code reload), every database of the topology that
+  #   has a database.yml entry and was not configured by the app: through the app's abstract
+  #   class for it when there is one (+ApplicationRecord+ for the primary, +Ci::ApplicationRecord+
+  #   or +CiRecord+ for +ci+, ...), otherwise through the URL of its configuration;
+  # - {MigrationHelpers} in every migration (prepended to ActiveRecord::Migration);
+  # - the rake tasks (lib/schema_fence/tasks/*.rake) and {LogSubscriber}, which writes to the
+  #   Rails logger unless {Configuration#logger} is set.
+  class Railtie < Rails::Railtie
+    # Dictionary sources, relative to the app's root, read when present.
+    DICTIONARY_PATHS = ["db/docs", "lib/gitlab/database/gitlab_schemas.yml", "db/gitlab_schemas"].freeze
+
+    # The database connections (topology), relative to the app's root.
+    TOPOLOGY_PATH = "db/database_connections"
+
+    initializer "schema_fence.paths" do |app|
+      Railtie.configure_paths(app.root)
+    end
+
+    initializer "schema_fence.log_subscriber" do
+      LogSubscriber.attach!
+    end
+
+    initializer "schema_fence.migration_helpers" do
+      ActiveSupport.on_load(:active_record) { ActiveRecord::Migration.prepend(SchemaFence::MigrationHelpers) }
+    end
+
+    config.to_prepare do
+      Railtie.configure_databases(Rails.env)
+    end
+
+    rake_tasks do
+      Dir[File.join(__dir__, "tasks", "*.rake")].each { |file| load file }
+    end
+
+    @configured = []
+
+    class << self
+      # Sets the dictionary paths and the topology path from the app's conventional paths, where
+      # present and not set already.
+      #
+      # @param root [Pathname, String] the app's root
+      # @return [void]
+      def configure_paths(root, configuration = SchemaFence.configuration)
+        dictionary = DICTIONARY_PATHS.map { |path| File.join(root, path) }.select { |path| File.exist?(path) }
+        configuration.dictionary_paths = dictionary if configuration.dictionary_paths.empty? && dictionary.any?
+        topology = File.join(root, TOPOLOGY_PATH)
+        configuration.topology_path = topology if configuration.topology_path.nil? && File.directory?(topology)
+      end
+
+      # Configures each database of the topology that has a Rails database configuration in +env+,
+      # in database.yml's order, leaving alone the databases the app configured itself.
+      #
+      # @param env [String] the Rails environment
+      # @return [Array<String>] the databases configured by this call
+      def configure_databases(env, configuration = SchemaFence.configuration)
+        return [] unless configuration.topology_path
+
+        known = SchemaFence.topology.database_names.map(&:to_s)
+        ActiveRecord::Base.configurations.configs_for(env_name: env).filter_map do |db_config|
+          name = db_config.name
+          next unless known.include?(name)
+          next if configuration.databases.key?(name) && !@configured.include?(name)
+
+          klass = connection_class_for(name)
+          klass ? configuration.database(name, connection_class: klass) : configuration.database(name, url: url_of(db_config))
+          @configured |= [name]
+          name
+        end
+      end
+
+      # The app's abstract ActiveRecord class connected to the database +name+, if it has one.
+      #
+      # @param name [String]
+      # @return [Class, nil]
+      def connection_class_for(name)
+        camel = name.camelize
+        ["#{camel}::ApplicationRecord", "#{camel}Record", "#{camel}ApplicationRecord", "ApplicationRecord"].each do |candidate|
+          klass = candidate.safe_constantize
+          next unless klass.is_a?(Class) && klass < ActiveRecord::Base && klass.abstract_class?
+          return klass if klass.connection_db_config&.name == name
+        rescue ActiveRecord::ConnectionNotEstablished
+          next
+        end
+        nil
+      end
+
+      private
+
+      def url_of(db_config)
+        Connection.url_for_config(db_config.configuration_hash)
+      end
+    end
+  end
+end

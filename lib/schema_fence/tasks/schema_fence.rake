@@ -1,0 +1,51 @@
+# frozen_string_literal: true
+
+# Status and steering of batched background migrations, for an app's Rakefile (the Railtie loads
+# this file; elsewhere: `load "schema_fence/tasks/schema_fence.rake"` after configuring
+# SchemaFence with its databases):
+#
+#   rake schema_fence:status                 # per database: identity, migrations, progress, rate, time left
+#   rake schema_fence:status FORMAT=json     # the same as JSON, for scripts (or schema_fence:status[json])
+#   rake schema_fence:pause[main_12]         # ids as schema_fence:status shows them
+#   rake schema_fence:resume[main_12]
+#   rake schema_fence:retry_failed[ci_3]     # failed batches back to pending, the migration back to active
+#   rake schema_fence:finalize[ci_3]         # runs the remaining batches here, then marks it finalized
+#
+# Each refuses an unknown id (naming the known ones) and a stale row, exiting with status 1.
+
+require "schema_fence"
+
+namespace :schema_fence do
+  # In a Rails app the tasks need the app loaded (its SchemaFence configuration and job classes).
+  task :environment do
+    Rake::Task["environment"].invoke if Rake::Task.task_defined?("environment")
+  end
+
+  desc "Show every database's identity and batched background migrations (FORMAT=json for JSON)"
+  task :status, [:format] => :environment do |_task, args|
+    status = SchemaFence::Status.collect
+    format = args[:format] || ENV.fetch("FORMAT", "text")
+    case format
+    when "json" then puts JSON.pretty_generate(status.to_h)
+    when "text" then puts status.to_text
+    else abort "schema_fence: unknown FORMAT #{format.inspect}: use text or json"
+    end
+  end
+
+  {
+    pause: "Pause a batched background migration, e.g. schema_fence:pause[main_12]",
+    resume: "Resume a paused batched background migration, e.g. schema_fence:resume[main_12]",
+    retry_failed: "Put a migration's failed batches back to pending (attempts reset) and the migration back to active",
+    finalize: "Run a migration's remaining batches now, then mark it finalized, e.g. schema_fence:finalize[ci_3]"
+  }.each do |operation, description|
+    desc description
+    task operation, [:id] => :environment do |task, args|
+      abort "schema_fence: give the migration's id, e.g. rake #{task.name}[main_12] (see rake schema_fence:status)" \
+        unless args[:id]
+
+      puts SchemaFence::Operations.public_send(operation, args[:id])
+    rescue SchemaFence::Error => e
+      abort "schema_fence: #{e.message}"
+    end
+  end
+end

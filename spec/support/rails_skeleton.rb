@@ -1,0 +1,116 @@
+# frozen_string_literal: true
+
+require "erb"
+require "fileutils"
+require "open3"
+require "rbconfig"
+
+# A Rails 6.1 app written file by file into a temporary directory, as `rails new` would leave it
+# minus what it needs from the network: config/boot.rb puts this gem's lib on the load path
+# where a Gemfile would have `gem "schema_fence"`. Commands run as `ruby bin/rails ...` in a
+# process of their own (a Rails app initializes once per process).
+class RailsSkeleton
+  GEM_LIB = File.expand_path("../../lib", __dir__)
+
+  FILES = {
+    "config.ru" => "require_relative \"config/environment\"\nrun Rails.application\n",
+    "config/boot.rb" => <<~RUBY,
+      # Stands in for Bundler and a Gemfile with `gem "schema_fence"`.
+      $LOAD_PATH.unshift #{GEM_LIB.inspect}
+    RUBY
+    "config/application.rb" => <<~RUBY,
+      require_relative "boot"
+      require "rails"
+      require "active_record/railtie"
+      require "schema_fence" # Bundler.require would do this
+
+      module SkeletonApp
+        class Application < Rails::Application
+          config.load_defaults 6.1
+          config.eager_load = false
+          config.secret_key_base = "skeleton"
+          config.active_record.dump_schema_after_migration = false
+          config.log_level = :debug
+        end
+      end
+    RUBY
+    "config/environment.rb" => "require_relative \"application\"\nRails.application.initialize!\n",
+    "Rakefile" => "require_relative \"config/application\"\nRails.application.load_tasks\n",
+    "bin/rails" => <<~RUBY
+      #!/usr/bin/env ruby
+      APP_PATH = File.expand_path("../config/application", __dir__)
+      require_relative "../config/boot"
+      require "rails/commands"
+    RUBY
+  }.freeze
+
+  # What a command printed and how it exited.
+  Result = Struct.new(:out, :err, :status, keyword_init: true) do
+    def success? = status.success?
+
+    def to_s
+      "exit #{status.exitstatus}\n--- stdout\n#{out}\n--- stderr\n#{err}"
+    end
+  end
+
+  attr_reader :root
+
+  # @param databases [Hash{String => String}] database.yml entries: name => PostgreSQL URL
+  def initialize(root, databases:)
+    @root = root
+    @databases = databases
+    write_app
+  end
+
+  def write(relative, text)
+    path = File.join(root, relative)
+    FileUtils.mkdir_p(File.dirname(path))
+    File.write(path, text)
+    path
+  end
+
+  def read(relative)
+    File.read(File.join(root, relative))
+  end
+
+  def exist?(relative)
+    File.exist?(File.join(root, relative))
+  end
+
+  def glob(pattern)
+    Dir.chdir(root) { Dir[pattern] }
+  end
+
+  # Runs `ruby bin/rails *args` in the app's directory, with no DATABASE_URL from the suite's
+  # environment (Rails would merge it into the primary database's configuration).
+  # @return [Result]
+  def rails(*args, env: {})
+    clean = ENV.keys.grep(/DATABASE_URL\z|\ABUNDLE_|\ARUBYOPT\z|\ARAILS_ENV\z/).to_h { |k| [k, nil] }
+    out, err, status = Open3.capture3(clean.merge(env), RbConfig.ruby, "bin/rails", *args, chdir: root)
+    Result.new(out:, err:, status:)
+  end
+
+  # Like {rails}, raising with the output unless the command succeeded.
+  def rails!(*args, env: {})
+    result = rails(*args, env:)
+    raise "bin/rails #{args.join(' ')} failed: #{result}" unless result.success?
+
+    result
+  end
+
+  private
+
+  def write_app
+    FILES.each { |relative, text| write(relative, text) }
+    write("config/database.yml", database_yml)
+    FileUtils.chmod(0o755, File.join(root, "bin/rails"))
+    FileUtils.mkdir_p(File.join(root, "db", "migrate"))
+  end
+
+  def database_yml
+    entries = @databases.map do |name, url|
+      "  #{name}:\n    adapter: postgresql\n    url: #{url}\n"
+    end
+    "development:\n#{entries.join}"
+  end
+end
