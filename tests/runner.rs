@@ -212,14 +212,20 @@ mod the_fetch {
             )
             .unwrap();
         let allowed = strings(&["gitlab_main", "gitlab_shared", "gitlab_internal"]);
+        // The statement the runner sends, with the generic plan it runs with.
+        client
+            .batch_execute(&format!(
+                "SET plan_cache_mode = force_generic_plan; PREPARE fence_fetch(text[], bigint) AS {}",
+                schema_fence::runner::sql::FETCH_WITH_IDENTITY
+            ))
+            .unwrap();
         let plan: Vec<String> = client
             .query(
-                "EXPLAIN SELECT m.id FROM batched_background_migrations m WHERE m.status IN (1, 5) \
-                 AND m.gitlab_schema = ANY($1::text[]) AND (m.on_hold_until IS NULL OR m.on_hold_until < now()) \
-                 AND NOT EXISTS (SELECT 1 FROM batched_background_migrations older WHERE older.table_name = m.table_name \
-                 AND older.id < m.id AND older.status IN (1, 5) AND older.gitlab_schema = ANY($1::text[])) \
-                 ORDER BY m.id LIMIT 8 FOR UPDATE OF m SKIP LOCKED",
-                &[&allowed],
+                &format!(
+                    "EXPLAIN EXECUTE fence_fetch('{{{}}}', 8)",
+                    allowed.join(",")
+                ),
+                &[],
             )
             .unwrap()
             .iter()

@@ -7,7 +7,7 @@
 
 mod batch;
 mod fence;
-mod sql;
+pub mod sql;
 mod sql_job;
 mod statements;
 
