@@ -71,7 +71,7 @@ def fetch_bench(cluster, results)
   theirs = TrackedMigration.for_gitlab_schema(allowed).executable.queue_order.first
   raise "fetch disagrees: #{ours_ids.first} vs #{theirs&.id}" unless ours_ids.first == theirs&.id
 
-  fetch_sql = File.read(File.expand_path("../src/runner/sql.rs", __dir__))[/FETCH_WITH_IDENTITY: &str = r#"(.*?)"#/m, 1]
+  fetch_sql = SchemaFence::Runner.fetch_sql
   # The generic plan, as the runner runs it.
   plan = PG.connect(url) do |c|
     c.exec("SET plan_cache_mode = force_generic_plan")

@@ -70,19 +70,6 @@ fn increment(class: &str) -> Option<String> {
     ))
 }
 
-fn done(url: &str, table: &str) -> (i64, i64, i64) {
-    let row = connect(url)
-        .query_one(
-            &format!(
-                "SELECT count(*) FILTER (WHERE done = 0), count(*) FILTER (WHERE done = 1), \
-                 count(*) FILTER (WHERE done > 1) FROM {table}"
-            ),
-            &[],
-        )
-        .unwrap();
-    (row.get(0), row.get(1), row.get(2))
-}
-
 #[test]
 fn a_split_in_the_middle_of_the_migrations_continues_each_on_its_own_database() {
     let (_source, _replica, source_url, target_url) = split_setup();
@@ -130,8 +117,8 @@ fn a_split_in_the_middle_of_the_migrations_continues_each_on_its_own_database() 
     let mut ci = Runner::new(&target_url, "ci", topology(), RunnerOptions::default());
     ci.run_sql_until_done(increment).unwrap();
     main.run_sql_until_done(increment).unwrap();
-    assert_eq!(done(&target_url, "ci_builds"), (0, 1000, 0));
-    assert_eq!(done(&source_url, "projects"), (0, 1000, 0));
+    assert_eq!(done_counts(&target_url, "ci_builds"), (0, 1000, 0));
+    assert_eq!(done_counts(&source_url, "projects"), (0, 1000, 0));
     let source_ci_jobs: i64 = connect(&source_url)
         .query_one(
             "SELECT count(*) FROM batched_background_migration_jobs j JOIN batched_background_migrations m \

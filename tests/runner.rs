@@ -60,19 +60,6 @@ fn increment(table: &str) -> String {
     format!("UPDATE {table} SET done = done + 1 WHERE id BETWEEN $1 AND $2")
 }
 
-fn done_counts(url: &str, table: &str) -> (i64, i64, i64) {
-    let row = connect(url)
-        .query_one(
-            &format!(
-                "SELECT count(*) FILTER (WHERE done = 0), count(*) FILTER (WHERE done = 1), \
-                 count(*) FILTER (WHERE done > 1) FROM {table}"
-            ),
-            &[],
-        )
-        .unwrap();
-    (row.get(0), row.get(1), row.get(2))
-}
-
 fn status(url: &str, id: i64) -> i16 {
     connect(url)
         .query_one(

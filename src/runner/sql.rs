@@ -12,32 +12,14 @@ pub const IDENTITY: &str =
 pub const IDENTITY_FOR_SHARE: &str = "SELECT name, serves, epoch, claims_paused \
     FROM schema_fence_identity WHERE singleton FOR SHARE";
 
-/// The identity, read in the same statement as the fetch that depends on it.
-pub const FETCH_WITH_IDENTITY: &str = r#"
-SELECT i.name, i.serves, i.epoch,
-       ARRAY(SELECT m.id
-             FROM batched_background_migrations m
-             WHERE m.status IN (1, 5)
-               AND m.gitlab_schema = ANY($1::text[])
-               AND (m.on_hold_until IS NULL OR m.on_hold_until < now())
-               AND m.id = (
-                   SELECT min(first.id) FROM batched_background_migrations first
-                   WHERE first.table_name = m.table_name AND first.status IN (1, 5)
-                     AND first.gitlab_schema = ANY($1::text[]))
-               AND COALESCE((
-                   SELECT j.created_at FROM batched_background_migration_jobs j
-                   WHERE j.batched_background_migration_id = m.id
-                   ORDER BY j.id DESC LIMIT 1), '-infinity') <= now() - make_interval(secs => m."interval")
-             ORDER BY m.id
-             LIMIT $2)
-FROM schema_fence_identity i WHERE i.singleton
-"#;
-
 /// The fetch of DESIGN.md section 7: the oldest executable migration of the allowed schemas
-/// whose interval has elapsed, one per table, skipping migrations another worker holds. The
-/// per-table and interval checks are scalar subqueries so that every plan, generic ones of the
-/// prepared statement included, walks the executable index in queue order and stops early.
-pub const FETCH: &str = r#"
+/// (`$1`) whose interval has elapsed, one per table, in queue order, at most `$2`. The per-table
+/// and interval checks are scalar subqueries so that every plan, generic ones of the prepared
+/// statement included, walks the executable index in queue order and stops early. One text for
+/// both statements below, so the fetch and the claim cannot disagree on what may run.
+macro_rules! executable_migrations {
+    () => {
+        r#"
 SELECT m.id
 FROM batched_background_migrations m
 WHERE m.status IN (1, 5)
@@ -53,8 +35,19 @@ WHERE m.status IN (1, 5)
       ORDER BY j.id DESC LIMIT 1), '-infinity') <= now() - make_interval(secs => m."interval")
 ORDER BY m.id
 LIMIT $2
-FOR UPDATE OF m SKIP LOCKED
-"#;
+"#
+    };
+}
+
+/// The fetch and the identity it depends on, in one statement (one round trip).
+pub const FETCH_WITH_IDENTITY: &str = concat!(
+    "SELECT i.name, i.serves, i.epoch, ARRAY(",
+    executable_migrations!(),
+    ") FROM schema_fence_identity i WHERE i.singleton"
+);
+
+/// The fetch inside a claim, skipping migrations another worker is claiming.
+pub const FETCH: &str = concat!(executable_migrations!(), "FOR UPDATE OF m SKIP LOCKED");
 
 /// The migration, locked for this claim (still executable and of an allowed schema), with its
 /// first batch to run again (pending, failed with attempts left, or running with an expired

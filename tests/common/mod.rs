@@ -99,3 +99,17 @@ pub fn fresh_database(prefix: &str) -> String {
 pub fn connect(url: &str) -> postgres::Client {
     postgres::Client::connect(url, postgres::NoTls).unwrap()
 }
+
+/// `[keys never done, done once, done more than once]` of a table with a `done` counter.
+pub fn done_counts(url: &str, table: &str) -> (i64, i64, i64) {
+    let row = connect(url)
+        .query_one(
+            &format!(
+                "SELECT count(*) FILTER (WHERE done = 0), count(*) FILTER (WHERE done = 1), \
+                 count(*) FILTER (WHERE done > 1) FROM {table}"
+            ),
+            &[],
+        )
+        .unwrap();
+    (row.get(0), row.get(1), row.get(2))
+}

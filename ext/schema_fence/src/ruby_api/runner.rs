@@ -155,6 +155,11 @@ impl Runner {
     }
 }
 
+/// The fetch statement, for reviewing its plan (`EXPLAIN`).
+fn fetch_sql() -> &'static str {
+    core::sql::FETCH_WITH_IDENTITY
+}
+
 /// A Batch, or `:idle`, `:paused`, nil.
 fn claim_value(ruby: &Ruby, claim: Claim) -> Value {
     match claim {
@@ -222,6 +227,7 @@ impl Batch {
 pub(crate) fn init(ruby: &Ruby, module: &RModule) -> Result<(), Error> {
     let runner = module.define_class("Runner", ruby.class_object())?;
     runner.define_singleton_method("_new", function!(Runner::new, 4))?;
+    runner.define_singleton_method("fetch_sql", function!(fetch_sql, 0))?;
     runner.define_method("owner", method!(Runner::owner, 0))?;
     runner.define_method("database", method!(Runner::database, 0))?;
     runner.define_method("fence", method!(Runner::fence, 0))?;
