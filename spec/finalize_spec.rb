@@ -1,14 +1,7 @@
 # frozen_string_literal: true
 
 RSpec.describe "ensure_batched_background_migration_is_finished", :postgres do
-  around do |example|
-    Dir.mktmpdir("schema_fence-app") do |dir|
-      @app = RailsApp.new(dir)
-      example.run
-    end
-  end
-
-  let(:app) { @app }
+  include_context "with a Rails-like app"
 
   before do
     app.migration("create_tables", <<~RUBY)

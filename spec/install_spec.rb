@@ -3,12 +3,7 @@
 require "pg"
 
 RSpec.describe SchemaFence::Install, :postgres do
-  around do |example|
-    Dir.mktmpdir("schema_fence-app") do |dir|
-      @app = RailsApp.new(dir)
-      example.run
-    end
-  end
+  include_context "with a Rails-like app"
 
   let(:url) { Clusters.fresh_database("install") }
 
@@ -35,16 +30,16 @@ RSpec.describe SchemaFence::Install, :postgres do
   describe "as the install migration the app copies" do
     it "tags existing GitLab rows from their own table_name, not a blanket gitlab_main" do
       gitlab_shaped_rows("projects", "ci_builds", "gitlab_partitions_dynamic.ci_builds_101")
-      @app.configure(main: url, ci: url, ci_database_tasks: false)
-      output = @app.migrate(:main)
+      app.configure(main: url, ci: url, ci_database_tasks: false)
+      output = app.migrate(:main)
       expect(output).to include("3 existing migrations tagged from their table_name")
       expect(SchemaFence::Migrations.on(url).map(&:tag)).to eq(%i[gitlab_main gitlab_ci gitlab_ci])
     end
 
     it "fails, listing the rows it cannot tag, and changes nothing" do
       gitlab_shaped_rows("projects", "mystery_table")
-      @app.configure(main: url, ci: url, ci_database_tasks: false)
-      expect { @app.migrate(:main) }
+      app.configure(main: url, ci: url, ci_database_tasks: false)
+      expect { app.migrate(:main) }
         .to raise_error(SchemaFence::UnresolvedRowsError, /id 2 \(mystery_table\).*nothing was changed/)
       PG.connect(url) do |c|
         expect(c.exec("SELECT to_regclass('schema_fence_identity')").getvalue(0, 0)).to be_nil

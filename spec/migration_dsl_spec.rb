@@ -3,14 +3,7 @@
 require "pg"
 
 RSpec.describe "the migration DSL on real PostgreSQL", :postgres do
-  around do |example|
-    Dir.mktmpdir("schema_fence-app") do |dir|
-      @app = RailsApp.new(dir)
-      example.run
-    end
-  end
-
-  let(:app) { @app }
+  include_context "with a Rails-like app"
 
   def create_tables
     app.migration("create_tables", <<~RUBY)

@@ -233,23 +233,9 @@ impl Cluster {
         loop {
             self.remove_stale_pid_file();
             let since = self.log_len();
-            match self.tools.run(
+            match self.pg_ctl_with_log(
                 "restart the server",
-                &self.dir,
-                "pg_ctl",
-                &[
-                    OsStr::new("-D"),
-                    self.data_dir.as_os_str(),
-                    OsStr::new("-l"),
-                    self.log_path().as_os_str(),
-                    OsStr::new("-w"),
-                    OsStr::new("-t"),
-                    OsStr::new(PG_CTL_START_TIMEOUT),
-                    OsStr::new("-m"),
-                    OsStr::new("fast"),
-                    OsStr::new("restart"),
-                ],
-                Some(&self.log_path()),
+                &[OsStr::new("-m"), OsStr::new("fast"), OsStr::new("restart")],
             ) {
                 Ok(_) => return Ok(()),
                 // After `kill`, orphaned backends can hold the old shared memory for a moment.
@@ -373,22 +359,7 @@ impl Cluster {
             let port = free_port()?;
             self.write_settings(port)?;
             let since = self.log_len();
-            let started = self.tools.run(
-                "start the server",
-                &self.dir,
-                "pg_ctl",
-                &[
-                    OsStr::new("-D"),
-                    self.data_dir.as_os_str(),
-                    OsStr::new("-l"),
-                    self.log_path().as_os_str(),
-                    OsStr::new("-w"),
-                    OsStr::new("-t"),
-                    OsStr::new(PG_CTL_START_TIMEOUT),
-                    OsStr::new("start"),
-                ],
-                Some(&self.log_path()),
-            );
+            let started = self.pg_ctl_with_log("start the server", &[OsStr::new("start")]);
             match started {
                 Ok(_) => {
                     self.port = port;
@@ -407,6 +378,22 @@ impl Cluster {
             }
         }
         Err(last_error.unwrap_or_else(|| cluster_error("no free port found".into())))
+    }
+
+    /// `pg_ctl -D data -l log -w -t timeout ARGS`: starting the server, one way or another.
+    fn pg_ctl_with_log(&self, what: &str, args: &[&OsStr]) -> Result<String> {
+        let log = self.log_path();
+        let mut all = vec![
+            OsStr::new("-D"),
+            self.data_dir.as_os_str(),
+            OsStr::new("-l"),
+            log.as_os_str(),
+            OsStr::new("-w"),
+            OsStr::new("-t"),
+            OsStr::new(PG_CTL_START_TIMEOUT),
+        ];
+        all.extend_from_slice(args);
+        self.tools.run(what, &self.dir, "pg_ctl", &all, Some(&log))
     }
 
     fn pg_ctl_stop(&self, data: &OsStr, mode: &str) -> Result<()> {

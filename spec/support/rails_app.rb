@@ -95,3 +95,15 @@ class RailsApp
     end
   end
 end
+
+# A RailsApp in a temporary directory for each example, as `app`.
+RSpec.shared_context "with a Rails-like app" do
+  around do |example|
+    Dir.mktmpdir("schema_fence-app") do |dir|
+      @app = RailsApp.new(dir)
+      example.run
+    end
+  end
+
+  let(:app) { @app }
+end
