@@ -477,12 +477,8 @@ pub fn create_database(server_url: &str, name: &str) -> Result<()> {
 /// `name` as a PostgreSQL identifier: in double quotes, inner double quotes doubled. Refuses
 /// names PostgreSQL would reject or silently truncate (empty, NUL, longer than 63 bytes).
 pub fn quote_identifier(name: &str) -> Result<String> {
-    if name.is_empty() || name.contains('\0') || name.len() > 63 {
-        return Err(cluster_error(format!(
-            "invalid database name {name:?}: it must be 1 to 63 bytes long, without NUL"
-        )));
-    }
-    Ok(format!("\"{}\"", name.replace('"', "\"\"")))
+    crate::sql::check_identifier("database", name)?;
+    Ok(crate::sql::quote_ident(name))
 }
 
 fn connect(url: &str) -> Result<postgres::Client> {
