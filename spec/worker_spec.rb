@@ -70,6 +70,111 @@ RSpec.describe SchemaFence::Worker, :postgres do
     end
   end
 
+  describe "in a process that serves two databases" do
+    let(:main_url) { Batches.database("two_main", name: "main", serves: %w[main], rows: 200, on: :main) }
+    let(:ci_url) { Batches.database("two_ci", name: "ci", serves: %w[ci], rows: 200, on: :ci) }
+
+    # A gitlab_shared table exists on both databases, and each runs its own copy's migration.
+    def shared_table(url)
+      PG.connect(url) do |c|
+        c.exec("CREATE TABLE loose_foreign_keys_deleted_records (id bigint PRIMARY KEY, done int NOT NULL DEFAULT 0)")
+        c.exec("INSERT INTO loose_foreign_keys_deleted_records (id) SELECT generate_series(1, 200)")
+      end
+      Batches.queue(url, "IncrementDone", "loose_foreign_keys_deleted_records", :gitlab_shared, batch_size: 20)
+    end
+
+    it "runs every Ruby batch on the database it was claimed on, whichever connected last" do
+      ids = [main_url, ci_url].map { |url| shared_table(url) }
+      workers = [worker(main_url, :main), worker(ci_url, :ci)]
+      # Alternating, as the threads of one Sidekiq process do: each worker's pool is its own.
+      30.times { workers.each(&:run_once) }
+      [main_url, ci_url].zip(ids).each do |url, id|
+        expect(Batches.done_counts(url, "loose_foreign_keys_deleted_records")).to eq([0, 200, 0])
+        expect(Batches.status(url, id)).to eq(:finished)
+      end
+    end
+
+    it "gives each database and URL a connection class of its own, the same one every time" do
+      main = SchemaFence::WorkerRecord.for(:main, main_url)
+      expect(SchemaFence::WorkerRecord.for(:main, main_url)).to equal(main)
+      ci = SchemaFence::WorkerRecord.for(:ci, ci_url)
+      expect(ci).not_to equal(main)
+      expect(ci.connection_pool).not_to equal(main.connection_pool)
+      expect(main.name).to start_with("SchemaFence::WorkerRecord::Db_main_")
+      expect(ci.connection.select_value("SELECT name FROM schema_fence_identity")).to eq("ci")
+      expect(main.connection.select_value("SELECT name FROM schema_fence_identity")).to eq("main")
+    end
+
+    it "refuses a job connection that reaches another database and records the batch as failed" do
+      id = shared_table(main_url)
+      shared_table(ci_url)
+      crossed = described_class.new(database: :main, url: main_url,
+                                    connection_class: SchemaFence::WorkerRecord.for(:ci, ci_url))
+      outcome = crossed.run_once
+      expect(outcome.status).to eq(:failed)
+      expect(outcome.error).to be_a(SchemaFence::JobConnectionMismatchError)
+      expect(outcome.error.message).to include('claimed on the database stamped "main"', 'reaches the database stamped "ci"')
+      [main_url, ci_url].each do |url|
+        expect(Batches.done_counts(url, "loose_foreign_keys_deleted_records")).to eq([200, 0, 0])
+      end
+      PG.connect(main_url) do |c|
+        job = c.exec("SELECT status, metrics->>'error' AS error FROM batched_background_migration_jobs").first
+        expect(job["status"]).to eq("2")
+        expect(job["error"]).to include("JobConnectionMismatchError")
+      end
+      expect(Batches.status(main_url, id)).to eq(:active)
+    end
+  end
+
+  describe "the connections of Ruby jobs" do
+    let(:url) { Batches.database("worker_connections", name: "ci", serves: %w[ci], rows: 100) }
+
+    it "returns the thread's connection to the pool after every batch" do
+      Batches.queue(url, "IncrementDone", "ci_builds", :gitlab_ci, batch_size: 10, sub_batch_size: 5)
+      w = worker(url, :ci)
+      4.times.map { Thread.new { w.run_once } }.each(&:join)
+      pool = w.send(:connection_class).connection_pool
+      expect(pool.stat[:busy]).to eq(0)
+      expect(Batches.done_counts(url, "ci_builds")).to eq([60, 40, 0])
+    end
+
+    it "discards only the failed batch's connection: other threads keep theirs" do
+      Batches.queue(url, "FailWithSqlError", "ci_builds", :gitlab_ci, batch_size: 10, sub_batch_size: 5)
+      w = worker(url, :ci)
+      pool = w.send(:connection_class).connection_pool
+      held = Queue.new
+      release = Queue.new
+      other = Thread.new do
+        pool.with_connection do |c|
+          c.execute("BEGIN")
+          c.execute("INSERT INTO projects (id) VALUES (1000)")
+          held << c
+          release.pop
+          c.execute("COMMIT")
+          c.select_value("SELECT count(*) FROM projects WHERE id = 1000")
+        end
+      end
+      other_connection = held.pop
+      outcome = w.run_once
+      expect(outcome.status).to eq(:failed)
+      expect(outcome.error).to be_a(ActiveRecord::StatementInvalid)
+      expect(pool.connections).to include(other_connection)
+      expect(other_connection.raw_connection.transaction_status).to eq(PG::PQTRANS_INTRANS)
+      release << true
+      expect(other.value).to eq(1)
+      expect(w.run_once.status).to eq(:failed) # the next batch gets a fresh connection
+    end
+
+    it "fails a batch whose job leaves its own transaction open, committing nothing of it" do
+      id = Batches.queue(url, "LeaveTransactionOpen", "ci_builds", :gitlab_ci, batch_size: 100)
+      outcome = worker(url, :ci).run_once
+      expect(outcome.status).to eq(:failed)
+      expect(outcome.error.message).to include("ended inside a transaction it did not commit")
+      expect(Batches.done_counts(url, "ci_builds")).to eq([100, 0, 0])
+      expect(Batches.status(url, id)).to eq(:active)
+    end
+  end
+
   describe "SQL jobs" do
     it "run in Rust, guarded like Ruby jobs" do
       url = Batches.database("worker_sql", name: "ci", serves: %w[ci], rows: 300)

@@ -170,6 +170,19 @@ pub enum Error {
         found: i64,
     },
 
+    #[error(
+        "batch {job_id} of database {database:?} was claimed on {claimed}, but the connection its Ruby \
+         job would run on reaches {found}: the job was not run and the batch is recorded as failed. \
+         Point the connection_class or url configured for database {database} at the database it \
+         names"
+    )]
+    JobConnectionMismatch {
+        database: String,
+        job_id: i64,
+        claimed: String,
+        found: String,
+    },
+
     #[error("lost the connection to PostgreSQL: {message}")]
     ConnectionLost { message: String },
 
@@ -245,6 +258,7 @@ impl Error {
             Error::ColumnNotFound { .. } => "ColumnNotFound",
             Error::MisroutedConnection { .. } => "MisroutedConnection",
             Error::EpochChanged { .. } => "EpochChanged",
+            Error::JobConnectionMismatch { .. } => "JobConnectionMismatch",
             Error::ConnectionLost { .. } => "ConnectionLost",
             Error::CutoverTimeout { .. } => "CutoverTimeout",
             Error::CutoverOrder { .. } => "CutoverOrder",

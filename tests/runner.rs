@@ -274,6 +274,108 @@ mod batches {
     }
 
     #[test]
+    fn a_batch_whose_worker_keeps_dying_is_not_claimed_past_its_attempts() {
+        let url = database("lease_attempts", "main", &["main"], 10);
+        let id = queue(&url, "projects", "gitlab_main", 10, 10);
+        let short = RunnerOptions {
+            lease: Duration::from_millis(200),
+            ..RunnerOptions::default()
+        };
+        // Each worker claims the batch and dies (never completes): the lease expires.
+        for attempt in 1..=3 {
+            let mut dying = Runner::new(&url, "main", topology(), short.clone());
+            let Claim::Batch(batch) = dying.claim_next().unwrap() else {
+                panic!("attempt {attempt}")
+            };
+            assert_eq!(batch.attempts, attempt);
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let mut last = Runner::new(&url, "main", topology(), short);
+        assert_eq!(last.claim_next().unwrap(), Claim::Nothing);
+        let (status_, attempts, error): (i16, i16, Option<String>) = connect(&url)
+            .query_one(
+                "SELECT status, attempts, metrics->>'error' FROM batched_background_migration_jobs",
+                &[],
+            )
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .unwrap();
+        assert_eq!((status_, attempts), (2, 3), "failed for good at the limit");
+        assert!(error.unwrap().contains("abandoned"));
+        assert_eq!(status(&url, id), 4, "the migration failed");
+        assert_eq!(done_counts(&url, "projects"), (10, 0, 0));
+    }
+
+    #[test]
+    fn a_job_left_running_by_gitlabs_own_worker_is_claimed_again_after_an_hour() {
+        let url = database("gitlab_stuck", "main", &["main"], 10);
+        let id = queue(&url, "projects", "gitlab_main", 10, 10);
+        let mut client = connect(&url);
+        // As GitLab's worker leaves it when it dies: running, no lease of ours.
+        client
+            .execute(
+                "INSERT INTO batched_background_migration_jobs (batched_background_migration_id, \
+                 min_value, max_value, batch_size, sub_batch_size, status, attempts, created_at, \
+                 updated_at) VALUES ($1, 1, 10, 10, 10, 1, 1, now(), now() - interval '50 minutes')",
+                &[&id],
+            )
+            .unwrap();
+        let mut main = runner(&url, "main");
+        assert_eq!(main.claim_next().unwrap(), Claim::Nothing, "not stuck yet");
+        client
+            .execute(
+                "UPDATE batched_background_migration_jobs SET updated_at = now() - interval '61 minutes'",
+                &[],
+            )
+            .unwrap();
+        let Claim::Batch(batch) = main.claim_next().unwrap() else {
+            panic!("the stuck job is claimed again")
+        };
+        assert_eq!(
+            (batch.min_value, batch.max_value, batch.attempts),
+            (1, 10, 2)
+        );
+    }
+
+    #[test]
+    fn a_batch_carries_the_place_it_was_claimed_on() {
+        let url = database("reach", "main", &["main"], 10);
+        queue(&url, "projects", "gitlab_main", 10, 10);
+        let mut main = runner(&url, "main");
+        let Claim::Batch(batch) = main.claim_next().unwrap() else {
+            panic!()
+        };
+        let row = connect(&url)
+            .query_one(schema_fence::runner::reach::REACH, &[])
+            .unwrap();
+        let seen = schema_fence::runner::Reach {
+            identity_name: row.get(0),
+            epoch: row.get(1),
+            place: schema_fence::runner::Place {
+                system_identifier: row.get(2),
+                database_oid: row.get(3),
+            },
+        };
+        assert_eq!(batch.reach, seen);
+        assert_ne!(seen.place.system_identifier, 0);
+        let other = database("reach_other", "main", &["main"], 10);
+        let row = connect(&other)
+            .query_one(schema_fence::runner::reach::REACH, &[])
+            .unwrap();
+        let elsewhere = schema_fence::runner::Reach {
+            identity_name: row.get(0),
+            epoch: row.get(1),
+            place: schema_fence::runner::Place {
+                system_identifier: row.get(2),
+                database_oid: row.get(3),
+            },
+        };
+        let err =
+            schema_fence::runner::reach::check("main", batch.job_id, &batch.reach, &elsewhere)
+                .unwrap_err();
+        assert_eq!(err.kind(), "JobConnectionMismatch");
+    }
+
+    #[test]
     fn a_statement_timeout_splits_the_batch_in_two() {
         let url = database("split", "main", &["main"], 100);
         queue(&url, "projects", "gitlab_main", 100, 100);

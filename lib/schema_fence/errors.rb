@@ -80,6 +80,11 @@ module SchemaFence
   # database (e.g. a ci connection still pointed at main after the split). Nothing was run.
   class MisroutedConnectionError < Error; end
 
+  # A Ruby batch's job connection reaches another physical database than the one its batch was
+  # claimed on (another identity, cluster, database or epoch). The job was not run; the batch is
+  # recorded as failed.
+  class JobConnectionMismatchError < Error; end
+
   # The identity epoch changed between a fetch and the claim (a cutover): fetch again.
   class EpochChangedError < Error; end
 

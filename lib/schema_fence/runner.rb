@@ -49,6 +49,24 @@ module SchemaFence
       JSON.parse(job_arguments_json)
     end
 
+    # Shows that +connection+ (the ActiveRecord connection the Ruby job will run on) reaches the
+    # physical database this batch was claimed on: the same identity and epoch, in the same
+    # cluster and database.
+    #
+    # @param database [String, Symbol] the worker's logical database, for the message
+    # @raise [JobConnectionMismatchError] when it reaches another one
+    # @raise [IdentityMissingError] when the connection reaches a database without an identity
+    def check_connection!(database, connection)
+      row = connection.select_rows(Runner.reach_sql, "SchemaFence reach").first
+      unless row
+        raise IdentityMissingError, "the connection of the Ruby job of batch #{job_id} reaches a database " \
+                                    "without a schema_fence identity; the job was not run"
+      end
+
+      name, epoch, system_identifier, oid = row
+      _check_reach(database.to_s, [name, Integer(epoch), Integer(system_identifier), Integer(oid)])
+    end
+
     # @return [String]
 
     def inspect

@@ -129,7 +129,6 @@ module SchemaFence
       if error.is_a?(CrossDatabaseAccessError)
         Instrumentation.instrument(:guard_violation, payload.merge(error_message: error.message, exception_object: error))
       end
-      reconnect_after(error)
       timed_out = timed_out?(error)
       completion = runner.fail(batch, "#{error.class}: #{error.message}", timed_out:)
       Instrumentation.instrument(:batch_failure, payload.merge(completion:, error_class: error.class.name,
@@ -149,10 +148,47 @@ module SchemaFence
         return runner.run_sql_batch(batch, statement)
       end
 
-      job = job_class(batch.job_class_name).new(batch:, connection_class:)
-      started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-      GuardHook.with(guard) { job.perform }
-      { millis: ((Process.clock_gettime(Process::CLOCK_MONOTONIC) - started) * 1000).round }
+      perform_ruby(batch, guard, job_class(batch.job_class_name).new(batch:, connection_class:))
+    end
+
+    # Runs a Ruby job on this thread's connection of the database's pool, once that connection is
+    # shown to reach the database the batch was claimed on. The connection goes back to the pool
+    # afterwards (Sidekiq outside Rails does not do it), or, when anything failed, is discarded:
+    # other threads' connections are never touched.
+    def perform_ruby(batch, guard, job)
+      pool = connection_class.connection_pool
+      connection = pool.respond_to?(:lease_connection) ? pool.lease_connection : pool.connection
+      clean = false
+      begin
+        batch.check_connection!(@database, connection)
+        started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+        GuardHook.with(guard) { job.perform }
+        refuse_open_transaction(batch, connection)
+        clean = true
+        { millis: ((Process.clock_gettime(Process::CLOCK_MONOTONIC) - started) * 1000).round }
+      ensure
+        clean ? pool.release_connection : discard(pool, connection)
+      end
+    end
+
+    # A job that ends inside a transaction it opened itself (a raw BEGIN) has committed nothing:
+    # recording the batch as done would skip its keys. Discarding the connection rolls it back.
+    def refuse_open_transaction(batch, connection)
+      raw = connection.raw_connection
+      return unless raw.respond_to?(:transaction_status) && raw.transaction_status != PG::PQTRANS_IDLE
+
+      raise Error, "the Ruby job #{batch.job_class_name} of batch #{batch.job_id} ended inside a transaction " \
+                   "it did not commit; its writes are rolled back and the batch is recorded as failed: " \
+                   "commit what it opens (or use ActiveRecord's transaction blocks)"
+    end
+
+    # Takes this thread's connection out of the pool and closes it (a dead or dirty connection is
+    # never handed to the next batch); the pool opens a new one on demand.
+    def discard(pool, connection)
+      pool.remove(connection)
+      connection.disconnect!
+    rescue StandardError
+      nil
     end
 
     # One guard per (tag, epoch): the allowed schemas change only with the identity.
@@ -175,30 +211,14 @@ module SchemaFence
       raise Error, "no job class #{qualified} and no SQL job registered as #{name.inspect}"
     end
 
+    # The ActiveRecord class whose pool Ruby jobs run on: the configured one, or the one of this
+    # database and URL (see {WorkerRecord}).
     def connection_class
-      @connection_class ||= begin
-        url = @url
-        Class.new(ActiveRecord::Base) do
-          self.abstract_class = true
-          def self.name = "SchemaFence::WorkerRecord"
-          establish_connection(url)
-        end
-      end
+      @connection_class ||= WorkerRecord.for(@database, @url)
     end
 
     def timed_out?(error)
       defined?(ActiveRecord::QueryCanceled) && error.is_a?(ActiveRecord::QueryCanceled)
-    end
-
-    # A lost server (restart, failover) leaves the ActiveRecord connection dead: drop it so the
-    # next batch connects again.
-    def reconnect_after(error)
-      return unless defined?(ActiveRecord::ConnectionNotEstablished)
-      return unless error.is_a?(ActiveRecord::ConnectionNotEstablished) || error.is_a?(ActiveRecord::StatementInvalid)
-
-      connection_class.connection_pool.disconnect!
-    rescue StandardError
-      nil
     end
   end
 end

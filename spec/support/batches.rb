@@ -72,3 +72,18 @@ class TouchProjects < SchemaFence::BatchedMigrationJob
     connection.execute("UPDATE projects SET done = done + 100 WHERE id BETWEEN #{start_id} AND #{end_id}")
   end
 end
+
+# A job whose statement the server refuses.
+class FailWithSqlError < SchemaFence::BatchedMigrationJob
+  def perform
+    connection.execute("SELECT 1 / 0 FROM ci_builds WHERE id BETWEEN #{start_id} AND #{end_id}")
+  end
+end
+
+# A job that opens a transaction by hand and forgets to commit it.
+class LeaveTransactionOpen < SchemaFence::BatchedMigrationJob
+  def perform
+    connection.raw_connection.exec("BEGIN")
+    each_sub_batch { |sub_batch| sub_batch.update_all("done = done + 1") }
+  end
+end

@@ -2,6 +2,7 @@
 
 use postgres::Transaction;
 
+use super::reach::Reach;
 use super::statements::Statements;
 use super::{sql, RunnerOptions};
 use crate::error::Result;
@@ -24,6 +25,8 @@ pub struct Batch {
     pub pause_ms: i32,
     pub attempts: i16,
     pub epoch: i64,
+    /// The physical database the batch was claimed on: its job must run there.
+    pub reach: Reach,
 }
 
 /// What completing or failing a batch led to.
@@ -77,6 +80,7 @@ pub(super) fn claim_batch(
         pause_ms: m.get(10),
         attempts: 1,
         epoch,
+        reach: Reach::default(),
     };
     let (migration_min, migration_max): (i64, i64) = (m.get(6), m.get(7));
 
@@ -149,6 +153,9 @@ fn finish_if_done(
     let (open, failed): (i64, i64) = (row.get(0), row.get(1));
     if open > 0 {
         return Ok(Completion::Recorded);
+    }
+    if failed > 0 {
+        st.execute(tx, sql::FAIL_ABANDONED_JOBS, &[&id, &max_attempts])?;
     }
     let status = if failed > 0 { FAILED } else { FINISHED };
     st.execute(tx, sql::SET_MIGRATION_STATUS, &[&id, &status])?;

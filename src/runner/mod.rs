@@ -7,6 +7,7 @@
 
 mod batch;
 mod fence;
+pub mod reach;
 pub mod sql;
 mod sql_job;
 mod statements;
@@ -19,6 +20,7 @@ use statements::Statements;
 
 pub use batch::{Batch, Completion};
 pub use fence::{fence, Fence};
+pub use reach::{Place, Reach};
 pub use sql_job::SqlJobReport;
 
 use crate::error::{Error, Result};
@@ -76,6 +78,8 @@ pub struct Runner {
     client_pid: u32,
     /// Statements prepared on `client`, by SQL text.
     statements: Statements,
+    /// Where `client` is connected (read once per connection).
+    place: Place,
     /// The identity (name, serves) the last fetch saw, and the allowed schemas derived from it.
     last_allowed: Option<(SeenIdentity, Vec<String>)>,
 }
@@ -92,6 +96,7 @@ impl Runner {
             client: None,
             client_pid: 0,
             statements: Statements::default(),
+            place: Place::default(),
             last_allowed: None,
         }
     }
@@ -132,6 +137,11 @@ impl Runner {
             // Every statement here is prepared once and runs with its generic plan: the planner's
             // custom plan for a fetch with LIMIT 1 walks far more rows (measured: 4x slower).
             client.batch_execute("SET plan_cache_mode = force_generic_plan")?;
+            let row = client.query_one(reach::PLACE, &[])?;
+            self.place = Place {
+                system_identifier: row.get(0),
+                database_oid: row.get(1),
+            };
             self.client = Some(client);
             self.client_pid = pid;
         }
@@ -245,6 +255,8 @@ impl Runner {
         let topology = self.topology.clone();
         let owner = self.owner.clone();
         let options = self.options.clone();
+        self.connection()?;
+        let place = self.place;
         let (client, statements) = self.connection()?;
         let mut tx = client.transaction()?;
         let (seen, _) = read_identity(&mut tx, statements, false)?;
@@ -286,8 +298,13 @@ impl Runner {
                 identity.epoch,
                 &options,
             )?;
-            if let Some(batch) = claim {
+            if let Some(mut batch) = claim {
                 tx.commit()?;
+                batch.reach = Reach {
+                    identity_name: identity.name.clone(),
+                    epoch: identity.epoch,
+                    place,
+                };
                 return Ok(Claim::Batch(batch));
             }
         }

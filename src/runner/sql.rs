@@ -49,11 +49,22 @@ pub const FETCH_WITH_IDENTITY: &str = concat!(
 /// The fetch inside a claim, skipping migrations another worker is claiming.
 pub const FETCH: &str = concat!(executable_migrations!(), "FOR UPDATE OF m SKIP LOCKED");
 
+/// A running job whose worker is gone: its lease expired, or it has no lease (GitLab's own
+/// worker took it) and has not moved for an hour (GitLab's stuck-job timeout). It may be claimed
+/// again while it has attempts left (`$3` in the claim, `$2` below), and fails for good otherwise.
+macro_rules! abandoned {
+    () => {
+        "(lease_expires_at < now() \
+          OR (lease_expires_at IS NULL AND updated_at < now() - interval '1 hour'))"
+    };
+}
+
 /// The migration, locked for this claim (still executable and of an allowed schema), with its
-/// first batch to run again (pending, failed with attempts left, or running with an expired
-/// lease: its worker died) and the end of the key ranges handed out so far. The migration's row
+/// first batch to run again (pending, failed with attempts left, or abandoned with attempts left:
+/// its worker died) and the end of the key ranges handed out so far. The migration's row
 /// lock serialises claims of one migration, so the job rows need no locks of their own.
-pub const LOCK_MIGRATION: &str = r#"
+pub const LOCK_MIGRATION: &str = concat!(
+    r#"
 SELECT m.id, m.job_class_name, m.table_name, m.column_name, m.job_arguments::text, m.gitlab_schema,
        m.min_value, m.max_value, m.batch_size, m.sub_batch_size, m.pause_ms,
        r.id, r.min_value, r.max_value, r.batch_size, r.sub_batch_size, r.pause_ms, r.attempts,
@@ -66,13 +77,16 @@ LEFT JOIN LATERAL (
     WHERE batched_background_migration_id = m.id
       AND (status = 0
            OR (status = 2 AND attempts < $3)
-           OR (status = 1 AND lease_expires_at < now()))
+           OR (status = 1 AND attempts < $3 AND "#,
+    abandoned!(),
+    r#"))
     ORDER BY id
     LIMIT 1
 ) r ON true
 WHERE m.id = $1 AND m.status IN (1, 5) AND m.gitlab_schema = ANY($2::text[])
 FOR UPDATE OF m SKIP LOCKED
-"#;
+"#
+);
 
 pub const TAKE_JOB: &str = r#"
 UPDATE batched_background_migration_jobs
@@ -95,12 +109,30 @@ RETURNING id
 "#;
 
 /// Jobs that are not done: open ones, and failed ones that used up their attempts.
-pub const UNFINISHED_JOBS: &str = r#"
-SELECT count(*) FILTER (WHERE status IN (0, 1) OR (status = 2 AND attempts < $2)),
-       count(*) FILTER (WHERE status = 2 AND attempts >= $2)
-FROM batched_background_migration_jobs
-WHERE batched_background_migration_id = $1 AND status <> 3
-"#;
+/// An abandoned running job without attempts left counts as failed for good.
+pub const UNFINISHED_JOBS: &str = concat!(
+    r#"
+SELECT count(*) FILTER (WHERE NOT failed_for_good),
+       count(*) FILTER (WHERE failed_for_good)
+FROM (SELECT (status = 2 AND attempts >= $2) OR (status = 1 AND attempts >= $2 AND "#,
+    abandoned!(),
+    r#") AS failed_for_good
+      FROM batched_background_migration_jobs
+      WHERE batched_background_migration_id = $1 AND status <> 3) open
+"#
+);
+
+/// Records the abandoned running jobs without attempts left as failed, when their migration fails.
+pub const FAIL_ABANDONED_JOBS: &str = concat!(
+    r#"
+UPDATE batched_background_migration_jobs
+SET status = 2, finished_at = now(), updated_at = now(), lease_owner = NULL, lease_expires_at = NULL,
+    metrics = metrics || jsonb_build_object('error',
+        'abandoned while running (its worker died) after ' || attempts || ' attempts')
+WHERE batched_background_migration_id = $1 AND status = 1 AND attempts >= $2 AND "#,
+    abandoned!(),
+    "\n"
+);
 
 pub const SET_MIGRATION_STATUS: &str =
     "UPDATE batched_background_migrations SET status = $2, updated_at = now() WHERE id = $1";
@@ -128,11 +160,12 @@ WHERE id = $1 AND lease_owner = $2 AND status = 1
 RETURNING batched_background_migration_id
 "#;
 
-/// Halves a timed-out batch: the job keeps the lower half, a new pending job takes the rest.
+/// Halves a timed-out batch: the job keeps the lower half, a new pending job takes the rest. Both
+/// halves start with their attempts unused (GitLab's split does the same): each is a new range.
 pub const SHRINK_JOB: &str = r#"
 UPDATE batched_background_migration_jobs
 SET max_value = $3, batch_size = $4, sub_batch_size = LEAST(sub_batch_size, $4),
-    status = 0, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+    status = 0, attempts = 0, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
 WHERE id = $1 AND lease_owner = $2 AND status = 1
 RETURNING batched_background_migration_id, sub_batch_size, pause_ms
 "#;

@@ -155,6 +155,11 @@ impl Runner {
     }
 }
 
+/// What a job connection reads to show where it is (`[name, epoch, system_identifier, oid]`).
+fn reach_sql() -> &'static str {
+    core::reach::REACH
+}
+
 /// The fetch statement, for reviewing its plan (`EXPLAIN`).
 fn fetch_sql() -> &'static str {
     core::sql::FETCH_WITH_IDENTITY
@@ -222,12 +227,34 @@ impl Batch {
     fn epoch(&self) -> i64 {
         self.0.epoch
     }
+
+    /// Raises JobConnectionMismatchError unless the job connection's reach (the row of
+    /// `Runner.reach_sql`) is the claim's.
+    fn check_reach(
+        ruby: &Ruby,
+        rb_self: &Self,
+        database: String,
+        seen: (String, i64, i64, i64),
+    ) -> Result<(), Error> {
+        let (identity_name, epoch, system_identifier, database_oid) = seen;
+        let job = core::Reach {
+            identity_name,
+            epoch,
+            place: core::Place {
+                system_identifier,
+                database_oid,
+            },
+        };
+        core::reach::check(&database, rb_self.0.job_id, &rb_self.0.reach, &job)
+            .map_err(|e| errors::to_ruby(ruby, e))
+    }
 }
 
 pub(crate) fn init(ruby: &Ruby, module: &RModule) -> Result<(), Error> {
     let runner = module.define_class("Runner", ruby.class_object())?;
     runner.define_singleton_method("_new", function!(Runner::new, 4))?;
     runner.define_singleton_method("fetch_sql", function!(fetch_sql, 0))?;
+    runner.define_singleton_method("reach_sql", function!(reach_sql, 0))?;
     runner.define_method("owner", method!(Runner::owner, 0))?;
     runner.define_method("database", method!(Runner::database, 0))?;
     runner.define_method("fence", method!(Runner::fence, 0))?;
@@ -253,5 +280,6 @@ pub(crate) fn init(ruby: &Ruby, module: &RModule) -> Result<(), Error> {
     batch.define_method("pause_ms", method!(Batch::pause_ms, 0))?;
     batch.define_method("attempts", method!(Batch::attempts, 0))?;
     batch.define_method("epoch", method!(Batch::epoch, 0))?;
+    batch.define_method("_check_reach", method!(Batch::check_reach, 2))?;
     Ok(())
 }
