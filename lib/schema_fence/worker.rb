@@ -151,44 +151,12 @@ module SchemaFence
       perform_ruby(batch, guard, job_class(batch.job_class_name).new(batch:, connection_class:))
     end
 
-    # Runs a Ruby job on this thread's connection of the database's pool, once that connection is
-    # shown to reach the database the batch was claimed on. The connection goes back to the pool
-    # afterwards (Sidekiq outside Rails does not do it), or, when anything failed, is discarded:
-    # other threads' connections are never touched.
     def perform_ruby(batch, guard, job)
-      pool = connection_class.connection_pool
-      connection = pool.respond_to?(:lease_connection) ? pool.lease_connection : pool.connection
-      clean = false
-      begin
-        batch.check_connection!(@database, connection)
+      JobConnection.with(connection_class, batch, @database) do
         started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
         GuardHook.with(guard) { job.perform }
-        refuse_open_transaction(batch, connection)
-        clean = true
         { millis: ((Process.clock_gettime(Process::CLOCK_MONOTONIC) - started) * 1000).round }
-      ensure
-        clean ? pool.release_connection : discard(pool, connection)
       end
-    end
-
-    # A job that ends inside a transaction it opened itself (a raw BEGIN) has committed nothing:
-    # recording the batch as done would skip its keys. Discarding the connection rolls it back.
-    def refuse_open_transaction(batch, connection)
-      raw = connection.raw_connection
-      return unless raw.respond_to?(:transaction_status) && raw.transaction_status != PG::PQTRANS_IDLE
-
-      raise Error, "the Ruby job #{batch.job_class_name} of batch #{batch.job_id} ended inside a transaction " \
-                   "it did not commit; its writes are rolled back and the batch is recorded as failed: " \
-                   "commit what it opens (or use ActiveRecord's transaction blocks)"
-    end
-
-    # Takes this thread's connection out of the pool and closes it (a dead or dirty connection is
-    # never handed to the next batch); the pool opens a new one on demand.
-    def discard(pool, connection)
-      pool.remove(connection)
-      connection.disconnect!
-    rescue StandardError
-      nil
     end
 
     # One guard per (tag, epoch): the allowed schemas change only with the identity.
