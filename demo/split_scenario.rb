@@ -4,6 +4,7 @@ require "fileutils"
 require "pg"
 require "rbconfig"
 require "tmpdir"
+require_relative "split_verdict"
 
 # The split of a ci database out of main, end to end, on throwaway clusters: a source serving
 # main and ci with a gitlab_main, a gitlab_ci and a gitlab_shared table, a migration queued on
@@ -11,10 +12,22 @@ require "tmpdir"
 # replica, idle until the split), and the cutover in the middle of the batches. Used by bin/demo
 # and by spec/cutover_spec.rb.
 class SplitScenario
+  include SplitVerdict
+
   FIXTURES = File.expand_path("../../shared/fixtures/gitlab", __dir__)
-  TABLES = { "projects" => :gitlab_main, "ci_builds" => :gitlab_ci,
-             "loose_foreign_keys_deleted_records" => :gitlab_shared }.freeze
-  JOBS = TABLES.keys.to_h { |table| ["Increment#{table.split('_').map(&:capitalize).join}", table] }.freeze
+  # table => [gitlab_schema, kind of job]: each gitlab_schema has a migration with a SQL job and
+  # one with a Ruby job.
+  PLAN = {
+    "projects" => %i[gitlab_main sql], "namespaces" => %i[gitlab_main ruby],
+    "ci_builds" => %i[gitlab_ci sql], "ci_pipelines" => %i[gitlab_ci ruby],
+    "loose_foreign_keys_deleted_records" => %i[gitlab_shared sql], "detached_partitions" => %i[gitlab_shared ruby]
+  }.freeze
+  TABLES = PLAN.transform_values(&:first).freeze
+  RUBY_JOB = "SplitScenario::IncrementRows"
+  # table => the job class name its migration is queued with.
+  JOBS = PLAN.to_h do |table, (_, kind)|
+    [table, kind == :ruby ? RUBY_JOB : "Increment#{table.split('_').map(&:capitalize).join}"]
+  end.freeze
 
   def self.configure_schema_fence
     SchemaFence.configure do |c|
@@ -24,10 +37,25 @@ class SplitScenario
   end
 
   # Every job adds one to `done` of the keys of its sub-batch, so the data says how often each
-  # key was processed.
+  # key was processed. SQL jobs run in Rust; the Ruby job (IncrementRows) on ActiveRecord.
   def self.register_jobs
-    JOBS.each do |job, table|
+    JOBS.each do |table, job|
+      next if job == RUBY_JOB
+
       SchemaFence.sql_job(job, "UPDATE #{table} SET done = done + 1 WHERE id BETWEEN $1 AND $2")
+    end
+    require_relative "increment_rows"
+  end
+
+  # [database, table] for each copy of a table whose migration that database must finish after
+  # the split: main's tables on main, ci's on ci, the shared ones on both.
+  def self.owned
+    TABLES.flat_map do |table, schema|
+      case schema
+      when :gitlab_main then [["main", table]]
+      when :gitlab_ci then [["ci", table]]
+      else [["main", table], ["ci", table]]
+      end
     end
   end
 
@@ -55,7 +83,7 @@ class SplitScenario
       end
     end
     SchemaFence::Install.up(@source_url, name: "main", serves: %w[main ci])
-    @ids = JOBS.to_h do |job, table|
+    @ids = JOBS.to_h do |table, job|
       options = [@interval, @batch_size, @sub_batch_size, 1, nil, nil, @pause_ms, nil]
       [table, SchemaFence::Store._queue(@source_url, SchemaFence.dictionary,
                                         [job, table, "id", "[]", TABLES[table].to_s, options])[1]]
@@ -64,11 +92,13 @@ class SplitScenario
     @target_url = @replica.url("app")
   end
 
+  # Two worker processes, each serving both databases as a Sidekiq process of the app does:
+  # main on the source, ci on the replica (idle until the split).
   def start_workers
     @stop_file = File.join(@dir, "stop")
     script = File.expand_path("worker.rb", __dir__)
-    { "main" => @source_url, "ci" => @target_url }.each do |database, url|
-      @pids << spawn(RbConfig.ruby, script, url, database, @stop_file, out: File::NULL)
+    2.times do
+      @pids << spawn(RbConfig.ruby, script, @source_url, @target_url, @stop_file, out: File::NULL)
     end
   end
 
@@ -110,10 +140,8 @@ class SplitScenario
   end
 
   def finished?
-    expected = { %w[main projects] => :finished, %w[main loose_foreign_keys_deleted_records] => :finished,
-                 %w[ci ci_builds] => :finished, %w[ci loose_foreign_keys_deleted_records] => :finished }
     now = progress
-    expected.all? { |key, status| now[key]&.last == status }
+    self.class.owned.all? { |key| now[key]&.last == :finished }
   end
 
   def wait_until_finished(timeout: 180)
@@ -130,34 +158,8 @@ class SplitScenario
     @pids.clear
   end
 
-  # [never processed, once, more than once] for +table+ on +url+.
-  def counts(url, table)
-    PG.connect(url) do |c|
-      c.exec("SELECT count(*) FILTER (WHERE done = 0), count(*) FILTER (WHERE done = 1), " \
-             "count(*) FILTER (WHERE done > 1) FROM #{table}").values.first.map(&:to_i)
-    end
-  end
-
-  # Batches claimed after the stamp on a database that no longer serves their tag.
-  def batches_on_wrong_database
-    wrong = { @source_url => "gitlab_ci", @target_url => "gitlab_main" }
-    wrong.sum do |url, tag|
-      PG.connect(url) do |c|
-        c.exec_params("SELECT count(*) FROM batched_background_migration_jobs j JOIN batched_background_migrations m " \
-                      "ON m.id = j.batched_background_migration_id WHERE m.gitlab_schema = $1 AND j.claimed_epoch >= 1",
-                      [tag]).getvalue(0, 0).to_i
-      end
-    end
-  end
-
-  # Failed attempts refused by a lock-writes trigger.
-  def lock_writes_fired
-    [@source_url, @target_url].sum do |url|
-      PG.connect(url) do |c|
-        c.exec("SELECT count(*) FROM batched_background_migration_jobs WHERE metrics->>'error' LIKE '%write-locked%'")
-         .getvalue(0, 0).to_i
-      end
-    end
+  def url_of(database)
+    database == "main" ? @source_url : @target_url
   end
 
   def stale(delete: false)

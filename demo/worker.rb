@@ -1,31 +1,34 @@
 # frozen_string_literal: true
 
-# A worker process of the split scenario (demo/split_scenario.rb):
-#   ruby demo/worker.rb URL DATABASE STOP_FILE
-# It runs batches of the scenario's SQL jobs until STOP_FILE exists, idling while its database is
-# shared or paused, and prints nothing but errors.
+# A worker process of the split scenario (demo/split_scenario.rb), serving both databases as a
+# Sidekiq process of the app does:
+#   ruby demo/worker.rb MAIN_URL CI_URL STOP_FILE
+# It runs batches of the scenario's SQL and Ruby jobs until STOP_FILE exists, taking turns between
+# main and ci (ci idles while it shares main, and both idle while paused); it prints only errors.
 
 $LOAD_PATH.unshift File.expand_path("../lib", __dir__)
 require "schema_fence"
 require_relative "split_scenario"
 
-url, database, stop_file = ARGV
+main_url, ci_url, stop_file = ARGV
 SplitScenario.configure_schema_fence
 SchemaFence.configure do |c|
   c.lease = 30
-  c.database(database, url:)
+  c.database(:main, url: main_url)
+  c.database(:ci, url: ci_url)
 end
 SplitScenario.register_jobs
 
-worker = SchemaFence::Worker.for(database)
+workers = %w[main ci].map { |database| SchemaFence::Worker.for(database) }
 until File.exist?(stop_file)
-  outcome = begin
-    worker.run_once
+  ran = workers.map do |worker|
+    outcome = worker.run_once
+    warn "#{worker.database} worker: batch failed: #{outcome.error.message}" if outcome.status == :failed
+    outcome.status == :ran
   rescue SchemaFence::ConnectionLostError, SchemaFence::DatabaseError => e
-    warn "#{database} worker #{Process.pid}: #{e.message}; retrying"
+    warn "#{worker.database} worker #{Process.pid}: #{e.message}; retrying"
     sleep 0.1
-    next
+    false
   end
-  warn "#{database} worker: batch failed: #{outcome.error.message}" if outcome.status == :failed
-  sleep 0.02 unless outcome.status == :ran
+  sleep 0.02 unless ran.any?
 end
