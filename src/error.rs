@@ -208,6 +208,16 @@ pub enum Error {
     #[error("cutover: {message}")]
     CutoverState { message: String },
 
+    #[error(
+        "cutover: the target given for {target} is not the right one, so nothing was changed on \
+         either side: {}. Point the target at a streaming replica of the source",
+        differences.join("; ")
+    )]
+    CutoverTarget {
+        target: String,
+        differences: Vec<String>,
+    },
+
     #[error("cutover: cannot connect to the {database} database: {message}")]
     CutoverConnection { database: String, message: String },
 
@@ -264,6 +274,7 @@ impl Error {
             Error::CutoverOrder { .. } => "CutoverOrder",
             Error::CutoverPastPromotion { .. } => "CutoverPastPromotion",
             Error::CutoverState { .. } => "CutoverState",
+            Error::CutoverTarget { .. } => "CutoverTarget",
             Error::CutoverConnection { .. } => "CutoverConnection",
             Error::CrossDatabaseAccess { .. } => "CrossDatabaseAccess",
             Error::GuardParse { .. } => "GuardParse",

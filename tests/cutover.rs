@@ -85,7 +85,7 @@ fn a_split_in_the_middle_of_the_migrations_continues_each_on_its_own_database() 
     }
     let cutover = Cutover::new(config(&source_url, &target_url), topology(), dictionary()).unwrap();
     let plan = cutover.plan().unwrap();
-    assert_eq!(plan.len(), 7);
+    assert_eq!(plan.len(), 9);
     assert!(plan.iter().all(|s| !s.done));
     let steps = cutover.execute(|_| {}).unwrap();
     assert_eq!(
@@ -196,15 +196,24 @@ fn a_catch_up_timeout_leaves_the_source_paused_and_a_rollback_lifts_the_pause() 
     let mut cfg = config(&source_url, &target_url);
     cfg.catch_up_timeout = Duration::from_millis(500);
     let cutover = Cutover::new(cfg, topology(), dictionary()).unwrap();
-    cutover.run_step(Step::Pause).unwrap();
-    cutover.run_step(Step::Drain).unwrap();
+    for step in [Step::Verify, Step::Pause, Step::Drain] {
+        cutover.run_step(step).unwrap();
+    }
     // A replica that cannot replay: its server is stopped... so stop replay instead.
     connect(&target_url)
         .execute("SELECT pg_wal_replay_pause()", &[])
         .unwrap();
+    cutover.run_step(Step::Fence).unwrap();
     connect(&source_url)
         .execute("UPDATE projects SET done = done WHERE id = 1", &[])
         .unwrap();
+    let fenced = connect(&source_url)
+        .execute("UPDATE ci_builds SET done = done WHERE id = 1", &[])
+        .unwrap_err();
+    assert_eq!(
+        fenced.code().map(|c| c.code()),
+        Some(cutover::FENCE_SQLSTATE)
+    );
     let err = cutover.run_step(Step::CatchUp).unwrap_err();
     assert!(matches!(err, Error::CutoverTimeout { .. }), "{err}");
     assert!(err.to_string().contains("stays paused"), "{err}");
@@ -217,6 +226,9 @@ fn a_catch_up_timeout_leaves_the_source_paused_and_a_rollback_lifts_the_pause() 
 
     cutover.rollback().unwrap();
     assert!(matches!(main.claim_next().unwrap(), Claim::Batch(_)));
+    connect(&source_url)
+        .execute("UPDATE ci_builds SET done = done WHERE id = 1", &[])
+        .expect("the rollback lifted the fence");
     assert!(cutover.plan().unwrap().iter().all(|s| !s.done));
     drop(replica);
 }
@@ -225,7 +237,14 @@ fn a_catch_up_timeout_leaves_the_source_paused_and_a_rollback_lifts_the_pause() 
 fn a_rollback_after_the_promotion_is_refused() {
     let (_source, _replica, source_url, target_url) = split_setup();
     let cutover = Cutover::new(config(&source_url, &target_url), topology(), dictionary()).unwrap();
-    for step in [Step::Pause, Step::Drain, Step::CatchUp, Step::Promote] {
+    for step in [
+        Step::Verify,
+        Step::Pause,
+        Step::Drain,
+        Step::Fence,
+        Step::CatchUp,
+        Step::Promote,
+    ] {
         cutover.run_step(step).unwrap();
     }
     let err = cutover.rollback().unwrap_err();
@@ -246,7 +265,13 @@ fn an_external_promotion_is_waited_for_and_writes_can_be_unlocked_again() {
     let mut cfg = config(&source_url, &target_url);
     cfg.promotion = Promotion::External;
     let cutover = Cutover::new(cfg, topology(), dictionary()).unwrap();
-    for step in [Step::Pause, Step::Drain, Step::CatchUp] {
+    for step in [
+        Step::Verify,
+        Step::Pause,
+        Step::Drain,
+        Step::Fence,
+        Step::CatchUp,
+    ] {
         cutover.run_step(step).unwrap();
     }
     // Patroni's part, played by another connection a moment later.

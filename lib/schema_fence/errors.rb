@@ -117,6 +117,11 @@ module SchemaFence
   # The databases are not in the state the cutover step needs (e.g. a replica promoted too early).
   class CutoverStateError < Error; end
 
+  # The cutover's target is not a streaming replica of its source holding the same identity (a
+  # replica of another primary, a primary, another copy), or a rerun names another target than the
+  # logged cutover; the message names every difference. Nothing was changed.
+  class CutoverTargetError < Error; end
+
   # The cutover could not connect to the source or the target.
   class CutoverConnectionError < Error; end
 end

@@ -1,11 +1,20 @@
-//! Write locks after the split: statement-level triggers on each side reject INSERT, UPDATE,
-//! DELETE and TRUNCATE on the tables of the other database's schemas.
+//! Write locks after the split: triggers on each physical database reject INSERT, UPDATE, DELETE
+//! and TRUNCATE on the tables of every gitlab_schema it no longer serves (DESIGN.md section 10),
+//! partitions included.
+//!
+//! Each table and partition gets a statement-level trigger. A partitioned table also gets a
+//! row-level one, because PostgreSQL clones row-level triggers (not statement-level ones) onto
+//! partitions created later: rows written straight into a new partition are refused too. A new
+//! partition's TRUNCATE, and a new table of a locked schema, are locked only when the locks are
+//! laid again (`lock_writes` is idempotent; `rake schema_fence:lock_writes`).
 
 use postgres::GenericClient;
 
+use super::split::locked_schemas;
+use super::tables::{tables_of, Relation};
 use crate::dictionary::Dictionary;
 use crate::error::Result;
-use crate::sql::{quote_ident, quote_table};
+use crate::sql::quote_ident;
 use crate::topology::Topology;
 
 /// `SET LOCAL schema_fence.bypass_lock_writes = on` lets one transaction write anyway
@@ -13,11 +22,18 @@ use crate::topology::Topology;
 pub const BYPASS_SETTING: &str = "schema_fence.bypass_lock_writes";
 
 const TRIGGER: &str = "schema_fence_lock_writes";
+const ROW_TRIGGER: &str = "schema_fence_lock_writes_rows";
 
 const FUNCTION: &str = r#"
 CREATE OR REPLACE FUNCTION schema_fence_lock_writes() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF current_setting('schema_fence.bypass_lock_writes', true) = 'on' THEN
+        IF TG_LEVEL = 'ROW' THEN
+            IF TG_OP = 'DELETE' THEN
+                RETURN OLD;
+            END IF;
+            RETURN NEW;
+        END IF;
         RETURN NULL;
     END IF;
     RAISE EXCEPTION 'table % is write-locked on database %: it belongs to %, which another database owns since the split',
@@ -28,38 +44,47 @@ END
 $$
 "#;
 
-/// Locks the tables of `database`'s `lock_gitlab_schemas` that exist in this database; returns
-/// them. Idempotent.
+/// A SQL string literal (standard_conforming_strings is on in every supported server).
+pub(super) fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Locks the tables of every gitlab_schema that a database serving `serves` does not own; returns
+/// them. `database` names the physical database in the message. Idempotent.
 pub fn lock_writes(
     db: &mut impl GenericClient,
     dictionary: &Dictionary,
     topology: &Topology,
     database: &str,
-) -> Result<Vec<String>> {
-    let Some(config) = topology.database(database) else {
+    serves: &[String],
+) -> Result<Vec<Relation>> {
+    let schemas = locked_schemas(topology, serves)?;
+    if schemas.is_empty() {
         return Ok(vec![]);
-    };
+    }
     db.batch_execute(FUNCTION)?;
     let mut locked = Vec::new();
-    for schema in &config.lock_gitlab_schemas {
-        for table in dictionary.tables(schema) {
-            let quoted = quote_table(table)?;
-            let exists: bool = db
-                .query_one("SELECT to_regclass($1) IS NOT NULL", &[&quoted])?
-                .get(0);
-            if !exists {
-                continue;
-            }
-            let literal = |s: &str| format!("'{}'", s.replace('\'', "''"));
-            db.batch_execute(&format!(
-                "DROP TRIGGER IF EXISTS {trigger} ON {quoted}; \
-                 CREATE TRIGGER {trigger} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON {quoted} \
-                 FOR EACH STATEMENT EXECUTE FUNCTION schema_fence_lock_writes({db}, {schema})",
+    for schema in &schemas {
+        for relation in tables_of(db, dictionary, std::slice::from_ref(schema))? {
+            let args = format!("{}, {}", literal(database), literal(schema));
+            let mut ddl = format!(
+                "DROP TRIGGER IF EXISTS {trigger} ON {table}; \
+                 CREATE TRIGGER {trigger} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table} \
+                 FOR EACH STATEMENT EXECUTE FUNCTION schema_fence_lock_writes({args});",
                 trigger = quote_ident(TRIGGER),
-                db = literal(database),
-                schema = literal(schema),
-            ))?;
-            locked.push(table.to_string());
+                table = relation.name,
+            );
+            if relation.partitioned {
+                ddl.push_str(&format!(
+                    "DROP TRIGGER IF EXISTS {trigger} ON {table}; \
+                     CREATE TRIGGER {trigger} BEFORE INSERT OR UPDATE OR DELETE ON {table} \
+                     FOR EACH ROW EXECUTE FUNCTION schema_fence_lock_writes({args});",
+                    trigger = quote_ident(ROW_TRIGGER),
+                    table = relation.name,
+                ));
+            }
+            db.batch_execute(&ddl)?;
+            locked.push(relation);
         }
     }
     Ok(locked)
@@ -67,20 +92,24 @@ pub fn lock_writes(
 
 /// Removes every write lock of this database (rollback of a split); returns the tables.
 pub fn unlock_writes(db: &mut impl GenericClient) -> Result<Vec<String>> {
+    // Clones on partitions (tgparentid <> 0) go with their parent's trigger.
     let rows = db.query(
-        "SELECT c.oid::regclass::text FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
-         WHERE t.tgname = $1",
-        &[&TRIGGER],
+        "SELECT DISTINCT c.oid::regclass::text, t.tgname FROM pg_trigger t \
+         JOIN pg_class c ON c.oid = t.tgrelid WHERE t.tgname = ANY($1) AND t.tgparentid = 0 \
+         ORDER BY 1",
+        &[&vec![TRIGGER, ROW_TRIGGER]],
     )?;
-    let mut tables = Vec::with_capacity(rows.len());
+    let mut tables: Vec<String> = Vec::with_capacity(rows.len());
     for row in rows {
-        let table: String = row.get(0);
+        let (table, trigger): (String, String) = (row.get(0), row.get(1));
         // regclass text is already a valid, quoted-where-needed name.
         db.batch_execute(&format!(
             "DROP TRIGGER IF EXISTS {} ON {table}",
-            quote_ident(TRIGGER)
+            quote_ident(&trigger)
         ))?;
-        tables.push(table);
+        if !tables.contains(&table) {
+            tables.push(table);
+        }
     }
     Ok(tables)
 }

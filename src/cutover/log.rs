@@ -14,7 +14,11 @@ CREATE TABLE IF NOT EXISTS schema_fence_cutover_log (
     started_at timestamptz NOT NULL DEFAULT clock_timestamp(),
     finished_at timestamptz,
     detail text
-)
+);
+-- What the source served when the cutover began (the split is computed from it on every run)
+-- and the target it was begun against (a rerun against another one is refused).
+ALTER TABLE schema_fence_cutover_log ADD COLUMN IF NOT EXISTS source_serves text[];
+ALTER TABLE schema_fence_cutover_log ADD COLUMN IF NOT EXISTS target text;
 "#;
 
 pub(super) fn ensure_table(db: &mut impl GenericClient) -> Result<()> {
@@ -63,10 +67,60 @@ pub(super) fn start(
     cutover: &str,
     step: Step,
     database: &str,
+    begun: &Begun,
 ) -> Result<i64> {
     let row = db.query_one(
-        "INSERT INTO schema_fence_cutover_log (cutover, step, database) VALUES ($1, $2, $3) RETURNING id",
-        &[&cutover, &step.name(), &database],
+        "INSERT INTO schema_fence_cutover_log (cutover, step, database, source_serves, target) \
+         VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        &[
+            &cutover,
+            &step.name(),
+            &database,
+            &begun.source_serves,
+            &begun.target,
+        ],
+    )?;
+    Ok(row.get(0))
+}
+
+/// What the first step of a cutover recorded: the source's serves then, and the target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Begun {
+    pub source_serves: Vec<String>,
+    pub target: String,
+}
+
+/// The first logged step's record of the cutover, if it has begun.
+pub(super) fn begun(db: &mut impl GenericClient, cutover: &str) -> Result<Option<Begun>> {
+    if !exists(db)? {
+        return Ok(None);
+    }
+    let row = db.query_opt(
+        "SELECT source_serves, target FROM schema_fence_cutover_log \
+         WHERE cutover = $1 AND source_serves IS NOT NULL ORDER BY id LIMIT 1",
+        &[&cutover],
+    )?;
+    Ok(row.map(|r| Begun {
+        source_serves: r.get(0),
+        target: r.get(1),
+    }))
+}
+
+/// Seconds from the start of `first` to the end of `last`, once both are logged.
+pub(super) fn window(
+    db: &mut impl GenericClient,
+    cutover: &str,
+    first: Step,
+    last: Step,
+) -> Result<Option<f64>> {
+    if !exists(db)? {
+        return Ok(None);
+    }
+    let row = db.query_one(
+        "SELECT EXTRACT(EPOCH FROM max(finished_at) FILTER (WHERE step = $3) \
+                              - min(started_at) FILTER (WHERE step = $2))::float8 \
+         FROM schema_fence_cutover_log WHERE cutover = $1",
+        &[&cutover, &first.name(), &last.name()],
     )?;
     Ok(row.get(0))
 }

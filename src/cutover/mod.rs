@@ -1,22 +1,30 @@
 //! The cutover of DESIGN.md section 10: a replica of the shared database is promoted to become
-//! the split-out database (`ci`), while the source keeps the rest (`main`).
+//! the split-out database (`ci`, with the databases that fall back to it), while the source keeps
+//! the rest (`main`, and `sec` if it still shares main).
 //!
-//! `plan` lists the steps and changes nothing; `execute` runs them in order, records each in
-//! `schema_fence_cutover_log` on the source, and on a second run resumes after the last finished
-//! step; `rollback` before the promotion lifts the pause.
+//! `plan` lists the steps and changes nothing; `execute` verifies the target, then runs the steps
+//! in order, records each in `schema_fence_cutover_log` on the source, and on a second run resumes
+//! after the last finished step; `rollback` before the promotion lifts the fence and the pause.
 
 mod cleanup;
+mod fence;
 mod lock_writes;
 mod log;
+mod split;
 mod steps;
+mod tables;
+mod verify;
 
 use std::time::Duration;
 
 use postgres::{Client, NoTls};
 
 pub use cleanup::{cleanup, StaleRow};
+pub use fence::SQLSTATE as FENCE_SQLSTATE;
 pub use lock_writes::{lock_writes, unlock_writes, BYPASS_SETTING};
+pub use split::{locked_schemas, Split};
 pub use steps::Step;
+pub use tables::{tables_of, Relation};
 
 use crate::dictionary::Dictionary;
 use crate::error::{Error, Result};
@@ -56,6 +64,15 @@ pub struct PlannedStep {
     pub database: String,
     pub action: String,
     pub done: bool,
+}
+
+/// The measured windows of a cutover, from its log (None until both ends are logged).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Windows {
+    /// Pause to the end of the resume: no batch was claimed on the source.
+    pub claim_pause: Option<Duration>,
+    /// Fence to the end of the stamp: the moving tables accepted no write anywhere.
+    pub write: Option<Duration>,
 }
 
 /// What running one step did.
@@ -119,24 +136,92 @@ impl Cutover {
         connect(&self.config.target_url, &self.config.target)
     }
 
-    /// Every step with what it will do; reads the log, changes nothing.
+    /// How the cutover names its target in the log: host, port and database of the URL (no
+    /// password), so a rerun against another server is refused.
+    fn target_address(&self) -> String {
+        address(&self.config.target_url)
+    }
+
+    /// The split this cutover makes, from what the source served when it began.
+    pub fn split(&self) -> Result<Split> {
+        let mut source = self.source()?;
+        self.split_on(&mut source)
+    }
+
+    fn split_on(&self, source: &mut Client) -> Result<Split> {
+        let before = match log::begun(source, &self.name())? {
+            Some(begun) => begun.source_serves,
+            None => crate::store::identity::require(source)?.serves,
+        };
+        Split::new(
+            &self.topology,
+            &self.config.source,
+            &before,
+            &self.config.target,
+        )
+    }
+
+    /// Refuses a run against another target than the one the logged cutover began with.
+    fn check_logged_target(&self, source: &mut Client) -> Result<()> {
+        let Some(begun) = log::begun(source, &self.name())? else {
+            return Ok(());
+        };
+        let now = self.target_address();
+        if begun.target != now {
+            return Err(Error::CutoverTarget {
+                target: self.config.target.clone(),
+                differences: vec![format!(
+                    "cutover {} was begun against {}, and this run names {now}: finish or roll \
+                     back that cutover with its own target",
+                    self.name(),
+                    begun.target
+                )],
+            });
+        }
+        Ok(())
+    }
+
+    /// Every step with what it will do; reads the log and the tables, changes nothing.
     pub fn plan(&self) -> Result<Vec<PlannedStep>> {
-        let done = log::finished_steps(&mut self.source()?, &self.name())?;
+        let mut source = self.source()?;
+        let done = log::finished_steps(&mut source, &self.name())?;
+        let split = self.split_on(&mut source)?;
+        let fenced = tables_of(
+            &mut source,
+            &self.dictionary,
+            &split.moving_schemas(&self.topology)?,
+        )?;
+        let on_source = tables_of(
+            &mut source,
+            &self.dictionary,
+            &locked_schemas(&self.topology, &split.staying)?,
+        )?;
+        let on_target = tables_of(
+            &mut self.target()?,
+            &self.dictionary,
+            &locked_schemas(&self.topology, &split.moving)?,
+        )?;
+        let tables = steps::Tables {
+            fenced: tables::describe(&fenced),
+            locked_on_source: tables::describe(&on_source),
+            locked_on_target: tables::describe(&on_target),
+        };
         Ok(Step::ALL
             .iter()
             .map(|&step| PlannedStep {
                 step,
                 database: step.database(&self.config),
-                action: step.action(&self.config, &self.topology),
+                action: step.action(&self.config, &split, &tables),
                 done: done.contains(&step),
             })
             .collect())
     }
 
     /// Runs one step (or skips it when an earlier run finished it), recording it in the log.
+    /// Verify records itself only once it passed: a wrong target changes nothing anywhere.
     pub fn run_step(&self, step: Step) -> Result<StepOutcome> {
         let mut source = self.source()?;
-        log::ensure_table(&mut source)?;
+        self.check_logged_target(&mut source)?;
         let name = self.name();
         let database = step.database(&self.config);
         let done = log::finished_steps(&mut source, &name)?;
@@ -159,13 +244,29 @@ impl Cutover {
                 missing: missing.name().into(),
             });
         }
+        let split = self.split_on(&mut source)?;
+        let begun = log::Begun {
+            source_serves: split.before.clone(),
+            target: self.target_address(),
+        };
         let started = std::time::Instant::now();
-        let log_id = log::start(&mut source, &name, step, &database)?;
-        let detail = steps::run(self, step)?;
-        let duration = started.elapsed();
-        // After the promotion the source may not be reachable through the same session in every
-        // setup; a fresh connection records the end of the step.
-        log::finish(&mut self.source()?, log_id, &detail)?;
+        let (detail, duration) = if step == Step::Verify {
+            let detail = steps::run(self, step, &split)?;
+            let duration = started.elapsed();
+            log::ensure_table(&mut source)?;
+            let log_id = log::start(&mut source, &name, step, &database, &begun)?;
+            log::finish(&mut source, log_id, &detail)?;
+            (detail, duration)
+        } else {
+            log::ensure_table(&mut source)?;
+            let log_id = log::start(&mut source, &name, step, &database, &begun)?;
+            let detail = steps::run(self, step, &split)?;
+            let duration = started.elapsed();
+            // After the promotion the source may not be reachable through the same session in
+            // every setup; a fresh connection records the end of the step.
+            log::finish(&mut self.source()?, log_id, &detail)?;
+            (detail, duration)
+        };
         Ok(StepOutcome {
             step,
             database,
@@ -186,9 +287,22 @@ impl Cutover {
         Ok(outcomes)
     }
 
-    /// Before the promotion: lifts the pause on the source and forgets the steps run so far.
+    /// The claim pause and the write window, measured from the log.
+    pub fn windows(&self) -> Result<Windows> {
+        let mut source = self.source()?;
+        let name = self.name();
+        let secs = |d: Option<f64>| d.map(|s| Duration::from_secs_f64(s.max(0.0)));
+        Ok(Windows {
+            claim_pause: secs(log::window(&mut source, &name, Step::Pause, Step::Resume)?),
+            write: secs(log::window(&mut source, &name, Step::Fence, Step::Stamp)?),
+        })
+    }
+
+    /// Before the promotion: lifts the fence and the pause on the source and forgets the steps
+    /// run so far.
     pub fn rollback(&self) -> Result<()> {
         let mut source = self.source()?;
+        self.check_logged_target(&mut source)?;
         log::ensure_table(&mut source)?;
         let done = log::finished_steps(&mut source, &self.name())?;
         let started_promotion =
@@ -203,6 +317,7 @@ impl Cutover {
             "UPDATE schema_fence_identity SET claims_paused = false WHERE singleton",
             &[],
         )?;
+        fence::lift(&mut tx)?;
         log::forget(&mut tx, &self.name())?;
         tx.commit()?;
         Ok(())
@@ -215,6 +330,43 @@ impl Cutover {
     pub(crate) fn dictionary(&self) -> &Dictionary {
         &self.dictionary
     }
+}
+
+/// Lays the write locks of the database at `db` again, from what its identity serves now: after
+/// a table (or a partition) of a locked gitlab_schema was created there.
+pub fn relock(
+    db: &mut Client,
+    dictionary: &Dictionary,
+    topology: &Topology,
+) -> Result<Vec<Relation>> {
+    let identity = crate::store::identity::require(db)?;
+    let mut tx = db.transaction()?;
+    let locked = lock_writes(
+        &mut tx,
+        dictionary,
+        topology,
+        &identity.name,
+        &identity.serves,
+    )?;
+    tx.commit()?;
+    Ok(locked)
+}
+
+/// `host:port/database` of a PostgreSQL URL, without the password.
+fn address(url: &str) -> String {
+    let Ok(config) = url.parse::<postgres::Config>() else {
+        return url.split('@').last().unwrap_or(url).to_string();
+    };
+    let host = config
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            postgres::config::Host::Tcp(name) => name.clone(),
+            postgres::config::Host::Unix(path) => path.display().to_string(),
+        })
+        .unwrap_or_default();
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!("{host}:{port}/{}", config.get_dbname().unwrap_or(""))
 }
 
 fn connect(url: &str, database: &str) -> Result<Client> {

@@ -1,17 +1,20 @@
-//! The seven steps, in order.
+//! The nine steps, in order (DESIGN.md section 10).
 
 use std::time::{Duration, Instant};
 
 use postgres::Client;
 
-use super::{lock_writes, CutoverConfig, Promotion};
+use super::split::Split;
+use super::tables::{self, tables_of};
+use super::{fence, lock_writes, verify, CutoverConfig, Promotion};
 use crate::error::{Error, Result};
-use crate::topology::Topology;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Step {
+    Verify,
     Pause,
     Drain,
+    Fence,
     CatchUp,
     Promote,
     Stamp,
@@ -19,10 +22,21 @@ pub enum Step {
     Resume,
 }
 
+/// What the plan says about the tables: the moving ones fenced on the source, and those locked on
+/// each side afterwards.
+#[derive(Debug, Clone, Default)]
+pub struct Tables {
+    pub fenced: String,
+    pub locked_on_source: String,
+    pub locked_on_target: String,
+}
+
 impl Step {
-    pub const ALL: [Step; 7] = [
+    pub const ALL: [Step; 9] = [
+        Step::Verify,
         Step::Pause,
         Step::Drain,
+        Step::Fence,
         Step::CatchUp,
         Step::Promote,
         Step::Stamp,
@@ -32,8 +46,10 @@ impl Step {
 
     pub fn name(self) -> &'static str {
         match self {
+            Step::Verify => "verify",
             Step::Pause => "pause",
             Step::Drain => "drain",
+            Step::Fence => "fence",
             Step::CatchUp => "catch_up",
             Step::Promote => "promote",
             Step::Stamp => "stamp",
@@ -50,29 +66,34 @@ impl Step {
     pub fn database(self, config: &CutoverConfig) -> String {
         let (source, target) = (&config.source, &config.target);
         match self {
-            Step::Pause | Step::Drain => format!("{source} (source)"),
+            Step::Pause | Step::Drain | Step::Fence => format!("{source} (source)"),
             Step::CatchUp | Step::Promote => format!("{target} (replica)"),
-            Step::Stamp | Step::LockWrites | Step::Resume => format!("{source} and {target}"),
+            Step::Verify | Step::Stamp | Step::LockWrites | Step::Resume => {
+                format!("{source} and {target}")
+            }
         }
     }
 
     /// What the step will do, for `plan`.
-    pub fn action(self, config: &CutoverConfig, topology: &Topology) -> String {
+    pub fn action(self, config: &CutoverConfig, split: &Split, tables: &Tables) -> String {
         let (source, target) = (&config.source, &config.target);
-        let locks = |db: &str| {
-            topology
-                .database(db)
-                .map(|d| d.lock_gitlab_schemas.join(", "))
-                .unwrap_or_default()
-        };
         match self {
+            Step::Verify => "check, changing nothing, that the target is a streaming replica of the source \
+                 (in recovery, same system_identifier and timeline) with the same identity row"
+                .into(),
             Step::Pause => "stop new batch claims (claims_paused = true; replicated)".into(),
             Step::Drain => format!(
                 "wait until no batch lease is live (at most {}s)",
                 config.drain_timeout.as_secs()
             ),
+            Step::Fence => format!(
+                "refuse application writes on {source} to the tables moving to {target} \
+                 (SQLSTATE {}, retryable): {}",
+                fence::SQLSTATE,
+                tables.fenced
+            ),
             Step::CatchUp => format!(
-                "read the source's WAL position, wait until the replica has replayed it (at most {}s)",
+                "read the source's WAL position (after the fence), wait until the replica has replayed it (at most {}s)",
                 config.catch_up_timeout.as_secs()
             ),
             Step::Promote => match config.promotion {
@@ -83,47 +104,77 @@ impl Step {
                 ),
             },
             Step::Stamp => format!(
-                "stamp identities: source ({source}, [{source}], epoch+1), target ({target}, [{target}], epoch+1)"
+                "stamp identities: source ({source}, [{}], epoch+1), target ({target}, [{}], epoch+1); \
+                 lift the fence on the target, which takes the moving tables' writes from then on",
+                split.staying.join(", "),
+                split.moving.join(", ")
             ),
             Step::LockWrites => format!(
-                "write-lock on {source} the tables of {}; on {target} the tables of {}",
-                locks(source),
-                locks(target)
+                "write-lock on {source} {}; on {target} {}; lift the fence on {source}",
+                tables.locked_on_source, tables.locked_on_target
             ),
             Step::Resume => "allow batch claims again on both".into(),
         }
     }
 }
 
-pub(super) fn run(cutover: &super::Cutover, step: Step) -> Result<String> {
+pub(super) fn run(cutover: &super::Cutover, step: Step, split: &Split) -> Result<String> {
     let config = cutover.config();
+    let (source_name, target_name) = (&config.source, &config.target);
     match step {
+        Step::Verify => verify::verify(
+            &mut cutover.source()?,
+            &mut cutover.target()?,
+            source_name,
+            target_name,
+        ),
         Step::Pause => {
             set_paused(&mut cutover.source()?, true)?;
             Ok("claims paused on the source".into())
         }
         Step::Drain => drain(&mut cutover.source()?, config.drain_timeout),
+        Step::Fence => {
+            let mut source = cutover.source()?;
+            let schemas = split.moving_schemas(cutover.topology())?;
+            let mut tx = source.transaction()?;
+            let relations = tables_of(&mut tx, cutover.dictionary(), &schemas)?;
+            fence::lay(&mut tx, &relations, target_name, &cutover.name())?;
+            tx.commit()?;
+            Ok(format!(
+                "fenced on {source_name}: {}",
+                tables::describe(&relations)
+            ))
+        }
         Step::CatchUp => catch_up(cutover, config.catch_up_timeout),
         Step::Promote => promote(&mut cutover.target()?, config),
-        Step::Stamp => stamp(cutover),
+        Step::Stamp => stamp(cutover, split),
         Step::LockWrites => {
-            let (source, target) = (&config.source, &config.target);
+            let mut source = cutover.source()?;
+            let mut tx = source.transaction()?;
             let on_source = lock_writes::lock_writes(
-                &mut cutover.source()?,
+                &mut tx,
                 cutover.dictionary(),
                 cutover.topology(),
-                source,
+                source_name,
+                &split.staying,
             )?;
+            // Locked and unfenced in one transaction: the moving tables are never writable here.
+            fence::lift(&mut tx)?;
+            tx.commit()?;
+            let mut target = cutover.target()?;
+            let mut tx = target.transaction()?;
             let on_target = lock_writes::lock_writes(
-                &mut cutover.target()?,
+                &mut tx,
                 cutover.dictionary(),
                 cutover.topology(),
-                target,
+                target_name,
+                &split.moving,
             )?;
+            tx.commit()?;
             Ok(format!(
-                "{} tables write-locked on {source}, {} on {target}",
-                on_source.len(),
-                on_target.len()
+                "write-locked on {source_name}: {}; on {target_name}: {}",
+                tables::describe(&on_source),
+                tables::describe(&on_target)
             ))
         }
         Step::Resume => {
@@ -245,33 +296,42 @@ fn promote(target: &mut Client, config: &CutoverConfig) -> Result<String> {
     )
 }
 
-fn stamp(cutover: &super::Cutover) -> Result<String> {
+fn stamp(cutover: &super::Cutover, split: &Split) -> Result<String> {
     let config = cutover.config();
     let mut source = cutover.source()?;
     let mut target = cutover.target()?;
-    let read = |db: &mut Client| -> Result<(String, Vec<String>, i64)> {
-        let row = db.query_one(
-            "SELECT name, serves, epoch FROM schema_fence_identity WHERE singleton",
-            &[],
-        )?;
-        Ok((row.get(0), row.get(1), row.get(2)))
+    let epoch_of = |db: &mut Client| -> Result<i64> {
+        Ok(db
+            .query_one(
+                "SELECT epoch FROM schema_fence_identity WHERE singleton",
+                &[],
+            )?
+            .get(0))
     };
-    let (_, _, source_epoch) = read(&mut source)?;
-    let (_, _, target_epoch) = read(&mut target)?;
     // Both copies had the same epoch at the promotion; a resumed run may find one side stamped.
-    let epoch = source_epoch.min(target_epoch) + 1;
-    let write = |db: &mut Client, name: &str| -> Result<()> {
+    let epoch = epoch_of(&mut source)?.min(epoch_of(&mut target)?) + 1;
+    let write = |db: &mut postgres::Transaction<'_>, name: &str, serves: &[String]| -> Result<()> {
         db.execute(
-            "UPDATE schema_fence_identity SET name = $1, serves = ARRAY[$1], epoch = $2, stamped_at = now() \
+            "UPDATE schema_fence_identity SET name = $1, serves = $2, epoch = $3, stamped_at = now() \
              WHERE singleton",
-            &[&name, &epoch],
+            &[&name, &serves, &epoch],
         )?;
         Ok(())
     };
-    write(&mut target, &config.target)?;
-    write(&mut source, &config.source)?;
+    // The target takes the moving tables over: its stamp and the end of its copy of the fence
+    // commit together.
+    let mut tx = target.transaction()?;
+    write(&mut tx, &config.target, &split.moving)?;
+    fence::lift(&mut tx)?;
+    tx.commit()?;
+    let mut tx = source.transaction()?;
+    write(&mut tx, &config.source, &split.staying)?;
+    tx.commit()?;
     Ok(format!(
-        "{} is ({0}, [{0}], {epoch}); {} is ({1}, [{1}], {epoch})",
-        config.source, config.target
+        "{} is ({0}, [{}], {epoch}); {} is ({2}, [{}], {epoch}) and takes the writes of its tables",
+        config.source,
+        split.staying.join(", "),
+        config.target,
+        split.moving.join(", ")
     ))
 }

@@ -1,0 +1,153 @@
+//! The cutover checks its target before anything changes: a replica of another primary, a
+//! primary, the source itself, or a different replica than the one a logged cutover began with is
+//! refused, naming what differs, and neither side is touched.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use schema_fence::cluster::Cluster;
+use schema_fence::cutover::{Cutover, CutoverConfig, Promotion, Step};
+use schema_fence::{store, Dictionary, Error, Topology};
+
+fn topology() -> Topology {
+    Topology::load(&gitlab_fixtures().join("database_connections")).unwrap()
+}
+
+fn dictionary() -> Arc<Dictionary> {
+    Arc::new(Dictionary::load(&[gitlab_fixtures().join("gitlab_schemas.yml")]).unwrap())
+}
+
+/// A primary installed as main serving main and ci, with a ci table.
+fn primary() -> (Cluster, String) {
+    let cluster = Cluster::start().unwrap();
+    cluster.create_database("app").unwrap();
+    let url = cluster.url("app");
+    let mut client = connect(&url);
+    client
+        .batch_execute(
+            "CREATE TABLE ci_builds (id bigint PRIMARY KEY, done int NOT NULL DEFAULT 0)",
+        )
+        .unwrap();
+    store::install(&mut client, "main", &["main".into(), "ci".into()], None).unwrap();
+    (cluster, url)
+}
+
+fn cutover(source_url: &str, target_url: &str) -> Cutover {
+    let config = CutoverConfig {
+        source_url: source_url.into(),
+        target_url: target_url.into(),
+        source: "main".into(),
+        target: "ci".into(),
+        promotion: Promotion::PgPromote,
+        drain_timeout: Duration::from_secs(5),
+        catch_up_timeout: Duration::from_secs(5),
+        promote_timeout: Duration::from_secs(30),
+    };
+    Cutover::new(config, topology(), dictionary()).unwrap()
+}
+
+/// Whether the source was touched: paused, fenced, or given a cutover log.
+fn untouched(url: &str) -> bool {
+    let row = connect(url)
+        .query_one(
+            "SELECT (SELECT claims_paused FROM schema_fence_identity), \
+                    to_regclass('schema_fence_cutover_log') IS NULL, \
+                    NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname LIKE 'schema_fence%')",
+            &[],
+        )
+        .unwrap();
+    !row.get::<_, bool>(0) && row.get::<_, bool>(1) && row.get::<_, bool>(2)
+}
+
+fn refusal(result: schema_fence::Result<Vec<schema_fence::cutover::StepOutcome>>) -> String {
+    match result {
+        Err(e @ Error::CutoverTarget { .. }) => e.to_string(),
+        other => panic!("expected CutoverTargetError, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_replica_of_another_primary_is_refused_and_nothing_changes() {
+    let (_source, source_url) = primary();
+    let (other, _) = primary();
+    let stranger = other.replica().unwrap();
+    let message = refusal(cutover(&source_url, &stranger.url("app")).execute(|_| {}));
+    assert!(message.contains("system_identifier"), "{message}");
+    assert!(
+        message.contains("not a replica of this source"),
+        "{message}"
+    );
+    assert!(untouched(&source_url));
+    assert!(
+        stranger.is_in_recovery().unwrap(),
+        "the stranger was not promoted"
+    );
+}
+
+#[test]
+fn a_primary_is_refused_and_nothing_changes() {
+    let (_source, source_url) = primary();
+    let (_other, other_url) = primary();
+    let message = refusal(cutover(&source_url, &other_url).execute(|_| {}));
+    assert!(
+        message.contains("the target is not in recovery"),
+        "{message}"
+    );
+    assert!(untouched(&source_url));
+    assert!(untouched(&other_url));
+}
+
+#[test]
+fn the_source_itself_is_refused() {
+    let (_source, source_url) = primary();
+    let message = refusal(cutover(&source_url, &source_url).execute(|_| {}));
+    assert!(message.contains("not in recovery"), "{message}");
+    assert!(untouched(&source_url));
+}
+
+#[test]
+fn a_replica_whose_identity_differs_is_refused() {
+    let (source, source_url) = primary();
+    let replica = source.replica().unwrap();
+    // A replica made before a re-stamp of the source would differ the same way.
+    connect(&replica.url("app"))
+        .query_one("SELECT pg_wal_replay_pause()", &[])
+        .unwrap();
+    connect(&source_url)
+        .execute("UPDATE schema_fence_identity SET epoch = 5", &[])
+        .unwrap();
+    let message = refusal(cutover(&source_url, &replica.url("app")).execute(|_| {}));
+    assert!(
+        message.contains("epoch 0") && message.contains("epoch 5"),
+        "{message}"
+    );
+    assert!(untouched(&source_url));
+}
+
+#[test]
+fn a_rerun_against_another_replica_than_the_logged_one_is_refused() {
+    let (source, source_url) = primary();
+    let first = source.replica().unwrap();
+    let second = source.replica().unwrap();
+    let begun = cutover(&source_url, &first.url("app"));
+    begun.run_step(Step::Verify).unwrap();
+    begun.run_step(Step::Pause).unwrap();
+    let other = cutover(&source_url, &second.url("app"));
+    let message = refusal(other.execute(|_| {}));
+    assert!(message.contains("was begun against"), "{message}");
+    assert!(matches!(other.rollback(), Err(Error::CutoverTarget { .. })));
+    assert!(second.is_in_recovery().unwrap());
+    // The cutover's own target finishes it.
+    assert_eq!(
+        begun
+            .execute(|_| {})
+            .unwrap()
+            .iter()
+            .filter(|o| !o.skipped)
+            .count(),
+        7
+    );
+}
