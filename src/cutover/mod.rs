@@ -355,7 +355,7 @@ pub fn relock(
 /// `host:port/database` of a PostgreSQL URL, without the password.
 fn address(url: &str) -> String {
     let Ok(config) = url.parse::<postgres::Config>() else {
-        return url.split('@').last().unwrap_or(url).to_string();
+        return url.rsplit('@').next().unwrap_or(url).to_string();
     };
     let host = config
         .get_hosts()
