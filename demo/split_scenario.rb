@@ -4,7 +4,9 @@ require "fileutils"
 require "pg"
 require "rbconfig"
 require "tmpdir"
+require "yaml"
 require_relative "split_verdict"
+require_relative "split_application"
 
 # The split of a ci database out of main, end to end, on throwaway clusters: a source serving
 # main and ci with a gitlab_main, a gitlab_ci and a gitlab_shared table, a migration queued on
@@ -13,13 +15,15 @@ require_relative "split_verdict"
 # and by spec/cutover_spec.rb.
 class SplitScenario
   include SplitVerdict
+  include SplitApplication
 
   FIXTURES = File.expand_path("../../shared/fixtures/gitlab", __dir__)
   # table => [gitlab_schema, kind of job]: each gitlab_schema has a migration with a SQL job and
-  # one with a Ruby job.
+  # one with a Ruby job. sec's tables stay on main when ci splits off.
   PLAN = {
     "projects" => %i[gitlab_main sql], "namespaces" => %i[gitlab_main ruby],
     "ci_builds" => %i[gitlab_ci sql], "ci_pipelines" => %i[gitlab_ci ruby],
+    "analyzer_project_statuses" => %i[gitlab_sec sql], "analyzer_namespace_statuses" => %i[gitlab_sec ruby],
     "loose_foreign_keys_deleted_records" => %i[gitlab_shared sql], "detached_partitions" => %i[gitlab_shared ruby]
   }.freeze
   TABLES = PLAN.transform_values(&:first).freeze
@@ -28,11 +32,29 @@ class SplitScenario
   JOBS = PLAN.to_h do |table, (_, kind)|
     [table, kind == :ruby ? RUBY_JOB : "Increment#{table.split('_').map(&:capitalize).join}"]
   end.freeze
+  # The tables the application writer writes: a ci table that moves, and a sec table that stays.
+  WRITTEN = { ci: "ci_job_artifacts", sec: "analyzer_project_statuses" }.freeze
 
+  # GitLab's three databases (ci and sec fall back to main) and GitLab's table map, with the
+  # gitlab_sec tables of GitLab's db/docs (written out once per process).
   def self.configure_schema_fence
     SchemaFence.configure do |c|
-      c.dictionary_paths = [File.join(FIXTURES, "gitlab_schemas.yml")]
-      c.topology_path = File.join(FIXTURES, "database_connections")
+      c.dictionary_paths = [File.join(FIXTURES, "gitlab_schemas.yml"), sec_docs]
+      c.topology_path = File.join(FIXTURES, "database_connections_with_sec")
+    end
+  end
+
+  def self.sec_docs
+    @sec_docs ||= begin
+      dir = Dir.mktmpdir("schema_fence-sec-docs")
+      at_exit { FileUtils.rm_rf(dir) }
+      File.foreach(File.join(FIXTURES, "db_docs_tables.tsv")).drop(1).each do |line|
+        table, schema = line.chomp.split("\t")
+        next unless schema == "gitlab_sec"
+
+        File.write(File.join(dir, "#{table}.yml"), { "table_name" => table, "gitlab_schema" => schema }.to_yaml)
+      end
+      dir
     end
   end
 
@@ -48,13 +70,13 @@ class SplitScenario
   end
 
   # [database, table] for each copy of a table whose migration that database must finish after
-  # the split: main's tables on main, ci's on ci, the shared ones on both.
+  # the split: main's and sec's tables on main, ci's on ci, the shared ones on both.
   def self.owned
     TABLES.flat_map do |table, schema|
       case schema
-      when :gitlab_main then [["main", table]]
       when :gitlab_ci then [["ci", table]]
-      else [["main", table], ["ci", table]]
+      when :gitlab_shared then [["main", table], ["ci", table]]
+      else [["main", table]]
       end
     end
   end
@@ -78,11 +100,14 @@ class SplitScenario
     @source_url = @source.create_database("app")
     PG.connect(@source_url) do |c|
       TABLES.each_key do |table|
-        c.exec("CREATE TABLE #{table} (id bigint PRIMARY KEY, done int NOT NULL DEFAULT 0)")
+        # `written` is the application writer's (sec keeps being written through the cutover).
+        c.exec("CREATE TABLE #{table} (id bigint PRIMARY KEY, done int NOT NULL DEFAULT 0, " \
+               "written int NOT NULL DEFAULT 0)")
         c.exec_params("INSERT INTO #{table} (id) SELECT generate_series(1, $1::bigint)", [rows])
       end
+      c.exec("CREATE TABLE #{WRITTEN[:ci]} (id bigint PRIMARY KEY, acknowledged_by text NOT NULL)")
     end
-    SchemaFence::Install.up(@source_url, name: "main", serves: %w[main ci])
+    SchemaFence::Install.up(@source_url, name: "main", serves: %w[main ci sec])
     @ids = JOBS.to_h do |table, job|
       options = [@interval, @batch_size, @sub_batch_size, 1, nil, nil, @pause_ms, nil]
       [table, SchemaFence::Store._queue(@source_url, SchemaFence.dictionary,
@@ -92,13 +117,15 @@ class SplitScenario
     @target_url = @replica.url("app")
   end
 
-  # Two worker processes, each serving both databases as a Sidekiq process of the app does:
-  # main on the source, ci on the replica (idle until the split).
+  # Two worker processes, each serving every database as a Sidekiq process of the app does: main
+  # and sec on the source, ci on the replica (idle until the split; sec idles on main, which covers
+  # its schemas).
   def start_workers
     @stop_file = File.join(@dir, "stop")
     script = File.expand_path("worker.rb", __dir__)
-    2.times do
-      @pids << spawn(RbConfig.ruby, script, @source_url, @target_url, @stop_file, out: File::NULL)
+    2.times do |i|
+      log = File.join(@dir, "worker-#{i}.log")
+      @pids << spawn(RbConfig.ruby, script, @source_url, @target_url, @stop_file, out: File::NULL, err: log)
     end
   end
 
@@ -129,14 +156,17 @@ class SplitScenario
   end
 
   def cutover(&)
-    cutover = SchemaFence::Cutover.new(source_url: @source_url, target_url: @target_url,
-                                       catch_up_timeout: 30, drain_timeout: 60)
-    @cutover_outcomes = cutover.execute(&)
+    @cutover = SchemaFence::Cutover.new(source_url: @source_url, target_url: @target_url,
+                                        catch_up_timeout: 30, drain_timeout: 60)
+    @cutover_outcomes = @cutover.execute(&)
+    repoint_ci if @ci_connection
+    @cutover_outcomes
   end
 
-  # Seconds from the start of the pause to the end of the resume.
-  def pause_window
-    @cutover_outcomes.sum(&:duration)
+  # Seconds from the start of the pause to the end of the resume, and from the fence to the end
+  # of the stamp (no write to the moving tables anywhere).
+  def windows
+    @cutover.windows
   end
 
   def finished?

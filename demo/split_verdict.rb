@@ -20,14 +20,46 @@ module SplitVerdict
 
   # Batches claimed after the stamp on a database that no longer serves their tag.
   def batches_on_wrong_database
-    wrong = { @source_url => "gitlab_ci", @target_url => "gitlab_main" }
-    wrong.sum do |url, tag|
+    wrong = { @source_url => %w[gitlab_ci], @target_url => %w[gitlab_main gitlab_sec] }
+    wrong.sum do |url, tags|
       PG.connect(url) do |c|
         c.exec_params("SELECT count(*) FROM batched_background_migration_jobs j JOIN batched_background_migrations m " \
-                      "ON m.id = j.batched_background_migration_id WHERE m.gitlab_schema = $1 AND j.claimed_epoch >= 1",
-                      [tag]).getvalue(0, 0).to_i
+                      "ON m.id = j.batched_background_migration_id WHERE m.gitlab_schema = ANY($1::text[]) " \
+                      "AND j.claimed_epoch >= 1", [PG::TextEncoder::Array.new.encode(tags)]).getvalue(0, 0).to_i
       end
     end
+  end
+
+  # What became of the application's writes: acknowledged, lost (acknowledged and not on the
+  # database that owns the table now), refused and retried.
+  def application_writes
+    acknowledged, refusals = writer_log
+    ci_acks = acknowledged.select { |kind, _| kind == "ci" }.map { |_, id, _| Integer(id) }
+    on_target = ids_in(@target_url, SplitScenario::WRITTEN[:ci])
+    on_source = ids_in(@source_url, SplitScenario::WRITTEN[:ci])
+    sec_acks = acknowledged.count { |kind, _| kind == "sec" }
+    sec_written = PG.connect(@source_url) do |c|
+      c.exec("SELECT COALESCE(sum(written), 0) FROM #{PG::Connection.quote_ident(SplitScenario::WRITTEN[:sec])}")
+       .getvalue(0, 0).to_i
+    end
+    { ci_acknowledged: ci_acks.size, ci_lost: (ci_acks - on_target).size,
+      ci_acknowledged_on_main_and_absent_on_ci: (on_source - on_target).size,
+      ci_refused: refusals.grep(/\Aci /).size, fence_refusals: refusals.grep(/refused SF001/).size,
+      sec_acknowledged: sec_acks, sec_lost: sec_acks - sec_written, sec_refused: refusals.grep(/\Asec /).size }
+  end
+
+  # sec's tables that carry a write lock on main (there must be none: sec still shares main).
+  def sec_tables_locked_on_main
+    PG.connect(@source_url) do |c|
+      tables = SplitScenario::TABLES.select { |_, schema| schema == :gitlab_sec }.keys
+      c.exec_params("SELECT count(*) FROM pg_trigger t JOIN pg_class r ON r.oid = t.tgrelid " \
+                    "WHERE t.tgname LIKE 'schema_fence%' AND r.relname = ANY($1::text[])",
+                    [PG::TextEncoder::Array.new.encode(tables)]).getvalue(0, 0).to_i
+    end
+  end
+
+  def ids_in(url, table)
+    PG.connect(url) { |c| c.exec("SELECT id FROM #{PG::Connection.quote_ident(table)}").column_values(0).map(&:to_i) }
   end
 
   # Failed attempts refused by a lock-writes trigger.

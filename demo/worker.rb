@@ -1,10 +1,11 @@
 # frozen_string_literal: true
 
-# A worker process of the split scenario (demo/split_scenario.rb), serving both databases as a
+# A worker process of the split scenario (demo/split_scenario.rb), serving every database as a
 # Sidekiq process of the app does:
 #   ruby demo/worker.rb MAIN_URL CI_URL STOP_FILE
 # It runs batches of the scenario's SQL and Ruby jobs until STOP_FILE exists, taking turns between
-# main and ci (ci idles while it shares main, and both idle while paused); it prints only errors.
+# main, ci and sec (sec shares main throughout, ci until the split: they idle there; all idle
+# while paused); it prints only errors.
 
 $LOAD_PATH.unshift File.expand_path("../lib", __dir__)
 require "schema_fence"
@@ -16,15 +17,20 @@ SchemaFence.configure do |c|
   c.lease = 30
   c.database(:main, url: main_url)
   c.database(:ci, url: ci_url)
+  c.database(:sec, url: main_url)
 end
 SplitScenario.register_jobs
 
-workers = %w[main ci].map { |database| SchemaFence::Worker.for(database) }
+workers = %w[main ci sec].map { |database| SchemaFence::Worker.for(database) }
 until File.exist?(stop_file)
   ran = workers.map do |worker|
     outcome = worker.run_once
     warn "#{worker.database} worker: batch failed: #{outcome.error.message}" if outcome.status == :failed
     outcome.status == :ran
+  rescue SchemaFence::MisroutedConnectionError => e
+    warn "#{worker.database} worker #{Process.pid}: MisroutedConnectionError: #{e.message}"
+    sleep 0.1
+    false
   rescue SchemaFence::ConnectionLostError, SchemaFence::DatabaseError => e
     warn "#{worker.database} worker #{Process.pid}: #{e.message}; retrying"
     sleep 0.1

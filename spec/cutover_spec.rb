@@ -7,7 +7,9 @@ RSpec.describe "the split of ci out of main, with workers running through the cu
     skip "needs throwaway clusters of its own (a replica): unset DATABASE_URL" if Clusters.external?
   end
 
-  # bin/test runs 3 seeds; CUTOVER_SEEDS=10 (or more) runs the slower variant.
+  # GitLab's three databases (sec keeps sharing main), worker processes serving all three, and an
+  # application writing a ci table and a sec table through the cutover. bin/test runs 3 seeds;
+  # CUTOVER_SEEDS=10 (or more) runs the slower variant.
   seeds = Integer(ENV.fetch("CUTOVER_SEEDS", "3"))
 
   seeds.times do |seed|
@@ -18,9 +20,12 @@ RSpec.describe "the split of ci out of main, with workers running through the cu
       begin
         scenario.setup
         scenario.start_workers
+        scenario.start_writer
         scenario.wait_for_progress(fraction)
         scenario.cutover
         scenario.wait_until_finished
+        # The application keeps writing on the new ci a moment after the re-point.
+        sleep 0.3
         scenario.stop_workers
 
         rows = scenario.rows
@@ -31,11 +36,23 @@ RSpec.describe "the split of ci out of main, with workers running through the cu
         end
         expect(scenario.batches_on_wrong_database).to eq(0)
         expect(scenario.lock_writes_fired).to eq(0)
-        expect(scenario.cutover_outcomes.map(&:step)).to eq(%i[pause drain catch_up promote stamp lock_writes resume])
+        expect(scenario.cutover_outcomes.map(&:step))
+          .to eq(%i[verify pause drain fence catch_up promote stamp lock_writes resume])
+
+        # The application: no acknowledged write lost, sec never refused nor locked on main.
+        writes = scenario.application_writes
+        expect(writes).to include(ci_lost: 0, ci_acknowledged_on_main_and_absent_on_ci: 0, sec_lost: 0, sec_refused: 0)
+        expect(writes[:ci_acknowledged]).to be > 100
+        expect(writes[:sec_acknowledged]).to be > 100
+        expect(scenario.sec_tables_locked_on_main).to eq(0)
+        expect(scenario.worker_log_lines(/MisroutedConnectionError/)).to eq(0)
+        windows = scenario.windows
+        expect(windows.write).to be < windows.claim_pause
 
         listed = scenario.stale
         expect(listed.transform_values { |rows_| rows_.map(&:gitlab_schema) })
-          .to eq("main" => %i[gitlab_ci gitlab_ci], "ci" => %i[gitlab_main gitlab_main])
+          .to eq("main" => %i[gitlab_ci gitlab_ci],
+                 "ci" => %i[gitlab_main gitlab_main gitlab_sec gitlab_sec])
         scenario.stale(delete: true)
         expect(scenario.stale.values.flatten).to be_empty
       ensure

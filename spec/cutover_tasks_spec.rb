@@ -41,8 +41,10 @@ RSpec.describe "the cutover rake tasks", :postgres do
   it "plan lists every step with its database and changes nothing" do
     before = identities
     output = run_task("schema_fence:cutover:plan")
-    expect(output.lines.size).to eq(7)
-    expect(output).to include("1. pause", "ci (replica)", "pg_promote() on the replica", "7. resume")
+    expect(output.lines.size).to eq(9)
+    expect(output).to include("1. verify", "2. pause", "4. fence", "ci (replica)", "pg_promote() on the replica",
+                              "9. resume")
+    expect(output).to match(/fence .*ci_builds/)
     expect(identities).to eq(before)
     expect(PG.connect(@scenario.source_url) { |c| c.exec("SELECT to_regclass('schema_fence_cutover_log')").getvalue(0, 0) })
       .to be_nil
@@ -51,8 +53,9 @@ RSpec.describe "the cutover rake tasks", :postgres do
   it "execute runs the steps and a second run finds them done; cleanup lists the stale rows" do
     first = run_task("schema_fence:cutover:execute")
     expect(first).to match(/promote .* promoted with pg_promote\(\)/)
-    expect(identities).to eq([{ name: "main", serves: ["main"], epoch: 1 }, { name: "ci", serves: ["ci"], epoch: 1 }])
-    expect(run_task("schema_fence:cutover:execute").scan(" done ").size).to eq(7)
+    expect(identities).to eq([{ name: "main", serves: %w[main sec], epoch: 1 }, { name: "ci", serves: ["ci"], epoch: 1 }])
+    expect(first).to match(/write window of the moving tables \d+\.\d+s/)
+    expect(run_task("schema_fence:cutover:execute").scan(" done ").size).to eq(9)
     expect { run_task("schema_fence:cutover:rollback") }.to raise_error(SchemaFence::CutoverPastPromotionError)
   end
 end

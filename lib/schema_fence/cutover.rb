@@ -1,17 +1,21 @@
 # frozen_string_literal: true
 
 module SchemaFence
-  # The cutover of a database split (DESIGN.md section 10): the source (main) is paused and
-  # drained, the replica catches up and is promoted to become the target (ci), both identities
-  # are stamped with a new epoch, writes to the other side's tables are locked, and claims resume.
+  # The cutover of a database split (docs/architecture.md, docs/cutover.md): the target (ci, with
+  # the databases that fall back to it) moves off the source (main, which keeps every other
+  # database it served, e.g. sec) onto a streaming replica. Verify the target, pause and drain the
+  # source, fence the moving tables (application writes to them fail with SQLSTATE SF001, safe to
+  # retry), let the replica catch up, promote it, stamp both identities with a new epoch, lock
+  # writes to what each side no longer serves, resume.
   #
   #   cutover = SchemaFence::Cutover.new(source_url: main_url, target_url: replica_url)
   #   cutover.plan.each { |step| puts "#{step.step}: #{step.action} on #{step.database}" }
   #   cutover.execute { |outcome| puts "#{outcome.step} took #{outcome.duration.round(3)}s" }
+  #   cutover.windows   # => #<struct Windows claim_pause=0.91, write=0.42>
   #
   # execute records every step in schema_fence_cutover_log on the source and, run again after an
-  # interruption, resumes after the last finished step. rollback, before the promotion, lifts the
-  # pause.
+  # interruption, resumes after the last finished step (a run naming another target is refused).
+  # rollback, before the promotion, lifts the fence and the pause.
   class Cutover
     # One step of the plan.
     PlannedStep = Struct.new(:step, :database, :action, :done, keyword_init: true)
@@ -19,6 +23,9 @@ module SchemaFence
     StepOutcome = Struct.new(:step, :database, :duration, :detail, :skipped, keyword_init: true)
     # A tracking row its database no longer serves.
     StaleRow = Struct.new(:id, :job_class_name, :table_name, :gitlab_schema, :jobs, keyword_init: true)
+    # Seconds without claims on the source (pause to resume), and without writes to the moving
+    # tables anywhere (fence to stamp); nil until measured.
+    Windows = Struct.new(:claim_pause, :write, keyword_init: true)
 
     # @param source_url [String] the database that stays (main)
     # @param target_url [String] the streaming replica that becomes the split-out database (ci)
@@ -49,7 +56,21 @@ module SchemaFence
       _unlock_writes(url)
     end
 
-    # Every step with what it will do where; changes nothing.
+    # Lays the write locks of the database at +url+ again, from what its identity serves now: run
+    # it after creating a table (or a partition) of a gitlab_schema that database no longer serves.
+    # @return [Array<String>] the tables locked
+    def self.lock_writes(url, dictionary: SchemaFence.dictionary, topology: SchemaFence.topology)
+      _relock(url, dictionary, topology)
+    end
+
+    # @return [Windows] the measured claim pause and write window of this cutover
+    def windows
+      claim_pause, write = _windows
+      Windows.new(claim_pause:, write:)
+    end
+
+    # Every step with what it will do where, the tables it fences and locks on each side; changes
+    # nothing.
     # @return [Array<PlannedStep>]
     def plan
       _plan.map { |step, database, action, done| PlannedStep.new(step:, database:, action:, done:) }
@@ -58,7 +79,9 @@ module SchemaFence
     # Runs the steps in order, resuming after the last finished one.
     # @yieldparam outcome [StepOutcome] after each step
     # @return [Array<StepOutcome>]
-    # @raise [CutoverTimeoutError] when a bounded wait runs out (the source stays paused)
+    # @raise [CutoverTargetError] when the target is not a replica of the source (nothing changed)
+    # @raise [CutoverTimeoutError] when a bounded wait runs out (the source stays paused and fenced:
+    #   run execute again, or rollback)
     def execute
       self.class.steps.map do |name|
         outcome = run_step(name)

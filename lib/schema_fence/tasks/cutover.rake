@@ -5,6 +5,7 @@
 #   SOURCE_URL=postgres://main... TARGET_URL=postgres://replica... rake schema_fence:cutover:plan
 #   ... rake schema_fence:cutover:execute   # PROMOTE=external waits for Patroni instead of pg_promote()
 #   ... rake schema_fence:cutover:rollback  # before the promotion only
+#   rake schema_fence:lock_writes           # lays the write locks again (new tables of locked schemas)
 #   rake schema_fence:cleanup               # DELETE=1 deletes the stale rows it lists
 #
 # SOURCE / TARGET name the logical databases (default main / ci); the URLs default to the
@@ -60,18 +61,30 @@ namespace :schema_fence do
     desc "Run the cutover (resumes after the last finished step when run again)"
     task execute: "schema_fence:environment" do
       started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-      SchemaFence::CutoverTasks.cutover.execute do |o|
+      cutover = SchemaFence::CutoverTasks.cutover
+      cutover.execute do |o|
         puts format("%-12<step>s %-24<database>s %8<took>s  %<detail>s", step: o.step, database: o.database,
                                                                          took: o.skipped ? "done" : format("%.3fs", o.duration),
                                                                          detail: o.detail)
       end
-      puts format("cutover finished in %.3fs", Process.clock_gettime(Process::CLOCK_MONOTONIC) - started)
+      windows = cutover.windows
+      puts format("cutover finished in %<took>.3fs; claim pause %<pause>.3fs, write window of the moving tables " \
+                  "%<write>.3fs", took: Process.clock_gettime(Process::CLOCK_MONOTONIC) - started,
+                                  pause: windows.claim_pause || 0, write: windows.write || 0)
     end
 
-    desc "Before the promotion: lift the pause and forget the steps run so far"
+    desc "Before the promotion: lift the fence and the pause and forget the steps run so far"
     task rollback: "schema_fence:environment" do
       SchemaFence::CutoverTasks.cutover.rollback
-      puts "cutover rolled back: claims resumed on the source"
+      puts "cutover rolled back: writes and claims resumed on the source"
+    end
+  end
+
+  desc "Lay the write locks of every configured database again (after creating a table of a locked gitlab_schema)"
+  task lock_writes: :environment do
+    SchemaFence.configuration.databases.each_key do |name|
+      tables = SchemaFence::Cutover.lock_writes(SchemaFence::CutoverTasks.configured_url(name))
+      puts "#{name}: #{tables.size} table(s) write-locked"
     end
   end
 

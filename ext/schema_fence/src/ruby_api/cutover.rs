@@ -95,6 +95,15 @@ impl Cutover {
         ))
     }
 
+    /// `[claim_pause_seconds, write_window_seconds]`, nil until measured.
+    fn windows(ruby: &Ruby, rb_self: &Self) -> Result<(Option<f64>, Option<f64>), Error> {
+        let w = Self::with(ruby, || rb_self.0.windows())?;
+        Ok((
+            w.claim_pause.map(|d| d.as_secs_f64()),
+            w.write.map(|d| d.as_secs_f64()),
+        ))
+    }
+
     fn rollback(ruby: &Ruby, rb_self: &Self) -> Result<(), Error> {
         Self::with(ruby, || rb_self.0.rollback())
     }
@@ -131,14 +140,36 @@ fn unlock_writes(ruby: &Ruby, url: String) -> Result<Vec<String>, Error> {
     })
 }
 
+fn fence_sqlstate() -> &'static str {
+    core::FENCE_SQLSTATE
+}
+
+/// The tables write-locked again on the database at `url`.
+fn relock(
+    ruby: &Ruby,
+    url: String,
+    dictionary: &Dictionary,
+    topology: &Topology,
+) -> Result<Vec<String>, Error> {
+    let (dictionary, topology) = (dictionary.inner.clone(), topology.inner.clone());
+    let locked = Cutover::with(ruby, move || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls)?;
+        core::relock(&mut client, &dictionary, &topology)
+    })?;
+    Ok(locked.into_iter().map(|r| r.name).collect())
+}
+
 pub(crate) fn init(ruby: &Ruby, module: &RModule) -> Result<(), Error> {
     let class = module.define_class("Cutover", ruby.class_object())?;
     class.define_singleton_method("_new", function!(Cutover::new, 4))?;
     class.define_singleton_method("steps", function!(Cutover::steps, 0))?;
     class.define_singleton_method("_cleanup", function!(cleanup, 3))?;
     class.define_singleton_method("_unlock_writes", function!(unlock_writes, 1))?;
+    class.define_singleton_method("_relock", function!(relock, 3))?;
+    class.define_singleton_method("fence_sqlstate", function!(fence_sqlstate, 0))?;
     class.define_method("_plan", method!(Cutover::plan, 0))?;
     class.define_method("_run_step", method!(Cutover::run_step, 1))?;
     class.define_method("rollback", method!(Cutover::rollback, 0))?;
+    class.define_method("_windows", method!(Cutover::windows, 0))?;
     Ok(())
 }
