@@ -339,7 +339,7 @@ impl Cluster {
              fsync = off\n\
              synchronous_commit = off\n\
              full_page_writes = off\n\
-             wal_level = replica\n\
+             wal_level = logical\n\
              max_wal_senders = 10\n\
              max_replication_slots = 10\n\
              wal_keep_size = '256MB'\n\

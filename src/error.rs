@@ -148,10 +148,10 @@ pub enum Error {
     ColumnNotFound { table: String, column: String },
 
     #[error(
-        "connection for database {database:?} reached the database stamped {identity_name:?} (serving {}, \
+        "connection for database {database:?} reached the database stamped {identity_name:?} ({}, \
          epoch {epoch}); it is mis-pointed: refusing to fetch or run anything. Point the {database} \
          connection at the {database} database",
-        identity_serves.join(", ")
+        describe_serves(identity_serves)
     )]
     MisroutedConnection {
         database: String,
@@ -207,6 +207,20 @@ pub enum Error {
 
     #[error("cutover: {message}")]
     CutoverState { message: String },
+
+    #[error(
+        "cutover {cutover} cannot be rolled back after its promotion without losing writes: {reason}. \
+         Finish it with execute instead, or undo it by hand knowing what the target took"
+    )]
+    CutoverNotReversible { cutover: String, reason: String },
+
+    #[error(
+        "cutover: the cutover cannot be made reversible, so nothing was changed: missing {}. Fix \
+         them, or run it with reversible: false (REVERSIBLE=0) and accept that a rollback after \
+         the promotion will be refused",
+        missing.join("; ")
+    )]
+    CutoverRequirements { missing: Vec<String> },
 
     #[error(
         "cutover: the target given for {target} is not the right one, so nothing was changed on \
@@ -275,6 +289,8 @@ impl Error {
             Error::CutoverPastPromotion { .. } => "CutoverPastPromotion",
             Error::CutoverState { .. } => "CutoverState",
             Error::CutoverTarget { .. } => "CutoverTarget",
+            Error::CutoverNotReversible { .. } => "CutoverNotReversible",
+            Error::CutoverRequirements { .. } => "CutoverRequirements",
             Error::CutoverConnection { .. } => "CutoverConnection",
             Error::CrossDatabaseAccess { .. } => "CrossDatabaseAccess",
             Error::GuardParse { .. } => "GuardParse",
@@ -292,6 +308,14 @@ impl Error {
             source,
         }
     }
+}
+
+fn describe_serves(serves: &[String]) -> String {
+    if serves.is_empty() {
+        return "serving nothing: it is retired, the target of a cutover that was rolled back"
+            .into();
+    }
+    format!("serving {}", serves.join(", "))
 }
 
 fn describe_sources(sources: &[PathBuf]) -> String {

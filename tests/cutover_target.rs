@@ -45,6 +45,7 @@ fn cutover(source_url: &str, target_url: &str) -> Cutover {
         drain_timeout: Duration::from_secs(5),
         catch_up_timeout: Duration::from_secs(5),
         promote_timeout: Duration::from_secs(30),
+        reversible: true,
     };
     Cutover::new(config, topology(), dictionary()).unwrap()
 }
@@ -138,7 +139,10 @@ fn a_rerun_against_another_replica_than_the_logged_one_is_refused() {
     let other = cutover(&source_url, &second.url("app"));
     let message = refusal(other.execute(|_| {}));
     assert!(message.contains("was begun against"), "{message}");
-    assert!(matches!(other.rollback(), Err(Error::CutoverTarget { .. })));
+    assert!(matches!(
+        other.rollback(|_| {}),
+        Err(Error::CutoverTarget { .. })
+    ));
     assert!(second.is_in_recovery().unwrap());
     // The cutover's own target finishes it.
     assert_eq!(

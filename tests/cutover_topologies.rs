@@ -48,6 +48,7 @@ fn config(source_url: &str, target_url: &str, target: &str) -> CutoverConfig {
         drain_timeout: Duration::from_secs(10),
         catch_up_timeout: Duration::from_secs(10),
         promote_timeout: Duration::from_secs(30),
+        reversible: true,
     }
 }
 
@@ -85,7 +86,8 @@ fn source(dictionary: &Dictionary) -> (Cluster, String) {
     client
         .batch_execute(
             "CREATE SCHEMA gitlab_partitions_dynamic;
-             CREATE TABLE ci_job_artifacts (id bigint NOT NULL, partition_id int NOT NULL)
+             CREATE TABLE ci_job_artifacts (id bigint NOT NULL, partition_id int NOT NULL,
+                                            PRIMARY KEY (id, partition_id))
                  PARTITION BY LIST (partition_id);
              CREATE TABLE gitlab_partitions_dynamic.ci_job_artifacts_100
                  PARTITION OF ci_job_artifacts FOR VALUES IN (100);",

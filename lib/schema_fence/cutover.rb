@@ -34,11 +34,16 @@ module SchemaFence
     # @param drain_timeout [Numeric] seconds to wait for live batch leases to end
     # @param catch_up_timeout [Numeric] seconds to wait for the replica to replay the source's WAL
     # @param promote_timeout [Numeric] seconds to wait for the promotion
+    # @param reversible [Boolean] true: at the promotion, replicate the moving tables from the
+    #   target back to the source (needs wal_level = logical, replication slots and a key on every
+    #   moving table, checked first), so that #rollback after it loses nothing; false: a rollback
+    #   after the promotion is refused
     def self.new(source_url:, target_url:, source: "main", target: "ci", promote: true, drain_timeout: 60,
-                 catch_up_timeout: 60, promote_timeout: 60, topology: SchemaFence.topology,
+                 catch_up_timeout: 60, promote_timeout: 60, reversible: true, topology: SchemaFence.topology,
                  dictionary: SchemaFence.dictionary)
       _new([source_url, target_url], [source.to_s, target.to_s], [topology, dictionary],
-           [promote ? true : false, Float(drain_timeout), Float(catch_up_timeout), Float(promote_timeout)])
+           [promote ? true : false, Float(drain_timeout), Float(catch_up_timeout), Float(promote_timeout),
+            reversible ? true : false])
     end
 
     # Lists the stale rows of the database at +url+, deleting them (with their jobs) when +delete+.
@@ -88,6 +93,41 @@ module SchemaFence
         yield outcome if block_given?
         outcome
       end
+    end
+
+    # Undoes the cutover. Before the promotion: lifts the fence and the pause (returns []). After
+    # it: pauses and drains both sides, fences the moved tables on the target, waits until the
+    # source has applied everything the target committed, merges the moved migrations' progress
+    # back, moves the sequences past the target's, stamps the source serving what it served before
+    # and the target retired, unlocks, drops the reverse replication and resumes; each step logged
+    # and resumed by a rerun like #execute.
+    # @yieldparam outcome [StepOutcome] after each step
+    # @return [Array<StepOutcome>]
+    # @raise [CutoverNotReversibleError] after the promotion of a cutover run with reversible: false
+    def rollback
+      return [] if _rollback_before_promotion
+
+      outcomes = self.class.rollback_steps.map do |name|
+        outcome = run_rollback_step(name)
+        yield outcome if block_given?
+        outcome
+      end
+      _finish_rollback
+      outcomes
+    end
+
+    # @return [StepOutcome] one step of the rollback after the promotion
+    def run_rollback_step(name)
+      step, database, seconds, detail, skipped = _run_rollback_step(name.to_s)
+      StepOutcome.new(step: step.to_sym, database:, duration: seconds, detail:, skipped:)
+    end
+
+    # @return [Hash, nil] the reverse replication's lag: +bytes+ of the target's WAL the source
+    #   has not confirmed and +seconds+ since the source last heard from the target; nil without
+    #   reverse replication
+    def reverse_lag
+      bytes, seconds = _reverse_lag
+      bytes && { bytes:, seconds: }
     end
 
     # @return [StepOutcome]

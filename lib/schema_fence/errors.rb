@@ -122,6 +122,15 @@ module SchemaFence
   # logged cutover; the message names every difference. Nothing was changed.
   class CutoverTargetError < Error; end
 
+  # A rollback after the promotion of a cutover that has no reverse replication (run with
+  # reversible: false, or dropped): it would lose the writes the target took. Nothing was changed.
+  class CutoverNotReversibleError < Error; end
+
+  # A reversible cutover's requirements are missing (wal_level = logical on the target, slots and
+  # WAL senders, a primary key or replica identity on every moving table); each is named.
+  # Nothing was changed.
+  class CutoverRequirementsError < Error; end
+
   # The cutover could not connect to the source or the target.
   class CutoverConnectionError < Error; end
 end

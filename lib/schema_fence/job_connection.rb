@@ -4,8 +4,8 @@ module SchemaFence
   # The ActiveRecord connection a Ruby job runs on, for one batch: this thread's connection of
   # the database's pool, shown to reach the database the batch was claimed on before the job
   # runs. Afterwards it goes back to the pool (Sidekiq outside Rails does not do it), or, when
-  # anything failed, it is discarded. Other threads' connections are never touched: one failed
-  # batch must not stall the others.
+  # anything failed, it is discarded; a connection the thread held before the batch stays with it.
+  # Other threads' connections are never touched: one failed batch must not stall the others.
   module JobConnection
     module_function
 
@@ -17,24 +17,34 @@ module SchemaFence
     #   is not run)
     def with(connection_class, batch, database)
       pool = connection_class.connection_pool
+      # A thread that already holds a connection (a migration finishing a batched migration
+      # inline, inside its own transaction) keeps it: it is the caller's to return.
+      borrowed = pool.active_connection?
       connection = pool.respond_to?(:lease_connection) ? pool.lease_connection : pool.connection
       clean = false
       begin
         batch.check_connection!(database, connection)
+        idle_before = idle?(connection)
         result = yield
-        refuse_open_transaction(batch, connection)
+        refuse_open_transaction(batch, connection) if idle_before
         clean = true
         result
       ensure
-        clean ? pool.release_connection : discard(pool, connection)
+        unless borrowed
+          clean ? pool.release_connection : discard(pool, connection)
+        end
       end
+    end
+
+    def idle?(connection)
+      raw = connection.raw_connection
+      !raw.respond_to?(:transaction_status) || raw.transaction_status == PG::PQTRANS_IDLE
     end
 
     # A job that ends inside a transaction it opened itself (a raw BEGIN) has committed nothing:
     # recording the batch as done would skip its keys. Discarding the connection rolls it back.
     def refuse_open_transaction(batch, connection)
-      raw = connection.raw_connection
-      return unless raw.respond_to?(:transaction_status) && raw.transaction_status != PG::PQTRANS_IDLE
+      return if idle?(connection)
 
       raise Error, "the Ruby job #{batch.job_class_name} of batch #{batch.job_id} ended inside a transaction " \
                    "it did not commit; its writes are rolled back and the batch is recorded as failed: " \

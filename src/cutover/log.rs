@@ -19,6 +19,10 @@ CREATE TABLE IF NOT EXISTS schema_fence_cutover_log (
 -- and the target it was begun against (a rerun against another one is refused).
 ALTER TABLE schema_fence_cutover_log ADD COLUMN IF NOT EXISTS source_serves text[];
 ALTER TABLE schema_fence_cutover_log ADD COLUMN IF NOT EXISTS target text;
+ALTER TABLE schema_fence_cutover_log ADD COLUMN IF NOT EXISTS reversible boolean;
+-- The source's identity epoch when the cutover (or its rollback) began: the stamp gives one more,
+-- however often it is run.
+ALTER TABLE schema_fence_cutover_log ADD COLUMN IF NOT EXISTS epoch bigint;
 "#;
 
 pub(super) fn ensure_table(db: &mut impl GenericClient) -> Result<()> {
@@ -35,18 +39,29 @@ fn exists(db: &mut impl GenericClient) -> Result<bool> {
 }
 
 pub(super) fn finished_steps(db: &mut impl GenericClient, cutover: &str) -> Result<Vec<Step>> {
-    steps_where(db, cutover, "finished_at IS NOT NULL")
+    Ok(finished_names(db, cutover)?
+        .iter()
+        .filter_map(|n| Step::from_name(n))
+        .collect())
 }
 
 pub(super) fn started_steps(db: &mut impl GenericClient, cutover: &str) -> Result<Vec<Step>> {
-    steps_where(db, cutover, "true")
+    Ok(names_where(db, cutover, "true")?
+        .iter()
+        .filter_map(|n| Step::from_name(n))
+        .collect())
 }
 
-fn steps_where(
+/// The names of the steps of `cutover` (a cutover or its rollback) that finished.
+pub(super) fn finished_names(db: &mut impl GenericClient, cutover: &str) -> Result<Vec<String>> {
+    names_where(db, cutover, "finished_at IS NOT NULL")
+}
+
+fn names_where(
     db: &mut impl GenericClient,
     cutover: &str,
     condition: &'static str,
-) -> Result<Vec<Step>> {
+) -> Result<Vec<String>> {
     if !exists(db)? {
         return Ok(vec![]);
     }
@@ -56,28 +71,28 @@ fn steps_where(
         ),
         &[&cutover],
     )?;
-    Ok(rows
-        .iter()
-        .filter_map(|r| Step::from_name(r.get::<_, &str>(0)))
-        .collect())
+    Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
 }
 
 pub(super) fn start(
     db: &mut impl GenericClient,
     cutover: &str,
-    step: Step,
+    step: &str,
     database: &str,
     begun: &Begun,
 ) -> Result<i64> {
     let row = db.query_one(
-        "INSERT INTO schema_fence_cutover_log (cutover, step, database, source_serves, target) \
-         VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        "INSERT INTO schema_fence_cutover_log \
+             (cutover, step, database, source_serves, target, reversible, epoch) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
         &[
             &cutover,
-            &step.name(),
+            &step,
             &database,
             &begun.source_serves,
             &begun.target,
+            &begun.reversible,
+            &begun.epoch,
         ],
     )?;
     Ok(row.get(0))
@@ -88,6 +103,10 @@ pub(super) fn start(
 pub(super) struct Begun {
     pub source_serves: Vec<String>,
     pub target: String,
+    /// Whether the cutover set up reverse replication (a lossless rollback after the promotion).
+    pub reversible: bool,
+    /// The source's identity epoch when it began (None in logs written before it was recorded).
+    pub epoch: Option<i64>,
 }
 
 /// The first logged step's record of the cutover, if it has begun.
@@ -96,13 +115,15 @@ pub(super) fn begun(db: &mut impl GenericClient, cutover: &str) -> Result<Option
         return Ok(None);
     }
     let row = db.query_opt(
-        "SELECT source_serves, target FROM schema_fence_cutover_log \
+        "SELECT source_serves, target, COALESCE(reversible, false), epoch FROM schema_fence_cutover_log \
          WHERE cutover = $1 AND source_serves IS NOT NULL ORDER BY id LIMIT 1",
         &[&cutover],
     )?;
     Ok(row.map(|r| Begun {
         source_serves: r.get(0),
         target: r.get(1),
+        reversible: r.get(2),
+        epoch: r.get(3),
     }))
 }
 
@@ -137,6 +158,18 @@ pub(super) fn forget(db: &mut impl GenericClient, cutover: &str) -> Result<()> {
     db.execute(
         "DELETE FROM schema_fence_cutover_log WHERE cutover = $1",
         &[&cutover],
+    )?;
+    Ok(())
+}
+
+/// Closes a cutover and its rollback in the log once the rollback is complete, so that a new
+/// `execute` splits again: their rows are kept under `<name> (rolled back, log <id>)`.
+pub(super) fn archive(db: &mut impl GenericClient, names: &[&str]) -> Result<()> {
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    db.execute(
+        "UPDATE schema_fence_cutover_log SET cutover = cutover || ' (rolled back, log ' || \
+         (SELECT max(id) FROM schema_fence_cutover_log) || ')' WHERE cutover = ANY($1)",
+        &[&names],
     )?;
     Ok(())
 }

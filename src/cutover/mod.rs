@@ -10,6 +10,10 @@ mod cleanup;
 mod fence;
 mod lock_writes;
 mod log;
+mod merge;
+mod reverse;
+mod rollback;
+mod sequences;
 mod split;
 mod steps;
 mod tables;
@@ -22,6 +26,8 @@ use postgres::{Client, NoTls};
 pub use cleanup::{cleanup, StaleRow};
 pub use fence::SQLSTATE as FENCE_SQLSTATE;
 pub use lock_writes::{lock_writes, unlock_writes, BYPASS_SETTING};
+pub use merge::MergeReport;
+pub use rollback::RollbackStep;
 pub use split::{locked_schemas, Split};
 pub use steps::Step;
 pub use tables::{tables_of, Relation};
@@ -54,6 +60,8 @@ pub struct CutoverConfig {
     pub catch_up_timeout: Duration,
     /// Bound on waiting for the promotion.
     pub promote_timeout: Duration,
+    /// Set up reverse replication at the promotion, so that a rollback after it loses nothing.
+    pub reversible: bool,
 }
 
 /// One step of the plan: what it will do, on which database, and whether a previous run
@@ -73,6 +81,16 @@ pub struct Windows {
     pub claim_pause: Option<Duration>,
     /// Fence to the end of the stamp: the moving tables accepted no write anywhere.
     pub write: Option<Duration>,
+}
+
+/// What running one step of a rollback after the promotion did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RollbackOutcome {
+    pub step: RollbackStep,
+    pub database: String,
+    pub duration: Duration,
+    pub detail: String,
+    pub skipped: bool,
 }
 
 /// What running one step did.
@@ -245,22 +263,19 @@ impl Cutover {
             });
         }
         let split = self.split_on(&mut source)?;
-        let begun = log::Begun {
-            source_serves: split.before.clone(),
-            target: self.target_address(),
-        };
+        let begun = self.begun(&mut source, &name, &split)?;
         let started = std::time::Instant::now();
         let (detail, duration) = if step == Step::Verify {
-            let detail = steps::run(self, step, &split)?;
+            let detail = steps::run(self, step, &split, begun.epoch)?;
             let duration = started.elapsed();
             log::ensure_table(&mut source)?;
-            let log_id = log::start(&mut source, &name, step, &database, &begun)?;
+            let log_id = log::start(&mut source, &name, step.name(), &database, &begun)?;
             log::finish(&mut source, log_id, &detail)?;
             (detail, duration)
         } else {
             log::ensure_table(&mut source)?;
-            let log_id = log::start(&mut source, &name, step, &database, &begun)?;
-            let detail = steps::run(self, step, &split)?;
+            let log_id = log::start(&mut source, &name, step.name(), &database, &begun)?;
+            let detail = steps::run(self, step, &split, begun.epoch)?;
             let duration = started.elapsed();
             // After the promotion the source may not be reachable through the same session in
             // every setup; a fresh connection records the end of the step.
@@ -287,6 +302,26 @@ impl Cutover {
         Ok(outcomes)
     }
 
+    /// What the log records of the run named `name` (the cutover or its rollback): what its first
+    /// step recorded, or, for that first step, the state now.
+    fn begun(&self, source: &mut Client, name: &str, split: &Split) -> Result<log::Begun> {
+        if let Some(begun) = log::begun(source, name)? {
+            return Ok(begun);
+        }
+        let identity = crate::store::identity::require(source)?;
+        Ok(log::Begun {
+            source_serves: split.before.clone(),
+            target: self.target_address(),
+            reversible: self.config.reversible,
+            epoch: Some(identity.epoch),
+        })
+    }
+
+    /// The name the rollback's steps are logged under.
+    fn rollback_name(&self) -> String {
+        format!("{} rollback", self.name())
+    }
+
     /// The claim pause and the write window, measured from the log.
     pub fn windows(&self) -> Result<Windows> {
         let mut source = self.source()?;
@@ -298,29 +333,123 @@ impl Cutover {
         })
     }
 
-    /// Before the promotion: lifts the fence and the pause on the source and forgets the steps
-    /// run so far.
-    pub fn rollback(&self) -> Result<()> {
+    /// Undoes the cutover. Before the promotion: lifts the fence and the pause on the source and
+    /// forgets the steps run so far (no outcome). After it: the logged, resumable steps of
+    /// [`RollbackStep`], each heard by `on_step`; then the cutover's log is closed so that a new
+    /// `execute` splits again.
+    pub fn rollback(
+        &self,
+        mut on_step: impl FnMut(&RollbackOutcome),
+    ) -> Result<Vec<RollbackOutcome>> {
+        if self.rollback_before_promotion()? {
+            return Ok(vec![]);
+        }
+        let mut outcomes = Vec::with_capacity(RollbackStep::ALL.len());
+        for step in RollbackStep::ALL {
+            let outcome = self.run_rollback_step(step)?;
+            on_step(&outcome);
+            outcomes.push(outcome);
+        }
+        self.finish_rollback()?;
+        Ok(outcomes)
+    }
+
+    /// The start of a rollback. Before the promotion it is the whole rollback: lifts the fence and
+    /// the pause, forgets the steps run so far, and returns true. After it, returns false when the
+    /// rollback steps may run, and refuses a cutover without reverse replication.
+    pub fn rollback_before_promotion(&self) -> Result<bool> {
         let mut source = self.source()?;
         self.check_logged_target(&mut source)?;
         log::ensure_table(&mut source)?;
-        let done = log::finished_steps(&mut source, &self.name())?;
         let started_promotion =
             log::started_steps(&mut source, &self.name())?.contains(&Step::Promote);
-        if done.contains(&Step::Promote) || started_promotion {
-            return Err(Error::CutoverPastPromotion {
+        if !started_promotion {
+            let mut tx = source.transaction()?;
+            tx.execute(
+                "UPDATE schema_fence_identity SET claims_paused = false WHERE singleton",
+                &[],
+            )?;
+            fence::lift(&mut tx)?;
+            log::forget(&mut tx, &self.name())?;
+            tx.commit()?;
+            return Ok(true);
+        }
+        let reversible = log::begun(&mut source, &self.name())?.is_some_and(|b| b.reversible);
+        if !reversible {
+            return Err(Error::CutoverNotReversible {
                 cutover: self.name(),
+                reason: "it ran with reversible: false, so no reverse replication carried the \
+                         writes the target took back to the source"
+                    .into(),
             });
         }
-        let mut tx = source.transaction()?;
-        tx.execute(
-            "UPDATE schema_fence_identity SET claims_paused = false WHERE singleton",
-            &[],
-        )?;
-        fence::lift(&mut tx)?;
-        log::forget(&mut tx, &self.name())?;
-        tx.commit()?;
-        Ok(())
+        Ok(false)
+    }
+
+    /// Closes the cutover and its rollback in the log once every rollback step finished, so
+    /// that a new `execute` splits again.
+    pub fn finish_rollback(&self) -> Result<()> {
+        let mut source = self.source()?;
+        let done = log::finished_names(&mut source, &self.rollback_name())?;
+        if let Some(missing) = RollbackStep::ALL
+            .iter()
+            .find(|s| !done.iter().any(|d| d == s.name()))
+        {
+            return Err(Error::CutoverOrder {
+                step: "the end of the rollback".into(),
+                missing: format!("rollback {}", missing.name()),
+            });
+        }
+        log::archive(&mut source, &[&self.name(), &self.rollback_name()])
+    }
+
+    /// Runs one step of the rollback after the promotion (or skips it when an earlier run
+    /// finished it), recording it in the log.
+    pub fn run_rollback_step(&self, step: RollbackStep) -> Result<RollbackOutcome> {
+        let mut source = self.source()?;
+        self.check_logged_target(&mut source)?;
+        let name = self.rollback_name();
+        let database = step.database(self);
+        let done = log::finished_names(&mut source, &name)?;
+        if done.iter().any(|d| d == step.name()) {
+            return Ok(RollbackOutcome {
+                step,
+                database,
+                duration: Duration::ZERO,
+                detail: "finished by an earlier run".into(),
+                skipped: true,
+            });
+        }
+        if let Some(missing) = RollbackStep::ALL
+            .iter()
+            .take_while(|s| **s != step)
+            .find(|s| !done.iter().any(|d| d == s.name()))
+        {
+            return Err(Error::CutoverOrder {
+                step: format!("rollback {}", step.name()),
+                missing: format!("rollback {}", missing.name()),
+            });
+        }
+        let split = self.split_on(&mut source)?;
+        let begun = self.begun(&mut source, &name, &split)?;
+        let started = std::time::Instant::now();
+        let log_id = log::start(&mut source, &name, step.name(), &database, &begun)?;
+        let detail = rollback::run(self, step, &split, begun.epoch)?;
+        let duration = started.elapsed();
+        log::finish(&mut self.source()?, log_id, &detail)?;
+        Ok(RollbackOutcome {
+            step,
+            database,
+            duration,
+            detail,
+            skipped: false,
+        })
+    }
+
+    /// The reverse replication's lag: bytes of the target's WAL not yet confirmed by the source,
+    /// and seconds since the source last heard from it; None without reverse replication.
+    pub fn reverse_lag(&self) -> Result<Option<(i64, Option<f64>)>> {
+        reverse::lag(&mut self.source()?, &mut self.target()?, &self.name())
     }
 
     pub(crate) fn topology(&self) -> &Topology {

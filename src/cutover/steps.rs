@@ -6,7 +6,7 @@ use postgres::Client;
 
 use super::split::Split;
 use super::tables::{self, tables_of};
-use super::{fence, lock_writes, verify, CutoverConfig, Promotion};
+use super::{fence, lock_writes, reverse, verify, CutoverConfig, Promotion};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -96,13 +96,23 @@ impl Step {
                 "read the source's WAL position (after the fence), wait until the replica has replayed it (at most {}s)",
                 config.catch_up_timeout.as_secs()
             ),
-            Step::Promote => match config.promotion {
-                Promotion::PgPromote => "pg_promote() on the replica".into(),
-                Promotion::External => format!(
-                    "wait for an external promotion (Patroni) of the replica (at most {}s)",
-                    config.promote_timeout.as_secs()
-                ),
-            },
+            Step::Promote => {
+                let promotion = match config.promotion {
+                    Promotion::PgPromote => "pg_promote() on the replica".to_string(),
+                    Promotion::External => format!(
+                        "wait for an external promotion (Patroni) of the replica (at most {}s)",
+                        config.promote_timeout.as_secs()
+                    ),
+                };
+                if config.reversible {
+                    format!(
+                        "{promotion}; then, still fenced, replicate the moving tables from the \
+                         target back to the source (publication, slot, subscription without copy)"
+                    )
+                } else {
+                    format!("{promotion}; not reversible: a rollback after it will be refused")
+                }
+            }
             Step::Stamp => format!(
                 "stamp identities: source ({source}, [{}], epoch+1), target ({target}, [{}], epoch+1); \
                  lift the fence on the target, which takes the moving tables' writes from then on",
@@ -118,16 +128,36 @@ impl Step {
     }
 }
 
-pub(super) fn run(cutover: &super::Cutover, step: Step, split: &Split) -> Result<String> {
+/// `epoch_before`: the source's epoch when the cutover began; the stamp gives one more.
+pub(super) fn run(
+    cutover: &super::Cutover,
+    step: Step,
+    split: &Split,
+    epoch_before: Option<i64>,
+) -> Result<String> {
     let config = cutover.config();
     let (source_name, target_name) = (&config.source, &config.target);
     match step {
-        Step::Verify => verify::verify(
-            &mut cutover.source()?,
-            &mut cutover.target()?,
-            source_name,
-            target_name,
-        ),
+        Step::Verify => {
+            let mut source = cutover.source()?;
+            let mut target = cutover.target()?;
+            let detail = verify::verify(&mut source, &mut target, source_name, target_name)?;
+            if !config.reversible {
+                return Ok(format!("{detail}; not reversible (reversible: false)"));
+            }
+            let relations = tables_of(
+                &mut source,
+                cutover.dictionary(),
+                &split.moving_schemas(cutover.topology())?,
+            )?;
+            let missing = reverse::missing_requirements(&mut source, &mut target, &relations)?;
+            if !missing.is_empty() {
+                return Err(Error::CutoverRequirements { missing });
+            }
+            Ok(format!(
+                "{detail}; reversible (wal_level logical, slots, keys on every moving table)"
+            ))
+        }
         Step::Pause => {
             set_paused(&mut cutover.source()?, true)?;
             Ok("claims paused on the source".into())
@@ -139,6 +169,9 @@ pub(super) fn run(cutover: &super::Cutover, step: Step, split: &Split) -> Result
             let mut tx = source.transaction()?;
             let relations = tables_of(&mut tx, cutover.dictionary(), &schemas)?;
             fence::lay(&mut tx, &relations, target_name, &cutover.name())?;
+            if config.reversible {
+                reverse::prepare_source(&mut tx)?;
+            }
             tx.commit()?;
             Ok(format!(
                 "fenced on {source_name}: {}",
@@ -146,8 +179,28 @@ pub(super) fn run(cutover: &super::Cutover, step: Step, split: &Split) -> Result
             ))
         }
         Step::CatchUp => catch_up(cutover, config.catch_up_timeout),
-        Step::Promote => promote(&mut cutover.target()?, config),
-        Step::Stamp => stamp(cutover, split),
+        Step::Promote => {
+            let mut target = cutover.target()?;
+            let promoted = promote(&mut target, config)?;
+            if !config.reversible {
+                return Ok(promoted);
+            }
+            // Still fenced: the target takes no write before the subscription's slot exists.
+            let relations = tables_of(
+                &mut target,
+                cutover.dictionary(),
+                &split.moving_schemas(cutover.topology())?,
+            )?;
+            let reverse = reverse::set_up(
+                &mut cutover.source()?,
+                &mut target,
+                &config.target_url,
+                &cutover.name(),
+                &relations,
+            )?;
+            Ok(format!("{promoted}; {reverse}"))
+        }
+        Step::Stamp => stamp(cutover, split, epoch_before),
         Step::LockWrites => {
             let mut source = cutover.source()?;
             let mut tx = source.transaction()?;
@@ -218,7 +271,7 @@ fn wait_until(
     }
 }
 
-fn drain(source: &mut Client, timeout: Duration) -> Result<String> {
+pub(super) fn drain(source: &mut Client, timeout: Duration) -> Result<String> {
     let mut live = 0i64;
     wait_until(
         Step::Drain,
@@ -296,7 +349,7 @@ fn promote(target: &mut Client, config: &CutoverConfig) -> Result<String> {
     )
 }
 
-fn stamp(cutover: &super::Cutover, split: &Split) -> Result<String> {
+fn stamp(cutover: &super::Cutover, split: &Split, epoch_before: Option<i64>) -> Result<String> {
     let config = cutover.config();
     let mut source = cutover.source()?;
     let mut target = cutover.target()?;
@@ -308,8 +361,12 @@ fn stamp(cutover: &super::Cutover, split: &Split) -> Result<String> {
             )?
             .get(0))
     };
-    // Both copies had the same epoch at the promotion; a resumed run may find one side stamped.
-    let epoch = epoch_of(&mut source)?.min(epoch_of(&mut target)?) + 1;
+    // One more than when the cutover began, however often the stamp runs (logs from before the
+    // epoch was recorded: one more than the lower side, as both had the same at the promotion).
+    let epoch = match epoch_before {
+        Some(before) => before + 1,
+        None => epoch_of(&mut source)?.min(epoch_of(&mut target)?) + 1,
+    };
     let write = |db: &mut postgres::Transaction<'_>, name: &str, serves: &[String]| -> Result<()> {
         db.execute(
             "UPDATE schema_fence_identity SET name = $1, serves = $2, epoch = $3, stamped_at = now() \

@@ -14,7 +14,8 @@ pub enum Fence {
 
 /// Decides what a worker configured for `database` may do on the database whose identity it read.
 pub fn fence(identity: &Identity, database: &str, topology: &Topology) -> Result<Fence> {
-    if identity.name == database {
+    // A retired database (serving nothing) refuses even the worker of its own name.
+    if identity.name == database && !identity.serves.is_empty() {
         return Ok(Fence::Work {
             allowed: topology.allowed_schemas(&identity.serves)?,
             epoch: identity.epoch,

@@ -6,7 +6,8 @@ pub const CREATE_IDENTITY: &str = r#"
 CREATE TABLE IF NOT EXISTS schema_fence_identity (
     singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     name text NOT NULL CHECK (char_length(name) <= 255),
-    serves text[] NOT NULL CHECK (cardinality(serves) > 0),
+    -- Empty for a retired database (the target of a cutover that was rolled back).
+    serves text[] NOT NULL,
     epoch bigint NOT NULL DEFAULT 0 CHECK (epoch >= 0),
     stamped_at timestamptz NOT NULL DEFAULT now(),
     -- Set by the cutover's pause step: no new batch is claimed while true (replicated with the data).
@@ -69,6 +70,8 @@ CREATE TABLE IF NOT EXISTS batched_background_migration_jobs (
 pub const CREATE_EXTRAS: &str = r#"
 ALTER TABLE schema_fence_identity
     ADD COLUMN IF NOT EXISTS claims_paused boolean NOT NULL DEFAULT false;
+-- Older installs refused an empty serves; a retired database serves nothing.
+ALTER TABLE schema_fence_identity DROP CONSTRAINT IF EXISTS schema_fence_identity_serves_check;
 
 ALTER TABLE batched_background_migration_jobs
     ADD COLUMN IF NOT EXISTS lease_owner text,

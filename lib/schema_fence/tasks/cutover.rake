@@ -4,7 +4,7 @@
 #
 #   SOURCE_URL=postgres://main... TARGET_URL=postgres://replica... rake schema_fence:cutover:plan
 #   ... rake schema_fence:cutover:execute   # PROMOTE=external waits for Patroni instead of pg_promote()
-#   ... rake schema_fence:cutover:rollback  # before the promotion only
+#   ... rake schema_fence:cutover:rollback  # at any time; after the promotion it merges back (REVERSIBLE=0 refuses it)
 #   rake schema_fence:lock_writes           # lays the write locks again (new tables of locked schemas)
 #   rake schema_fence:cleanup               # DELETE=1 deletes the stale rows it lists
 #
@@ -24,7 +24,7 @@ module SchemaFence
       Cutover.new(source_url: url("SOURCE_URL", source), target_url: url("TARGET_URL", target),
                   source:, target:, promote: ENV["PROMOTE"] != "external",
                   drain_timeout: ENV.fetch("DRAIN_TIMEOUT", 60), catch_up_timeout: ENV.fetch("CATCH_UP_TIMEOUT", 60),
-                  promote_timeout: ENV.fetch("PROMOTE_TIMEOUT", 60))
+                  promote_timeout: ENV.fetch("PROMOTE_TIMEOUT", 60), reversible: ENV["REVERSIBLE"] != "0")
     end
 
     def url(variable, database)
@@ -73,10 +73,14 @@ namespace :schema_fence do
                                   pause: windows.claim_pause || 0, write: windows.write || 0)
     end
 
-    desc "Before the promotion: lift the fence and the pause and forget the steps run so far"
+    desc "Undo the cutover: before the promotion lift the fence and the pause; after it, merge back and retire the target"
     task rollback: "schema_fence:environment" do
-      SchemaFence::CutoverTasks.cutover.rollback
-      puts "cutover rolled back: writes and claims resumed on the source"
+      outcomes = SchemaFence::CutoverTasks.cutover.rollback do |o|
+        puts format("%-17<step>s %-24<database>s %8<took>s  %<detail>s", step: o.step, database: o.database,
+                                                                         took: o.skipped ? "done" : format("%.3fs", o.duration),
+                                                                         detail: o.detail)
+      end
+      puts(outcomes.empty? ? "cutover rolled back: writes and claims resumed on the source" : "rollback finished")
     end
   end
 

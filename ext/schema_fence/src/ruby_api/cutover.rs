@@ -31,7 +31,7 @@ impl Cutover {
         urls: (String, String),
         names: (String, String),
         (topology, dictionary): (&Topology, &Dictionary),
-        (promote, drain, catch_up, promote_timeout): (bool, f64, f64, f64),
+        (promote, drain, catch_up, promote_timeout, reversible): (bool, f64, f64, f64, bool),
     ) -> Result<Self, Error> {
         let config = CutoverConfig {
             source_url: urls.0,
@@ -46,6 +46,7 @@ impl Cutover {
             drain_timeout: seconds(ruby, "drain_timeout", drain)?,
             catch_up_timeout: seconds(ruby, "catch_up_timeout", catch_up)?,
             promote_timeout: seconds(ruby, "promote_timeout", promote_timeout)?,
+            reversible,
         };
         core::Cutover::new(config, topology.inner.clone(), dictionary.inner.clone())
             .map(Self)
@@ -104,8 +105,48 @@ impl Cutover {
         ))
     }
 
-    fn rollback(ruby: &Ruby, rb_self: &Self) -> Result<(), Error> {
-        Self::with(ruby, || rb_self.0.rollback())
+    /// One rollback step after the promotion: `[step, database, seconds, detail, skipped]`.
+    fn run_rollback_step(
+        ruby: &Ruby,
+        rb_self: &Self,
+        name: String,
+    ) -> Result<(String, String, f64, String, bool), Error> {
+        let step = core::RollbackStep::from_name(&name).ok_or_else(|| {
+            errors::raise(
+                ruby,
+                "InvalidArgumentError",
+                format!(
+                    "unknown rollback step {name:?}; the steps are {}",
+                    core::RollbackStep::ALL.map(|s| s.name()).join(", ")
+                ),
+            )
+        })?;
+        let o = Self::with(ruby, || rb_self.0.run_rollback_step(step))?;
+        Ok((
+            o.step.name().to_string(),
+            o.database,
+            o.duration.as_secs_f64(),
+            o.detail,
+            o.skipped,
+        ))
+    }
+
+    /// Whether the rollback runs the steps after the promotion (else it lifts the pause: done).
+    fn rollback_before_promotion(ruby: &Ruby, rb_self: &Self) -> Result<bool, Error> {
+        Self::with(ruby, || rb_self.0.rollback_before_promotion())
+    }
+
+    fn finish_rollback(ruby: &Ruby, rb_self: &Self) -> Result<(), Error> {
+        Self::with(ruby, || rb_self.0.finish_rollback())
+    }
+
+    /// `[bytes, seconds]` of the reverse replication, or nil.
+    fn reverse_lag(ruby: &Ruby, rb_self: &Self) -> Result<Option<(i64, Option<f64>)>, Error> {
+        Self::with(ruby, || rb_self.0.reverse_lag())
+    }
+
+    fn rollback_steps(ruby: &Ruby) -> RArray {
+        ruby.ary_from_vec(core::RollbackStep::ALL.map(|s| s.name()).to_vec())
     }
 
     fn steps(ruby: &Ruby) -> RArray {
@@ -169,7 +210,14 @@ pub(crate) fn init(ruby: &Ruby, module: &RModule) -> Result<(), Error> {
     class.define_singleton_method("fence_sqlstate", function!(fence_sqlstate, 0))?;
     class.define_method("_plan", method!(Cutover::plan, 0))?;
     class.define_method("_run_step", method!(Cutover::run_step, 1))?;
-    class.define_method("rollback", method!(Cutover::rollback, 0))?;
+    class.define_singleton_method("rollback_steps", function!(Cutover::rollback_steps, 0))?;
+    class.define_method(
+        "_rollback_before_promotion",
+        method!(Cutover::rollback_before_promotion, 0),
+    )?;
+    class.define_method("_run_rollback_step", method!(Cutover::run_rollback_step, 1))?;
+    class.define_method("_finish_rollback", method!(Cutover::finish_rollback, 0))?;
+    class.define_method("_reverse_lag", method!(Cutover::reverse_lag, 0))?;
     class.define_method("_windows", method!(Cutover::windows, 0))?;
     Ok(())
 }
