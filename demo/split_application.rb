@@ -18,10 +18,13 @@ module SplitApplication
                    out: File::NULL, err: File.join(@dir, "writer.log"))
   end
 
-  # What the application does once the cutover returned: point its ci connection at the new ci.
-  def repoint_ci
-    File.write("#{@ci_connection}.new", @target_url)
-    File.rename("#{@ci_connection}.new", @ci_connection)
+  # What the operator does once the cutover (or its rollback) returned: point the application's
+  # ci connection, and the workers', at the database that serves ci now.
+  def repoint_ci(url = @target_url)
+    [@ci_connection, @workers_ci_connection].compact.each do |file|
+      File.write("#{file}.new", url)
+      File.rename("#{file}.new", file)
+    end
   end
 
   # The application writer's log: [kind, id or key, acknowledging URL] per acknowledged write, and

@@ -7,6 +7,7 @@ require "tmpdir"
 require "yaml"
 require_relative "split_verdict"
 require_relative "split_application"
+require_relative "split_cutover"
 
 # The split of a ci database out of main, end to end, on throwaway clusters: a source serving
 # main and ci with a gitlab_main, a gitlab_ci and a gitlab_shared table, a migration queued on
@@ -16,6 +17,7 @@ require_relative "split_application"
 class SplitScenario
   include SplitVerdict
   include SplitApplication
+  include SplitCutover
 
   FIXTURES = File.expand_path("../../shared/fixtures/gitlab", __dir__)
   # table => [gitlab_schema, kind of job]: each gitlab_schema has a migration with a SQL job and
@@ -81,7 +83,7 @@ class SplitScenario
     end
   end
 
-  attr_reader :source_url, :target_url, :rows, :ids, :cutover_outcomes
+  attr_reader :source_url, :target_url, :rows, :ids
 
   def initialize(rows: 200_000, batch_size: 20_000, sub_batch_size: 5_000, pause_ms: 10, interval: 1)
     @rows = rows
@@ -122,10 +124,13 @@ class SplitScenario
   # its schemas).
   def start_workers
     @stop_file = File.join(@dir, "stop")
+    # The workers' ci connection reaches the replica; the operator re-points it after a rollback.
+    @workers_ci_connection = File.join(@dir, "workers_ci_connection")
+    File.write(@workers_ci_connection, @target_url)
     script = File.expand_path("worker.rb", __dir__)
     2.times do |i|
       log = File.join(@dir, "worker-#{i}.log")
-      @pids << spawn(RbConfig.ruby, script, @source_url, @target_url, @stop_file, out: File::NULL, err: log)
+      @pids << spawn(RbConfig.ruby, script, @source_url, @workers_ci_connection, @stop_file, out: File::NULL, err: log)
     end
   end
 
@@ -155,27 +160,15 @@ class SplitScenario
     end
   end
 
-  def cutover(&)
-    @cutover = SchemaFence::Cutover.new(source_url: @source_url, target_url: @target_url,
-                                        catch_up_timeout: 30, drain_timeout: 60)
-    @cutover_outcomes = @cutover.execute(&)
-    repoint_ci if @ci_connection
-    @cutover_outcomes
-  end
-
-  # Seconds from the start of the pause to the end of the resume, and from the fence to the end
-  # of the stamp (no write to the moving tables anywhere).
-  def windows
-    @cutover.windows
-  end
-
-  def finished?
+  # Whether every migration is finished where it must be: each database's own after a split, or
+  # everything on main (+owned+ of [["main", table], ...]) after a rollback.
+  def finished?(owned = self.class.owned)
     now = progress
-    self.class.owned.all? { |key| now[key]&.last == :finished }
+    owned.all? { |key| now[key]&.last == :finished }
   end
 
-  def wait_until_finished(timeout: 180)
-    wait_until(timeout:, what: "all migrations finished") { finished? }
+  def wait_until_finished(timeout: 180, owned: self.class.owned)
+    wait_until(timeout:, what: "all migrations finished") { finished?(owned) }
   end
 
   def stop_workers
@@ -200,6 +193,7 @@ class SplitScenario
   def teardown
     stop_workers
     @replica&.stop
+    @replicas&.each(&:stop)
     @source&.stop
     FileUtils.rm_rf(@dir)
   end

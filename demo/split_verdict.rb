@@ -32,11 +32,13 @@ module SplitVerdict
 
   # What became of the application's writes: acknowledged, lost (acknowledged and not on the
   # database that owns the table now), refused and retried.
-  def application_writes
+  # +ci_owner+ is the database that owns ci's tables at the end (the new ci after a split, main
+  # after a rollback).
+  def application_writes(ci_owner: @target_url)
     acknowledged, refusals = writer_log
     ci_acks = acknowledged.select { |kind, _| kind == "ci" }.map { |_, id, _| Integer(id) }
-    on_target = ids_in(@target_url, SplitScenario::WRITTEN[:ci])
-    on_source = ids_in(@source_url, SplitScenario::WRITTEN[:ci])
+    on_target = ids_in(ci_owner, SplitScenario::WRITTEN[:ci])
+    on_source = ci_owner == @source_url ? on_target : ids_in(@source_url, SplitScenario::WRITTEN[:ci])
     sec_acks = acknowledged.count { |kind, _| kind == "sec" }
     sec_written = PG.connect(@source_url) do |c|
       c.exec("SELECT COALESCE(sum(written), 0) FROM #{PG::Connection.quote_ident(SplitScenario::WRITTEN[:sec])}")
