@@ -14,7 +14,7 @@ Gem::Specification.new do |spec|
   spec.authors = ["schema_fence developers"]
   spec.license = "MIT"
   spec.required_ruby_version = ">= 3.1"
-  spec.files = Dir["lib/**/*.rb", "lib/**/*.rake", "lib/generators/**/templates/*", "src/**/*.rs",
+  spec.files = Dir["lib/**/*.rb", "lib/**/*.rake", "lib/**/*.erb", "lib/generators/**/templates/*", "src/**/*.rs",
                    "ext/**/*.{rs,toml}", "Cargo.toml", "Cargo.lock",
                    "Rakefile", "README.md", "CHANGELOG.md"]
   spec.require_paths = ["lib"]

@@ -26,6 +26,7 @@ require_relative "schema_fence/status"
 require_relative "schema_fence/operations"
 require_relative "schema_fence/cutover"
 require_relative "schema_fence/metrics"
+require_relative "schema_fence/dashboard"
 require_relative "schema_fence/cluster"
 require_relative "schema_fence/railtie" if defined?(Rails::Railtie)
 

@@ -68,6 +68,24 @@ module SchemaFence
       _relock(url, dictionary, topology)
     end
 
+    # One row of a database's cutover log.
+    LogEntry = Struct.new(:cutover, :step, :database, :started_at, :finished_at, :detail, keyword_init: true)
+
+    # The latest rows of the cutover log of the database at +url+, newest first.
+    # @return [Array<LogEntry>]
+    def self.history(url, limit: 20)
+      _history(url, Integer(limit)).map do |cutover, step, database, started_at, finished_at, detail|
+        LogEntry.new(cutover:, step:, database:, started_at:, finished_at:, detail:)
+      end
+    end
+
+    # The reverse replications the database at +url+ (a split's source) receives, with the seconds
+    # since it last heard from the target.
+    # @return [Array<Hash>] +name+, +seconds+
+    def self.reverse_replications(url)
+      _reverse_subscriptions(url).map { |name, seconds| { name:, seconds: } }
+    end
+
     # @return [Windows] the measured claim pause and write window of this cutover
     def windows
       claim_pause, write = _windows

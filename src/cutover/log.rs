@@ -173,3 +173,39 @@ pub(super) fn archive(db: &mut impl GenericClient, names: &[&str]) -> Result<()>
     )?;
     Ok(())
 }
+
+/// One row of the cutover log, for status pages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogEntry {
+    pub cutover: String,
+    pub step: String,
+    pub database: String,
+    /// RFC 3339.
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// The latest `limit` rows of the log of the database at `db`, newest first (none without a log).
+pub fn history(db: &mut impl GenericClient, limit: i64) -> Result<Vec<LogEntry>> {
+    if !exists(db)? {
+        return Ok(vec![]);
+    }
+    let rows = db.query(
+        "SELECT cutover, step, database, to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), \
+                to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), detail \
+         FROM schema_fence_cutover_log ORDER BY id DESC LIMIT $1",
+        &[&limit],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|r| LogEntry {
+            cutover: r.get(0),
+            step: r.get(1),
+            database: r.get(2),
+            started_at: r.get(3),
+            finished_at: r.get(4),
+            detail: r.get(5),
+        })
+        .collect())
+}

@@ -26,6 +26,8 @@ use postgres::{Client, NoTls};
 pub use cleanup::{cleanup, StaleRow};
 pub use fence::SQLSTATE as FENCE_SQLSTATE;
 pub use lock_writes::{lock_writes, unlock_writes, BYPASS_SETTING};
+pub use log::{history, LogEntry};
+pub use reverse::subscriptions as reverse_subscriptions;
 pub use merge::MergeReport;
 pub use rollback::RollbackStep;
 pub use split::{locked_schemas, Split};

@@ -276,3 +276,18 @@ pub fn tear_down(source: &mut Client, target: &mut Client, cutover: &str) -> Res
     source.batch_execute(&format!("DROP TABLE IF EXISTS {MARKER}"))?;
     Ok(format!("reverse replication {name} dropped"))
 }
+
+/// The reverse replications this database (a source) subscribes to: name, and seconds since it
+/// last heard from the target (None before the first message).
+pub fn subscriptions(source: &mut impl GenericClient) -> Result<Vec<(String, Option<f64>)>> {
+    let rows = source.query(
+        "SELECT s.subname::text, EXTRACT(EPOCH FROM now() - st.last_msg_receipt_time)::float8 \
+         FROM pg_subscription s \
+         LEFT JOIN pg_stat_subscription st ON st.subid = s.oid AND st.relid IS NULL \
+         WHERE s.subname LIKE 'schema\\_fence\\_reverse\\_%' AND s.subdbid = \
+               (SELECT oid FROM pg_database WHERE datname = current_database()) \
+         ORDER BY 1",
+        &[],
+    )?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}

@@ -181,6 +181,28 @@ fn unlock_writes(ruby: &Ruby, url: String) -> Result<Vec<String>, Error> {
     })
 }
 
+/// `[[cutover, step, database, started_at, finished_at, detail], ...]`, newest first.
+fn history(ruby: &Ruby, url: String, limit: i64) -> Result<RArray, Error> {
+    let entries = Cutover::with(ruby, move || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls)?;
+        core::history(&mut client, limit)
+    })?;
+    let list = ruby.ary_new_capa(entries.len());
+    for e in entries {
+        list.push((e.cutover, e.step, e.database, e.started_at, e.finished_at, e.detail))?;
+    }
+    Ok(list)
+}
+
+/// `[[name, seconds_since_last_message], ...]`: the reverse replications the database at `url`
+/// subscribes to.
+fn reverse_subscriptions(ruby: &Ruby, url: String) -> Result<Vec<(String, Option<f64>)>, Error> {
+    Cutover::with(ruby, move || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls)?;
+        core::reverse_subscriptions(&mut client)
+    })
+}
+
 fn fence_sqlstate() -> &'static str {
     core::FENCE_SQLSTATE
 }
@@ -208,6 +230,8 @@ pub(crate) fn init(ruby: &Ruby, module: &RModule) -> Result<(), Error> {
     class.define_singleton_method("_unlock_writes", function!(unlock_writes, 1))?;
     class.define_singleton_method("_relock", function!(relock, 3))?;
     class.define_singleton_method("fence_sqlstate", function!(fence_sqlstate, 0))?;
+    class.define_singleton_method("_history", function!(history, 2))?;
+    class.define_singleton_method("_reverse_subscriptions", function!(reverse_subscriptions, 1))?;
     class.define_method("_plan", method!(Cutover::plan, 0))?;
     class.define_method("_run_step", method!(Cutover::run_step, 1))?;
     class.define_singleton_method("rollback_steps", function!(Cutover::rollback_steps, 0))?;
