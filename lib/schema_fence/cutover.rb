@@ -74,9 +74,7 @@ module SchemaFence
     # The latest rows of the cutover log of the database at +url+, newest first.
     # @return [Array<LogEntry>]
     def self.history(url, limit: 20)
-      _history(url, Integer(limit)).map do |cutover, step, database, started_at, finished_at, detail|
-        LogEntry.new(cutover:, step:, database:, started_at:, finished_at:, detail:)
-      end
+      _history(url, Integer(limit)).map { |row| LogEntry.new(**LogEntry.members.zip(row).to_h) }
     end
 
     # The reverse replications the database at +url+ (a split's source) receives, with the seconds

@@ -75,7 +75,9 @@ module SchemaFence
     end
 
     def steering?(request)
-      @authorize ? (@authorize.call(request) ? true : false) : false
+      return false unless @authorize
+
+      @authorize.call(request) ? true : false
     end
 
     # A browser sends Origin with a cross-site POST; a form of this page sends this host's.
