@@ -56,6 +56,10 @@ RSpec.describe "the cutover rake tasks", :postgres do
     expect(identities).to eq([{ name: "main", serves: %w[main sec], epoch: 1 }, { name: "ci", serves: ["ci"], epoch: 1 }])
     expect(first).to match(/write window of the moving tables \d+\.\d+s/)
     expect(run_task("schema_fence:cutover:execute").scan(" done ").size).to eq(9)
+    SchemaFence.configure { |c| c.database(:main, url: @scenario.source_url) }
+    expect(SchemaFence::Status.collect.to_text)
+      .to match(/main: identity main serving main, sec, epoch 1, receives reverse replication schema_fence_reverse_main__ci/)
+    SchemaFence.configuration.databases.clear
     rollback = run_task("schema_fence:cutover:rollback")
     expect(rollback).to include("merge", "drop_replication", "rollback finished")
     expect(identities).to eq([{ name: "main", serves: %w[main ci sec], epoch: 2 }, { name: "ci", serves: [], epoch: 2 }])

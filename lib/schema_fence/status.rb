@@ -40,11 +40,14 @@ module SchemaFence
     # reached a database that does not serve it), +:not_installed+ or +:unreachable+; +note+
     # says why, for every state but +:owner+. +claims_paused+ is true while a cutover holds
     # batch claims on this database (from its pause step to its resume step).
-    Database = Struct.new(:name, :url, :identity, :state, :note, :claims_paused, :migrations, keyword_init: true) do
+    # +reverse_replications+ lists the reverse replications of a split this database receives
+    # (+name+, and +seconds+ since it last heard from the new database).
+    Database = Struct.new(:name, :url, :identity, :state, :note, :claims_paused, :migrations, :reverse_replications,
+                          keyword_init: true) do
       # @return [Hash] for JSON (without the URL, which may hold a password)
       def to_h
         { name:, state:, note:, identity: identity&.to_h&.merge(stamped_at: identity.stamped_at.to_s), claims_paused:,
-          migrations: migrations.map(&:to_h) }
+          reverse_replications: reverse_replications || [], migrations: migrations.map(&:to_h) }
       end
     end
 
@@ -156,7 +159,8 @@ module SchemaFence
         claims_paused, migrations = PG.connect(url) do |c|
           [identity ? c.exec(CLAIMS_PAUSED).getvalue(0, 0) == "t" : false, state == :owner ? entries(name, url, c) : []]
         end
-        Database.new(name:, url:, identity:, state:, note:, claims_paused:, migrations:)
+        reverse_replications = state == :owner ? Cutover.reverse_replications(url) : []
+        Database.new(name:, url:, identity:, state:, note:, claims_paused:, migrations:, reverse_replications:)
       rescue Error, PG::Error => e
         Database.new(name:, url:, identity: nil, state: :unreachable, note: "cannot read #{name}: #{e.message}",
                      claims_paused: false, migrations: [])
@@ -263,8 +267,18 @@ module SchemaFence
         identity = db.identity
         return "#{db.name}: #{db.state.to_s.tr('_', ' ')}" unless identity
 
-        "#{db.name}: identity #{identity.name} serving #{identity.serves.join(', ')}, epoch #{identity.epoch}" \
-          "#{', claims paused by a cutover' if db.claims_paused}"
+        serving = identity.serves.empty? ? "serving nothing (retired)" : "serving #{identity.serves.join(', ')}"
+        "#{db.name}: identity #{identity.name} #{serving}, epoch #{identity.epoch}" \
+          "#{', claims paused by a cutover' if db.claims_paused}#{reverse(db)}"
+      end
+
+      # @param db [Database]
+      # @return [String] the reverse replications it receives, with their lag
+      def reverse(db)
+        Array(db.reverse_replications).map do |r|
+          lag = r[:seconds] ? format("%.1fs", r[:seconds]) : "no message yet"
+          ", receives reverse replication #{r[:name]} (last message #{lag} ago)"
+        end.join
       end
 
       # @param entry [Entry]
