@@ -3,6 +3,7 @@
 use postgres::Transaction;
 
 use super::reach::Reach;
+use crate::batching::Strategy;
 use super::statements::Statements;
 use super::{sql, RunnerOptions};
 use crate::error::Result;
@@ -25,6 +26,8 @@ pub struct Batch {
     pub pause_ms: i32,
     pub attempts: i16,
     pub epoch: i64,
+    /// How keys are walked: consecutive keys, or distinct values (loose index scan).
+    pub strategy: Strategy,
     /// The physical database the batch was claimed on: its job must run there.
     pub reach: Reach,
 }
@@ -55,15 +58,20 @@ pub(super) fn claim_batch(
     owner: &str,
     epoch: i64,
     options: &RunnerOptions,
+    finalizing: bool,
 ) -> Result<Option<Batch>> {
     let Some(m) = st.query_opt(
         tx,
         sql::LOCK_MIGRATION,
-        &[&id, &allowed, &options.max_attempts],
+        &[&id, &allowed, &options.max_attempts, &finalizing],
     )?
     else {
         return Ok(None);
     };
+    // The claim's condition excludes rows without a key range or with another strategy; read
+    // them fallibly all the same, so a row changed under us is an error, never a panic.
+    let strategy = Strategy::from_name(&m.try_get::<_, String>(19)?).unwrap_or(Strategy::PrimaryKey);
+    let (migration_min, migration_max): (i64, i64) = (m.try_get(6)?, m.try_get(7)?);
     let lease = options.lease.as_secs_f64();
     let mut batch = Batch {
         job_id: 0,
@@ -80,14 +88,14 @@ pub(super) fn claim_batch(
         pause_ms: m.get(10),
         attempts: 1,
         epoch,
+        strategy,
         reach: Reach::default(),
     };
-    let (migration_min, migration_max): (i64, i64) = (m.get(6), m.get(7));
 
     if let Some(job_id) = m.get::<_, Option<i64>>(11) {
         batch.job_id = job_id;
-        batch.min_value = m.get(12);
-        batch.max_value = m.get(13);
+        batch.min_value = m.try_get(12)?;
+        batch.max_value = m.try_get(13)?;
         batch.batch_size = m.get(14);
         batch.sub_batch_size = m.get(15);
         batch.pause_ms = m.get(16);
@@ -102,7 +110,7 @@ pub(super) fn claim_batch(
     let range: Option<(i64, i64, i64)> = if start > migration_max {
         None
     } else {
-        let key_range = sql::key_range(&batch.table_name, &batch.column_name)?;
+        let key_range = sql::key_range(&batch.table_name, &batch.column_name, strategy)?;
         let row = st.query_one(tx, &key_range, &[&start, &migration_max, &limit])?;
         let count: i64 = row.get(2);
         row.get::<_, Option<i64>>(0)
@@ -214,7 +222,8 @@ pub(super) fn fail(
     max_attempts: i16,
 ) -> Result<Completion> {
     let keys = batch.max_value - batch.min_value;
-    if timed_out && batch.batch_size > 1 && keys > 0 {
+    // GitLab splits only a batch larger than its sub-batch: a smaller one cannot run in less.
+    if timed_out && batch.batch_size > batch.sub_batch_size && batch.batch_size > 1 && keys > 0 {
         let half = (batch.batch_size / 2).max(1);
         let mid = batch.min_value + keys / 2;
         let Some(row) = st.query_opt(tx, sql::SHRINK_JOB, &[&batch.job_id, &owner, &mid, &half])?

@@ -182,7 +182,7 @@ impl Runner {
 
     /// Fence, fetch and claim in one transaction.
     pub fn claim_next(&mut self) -> Result<Claim> {
-        self.with_retry(|r| r.claim_in_transaction(None, None))
+        self.with_retry(|r| r.claim_in_transaction(None, None, false))
     }
 
     /// Claims the next batch of one migration, refused unless the identity epoch is still
@@ -192,7 +192,13 @@ impl Runner {
         migration_id: i64,
         expected_epoch: Option<i64>,
     ) -> Result<Claim> {
-        self.with_retry(|r| r.claim_in_transaction(Some(migration_id), expected_epoch))
+        self.with_retry(|r| r.claim_in_transaction(Some(migration_id), expected_epoch, false))
+    }
+
+    /// Claims the next batch of a migration being finalized: as [`Runner::claim_migration`], but
+    /// a hold (`on_hold_until`) does not stop it, as GitLab's finalize does not wait for one.
+    pub fn claim_to_finalize(&mut self, migration_id: i64) -> Result<Claim> {
+        self.with_retry(|r| r.claim_in_transaction(Some(migration_id), None, true))
     }
 
     /// The migrations a claim would consider now, in order, without claiming: `(ids, epoch)`.
@@ -250,6 +256,7 @@ impl Runner {
         &mut self,
         only: Option<i64>,
         expected_epoch: Option<i64>,
+        finalizing: bool,
     ) -> Result<Claim> {
         let database = self.database.clone();
         let topology = self.topology.clone();
@@ -297,6 +304,7 @@ impl Runner {
                 &owner,
                 identity.epoch,
                 &options,
+                finalizing,
             )?;
             if let Some(mut batch) = claim {
                 tx.commit()?;

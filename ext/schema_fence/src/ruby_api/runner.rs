@@ -119,6 +119,11 @@ impl Runner {
         Ok(claim_value(ruby, claim))
     }
 
+    fn claim_to_finalize(ruby: &Ruby, rb_self: &Self, id: i64) -> Result<Value, Error> {
+        let claim = Self::with(ruby, rb_self, |r| r.claim_to_finalize(id))?;
+        Ok(claim_value(ruby, claim))
+    }
+
     fn complete(
         ruby: &Ruby,
         rb_self: &Self,
@@ -261,6 +266,7 @@ pub(crate) fn init(ruby: &Ruby, module: &RModule) -> Result<(), Error> {
     runner.define_method("fetch", method!(Runner::fetch, 0))?;
     runner.define_method("claim_next", method!(Runner::claim_next, 0))?;
     runner.define_method("claim_migration", method!(Runner::claim_migration, 2))?;
+    runner.define_method("claim_to_finalize", method!(Runner::claim_to_finalize, 1))?;
     runner.define_method("_complete", method!(Runner::complete, 2))?;
     runner.define_method("_fail", method!(Runner::fail, 3))?;
     runner.define_method("_run_sql_batch", method!(Runner::run_sql_batch, 2))?;
