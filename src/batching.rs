@@ -99,7 +99,10 @@ mod tests {
             Some(Strategy::LooseIndexScan)
         );
         let err = Strategy::parse("DismissedVulnerabilitiesStrategy").unwrap_err();
-        assert!(err.to_string().contains("PrimaryKeyBatchingStrategy"), "{err}");
+        assert!(
+            err.to_string().contains("PrimaryKeyBatchingStrategy"),
+            "{err}"
+        );
     }
 
     #[test]

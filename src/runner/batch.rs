@@ -3,9 +3,9 @@
 use postgres::Transaction;
 
 use super::reach::Reach;
-use crate::batching::Strategy;
 use super::statements::Statements;
 use super::{sql, RunnerOptions};
+use crate::batching::Strategy;
 use crate::error::Result;
 
 /// A claimed batch: a job row leased to one runner, with what running it needs.
@@ -70,7 +70,8 @@ pub(super) fn claim_batch(
     };
     // The claim's condition excludes rows without a key range or with another strategy; read
     // them fallibly all the same, so a row changed under us is an error, never a panic.
-    let strategy = Strategy::from_name(&m.try_get::<_, String>(19)?).unwrap_or(Strategy::PrimaryKey);
+    let strategy =
+        Strategy::from_name(&m.try_get::<_, String>(19)?).unwrap_or(Strategy::PrimaryKey);
     let (migration_min, migration_max): (i64, i64) = (m.try_get(6)?, m.try_get(7)?);
     let lease = options.lease.as_secs_f64();
     let mut batch = Batch {

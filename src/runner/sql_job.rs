@@ -107,7 +107,11 @@ impl BoundStatement {
     fn key(&self, i: usize, value: i64) -> Result<Box<dyn ToSql + Sync>> {
         let out_of_range = || Error::InvalidArgument {
             what: format!("key of batch {}", self.job_id),
-            problem: format!("{value} does not fit the statement's ${} ({})", i + 1, self.types[i]),
+            problem: format!(
+                "{value} does not fit the statement's ${} ({})",
+                i + 1,
+                self.types[i]
+            ),
         };
         Ok(match self.types[i] {
             Type::INT2 => Box::new(i16::try_from(value).map_err(|_| out_of_range())?),

@@ -120,11 +120,7 @@ pub fn list(db: &mut dyn Db) -> Result<Vec<MigrationRow>> {
 
 fn parse(row: &Row) -> Result<MigrationRow> {
     let status_code = int(row, 6)?;
-    let json = |i: usize| {
-        row.get(i)
-            .and_then(|v| v.clone())
-            .filter(|v| v != "null")
-    };
+    let json = |i: usize| row.get(i).and_then(|v| v.clone()).filter(|v| v != "null");
     let (min_value, max_value) = (opt_int(row, 7)?, opt_int(row, 8)?);
     let (min_cursor, max_cursor) = (json(18), json(19));
     let batch_class_name = text(row, 17)?.to_string();

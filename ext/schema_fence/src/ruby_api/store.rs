@@ -175,7 +175,8 @@ fn request(
     let mut req = QueueRequest::new(&job_class_name, &table, &column);
     req.job_arguments = parse_arguments(ruby, &arguments_json)?;
     req.restriction = restriction;
-    req.job_interval_seconds = store::enqueue::gitlab_job_interval(Option::<i64>::try_convert(v[0])?);
+    req.job_interval_seconds =
+        store::enqueue::gitlab_job_interval(Option::<i64>::try_convert(v[0])?);
     req.batch_size = i64::try_convert(v[1])?;
     req.sub_batch_size = i64::try_convert(v[2])?;
     req.batch_min_value = i64::try_convert(v[3])?;
