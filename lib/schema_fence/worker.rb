@@ -84,16 +84,26 @@ module SchemaFence
     def finish(migration_id, timeout: 3600)
       deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + timeout
       loop do
-        status = Migrations.on(@url).find_by_id(migration_id)&.status
+        migration = Migrations.on(@url).find_by_id(migration_id)
+        status = migration&.status
         return status if status.nil? || %i[finished finalized failed paused].include?(status)
+        unless migration.runnable?
+          raise MigrationNotFinishedError, "batched background migration #{migration_id} (#{migration.job_class_name} " \
+                                           "on #{migration.table_name}) cannot be run here: #{migration.not_runnable}"
+        end
         return status if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
 
-        outcome = run_migration_batch(migration_id)
+        outcome = finalize_batch(migration_id)
         sleep 0.05 if outcome.status == :nothing # another worker holds a batch; wait for it
       end
     end
 
     private
+
+    # One batch of a migration being finalized: a hold (on_hold_until) does not stop it.
+    def finalize_batch(migration_id)
+      handle(claim(migration_id) { runner.claim_to_finalize(Integer(migration_id)) })
+    end
 
     # Claims (the block) inside a fetch event.
     def claim(migration_id)

@@ -47,8 +47,15 @@ pub fn install(
         0
     };
     // An existing table is GitLab's (or an earlier install's): used as it is, never re-indexed.
+    let (jobs_exist, logs_exist) = (text(&inspect[0], 2)? == "t", text(&inspect[0], 3)? == "t");
     if !exists {
-        db.batch(schema::CREATE_TRACKING_TABLES)?;
+        db.batch(schema::CREATE_MIGRATIONS)?;
+    }
+    if !jobs_exist {
+        db.batch(schema::CREATE_JOBS)?;
+    }
+    if !logs_exist {
+        db.batch(schema::CREATE_TRANSITION_LOGS)?;
     }
     db.batch(schema::CREATE_EXTRAS)?;
     let mistagged = match dictionary {

@@ -14,12 +14,12 @@ CREATE TABLE IF NOT EXISTS schema_fence_identity (
 );
 "#;
 
-/// GitLab's `batched_background_migrations`, `batched_background_migration_jobs` and the job
-/// transition log, as GitLab's `db/structure.sql` has them now (the fixture
+/// GitLab's tracking tables as GitLab's `db/structure.sql` has them now (the fixture
 /// `batched_background_migrations.sql`): no defaults on the timestamps, so every write of this
-/// library names them, and GitLab's checks and unique indexes. Run only where the tracking table
-/// does not exist yet: an existing one is left as it is.
-pub const CREATE_TRACKING_TABLES: &str = r#"
+/// library names them, and GitLab's checks and unique indexes. Each is created only where it does
+/// not exist yet, with its indexes: an existing table is left as it is. This one is
+/// `batched_background_migrations`.
+pub const CREATE_MIGRATIONS: &str = r#"
 CREATE TABLE IF NOT EXISTS batched_background_migrations (
     id bigserial PRIMARY KEY,
     created_at timestamp with time zone NOT NULL,
@@ -58,7 +58,14 @@ CREATE TABLE IF NOT EXISTS batched_background_migrations (
     CONSTRAINT check_positive_min_value CHECK ((min_value > 0)),
     CONSTRAINT check_positive_sub_batch_size CHECK ((sub_batch_size > 0))
 );
+CREATE INDEX IF NOT EXISTS index_batched_background_migrations_on_status
+    ON batched_background_migrations USING btree (status);
+CREATE UNIQUE INDEX IF NOT EXISTS index_batched_background_migrations_on_unique_configuration
+    ON batched_background_migrations USING btree (job_class_name, table_name, column_name, job_arguments);
+"#;
 
+/// GitLab's `batched_background_migration_jobs`, where it does not exist yet.
+pub const CREATE_JOBS: &str = r#"
 CREATE TABLE IF NOT EXISTS batched_background_migration_jobs (
     id bigserial PRIMARY KEY,
     created_at timestamp with time zone NOT NULL,
@@ -81,10 +88,6 @@ CREATE TABLE IF NOT EXISTS batched_background_migration_jobs (
     CONSTRAINT check_c1ce96fe3b CHECK (((num_nonnulls(min_value, max_value) = 2) OR (num_nonnulls(min_cursor, max_cursor) = 2)))
 );
 
-CREATE INDEX IF NOT EXISTS index_batched_background_migrations_on_status
-    ON batched_background_migrations USING btree (status);
-CREATE UNIQUE INDEX IF NOT EXISTS index_batched_background_migrations_on_unique_configuration
-    ON batched_background_migrations USING btree (job_class_name, table_name, column_name, job_arguments);
 CREATE INDEX IF NOT EXISTS index_batched_jobs_by_batched_migration_id_and_id
     ON batched_background_migration_jobs USING btree (batched_background_migration_id, id);
 CREATE INDEX IF NOT EXISTS index_batched_jobs_on_batched_migration_id_and_status
@@ -93,7 +96,11 @@ CREATE INDEX IF NOT EXISTS index_migration_jobs_on_migration_id_and_max_value
     ON batched_background_migration_jobs USING btree (batched_background_migration_id, max_value);
 CREATE INDEX IF NOT EXISTS index_migration_jobs_on_migration_id_and_finished_at
     ON batched_background_migration_jobs USING btree (batched_background_migration_id, finished_at);
+"#;
 
+/// GitLab's job transition log (partitioned; a default partition), where it does not exist yet:
+/// GitLab's own database has its partitions already and gets none from this library.
+pub const CREATE_TRANSITION_LOGS: &str = r#"
 CREATE TABLE IF NOT EXISTS batched_background_migration_job_transition_logs (
     id bigserial NOT NULL,
     batched_background_migration_job_id bigint NOT NULL
@@ -145,12 +152,15 @@ CREATE INDEX IF NOT EXISTS index_batched_background_migration_jobs_open
     WHERE status IN (0, 1, 2);
 "#;
 
-/// Whether the tracking table exists, and whether it has the `gitlab_schema` column.
+/// Whether the tracking table exists, whether it has the `gitlab_schema` column, and whether
+/// the jobs and transition log tables exist.
 pub const INSPECT_TRACKING_TABLE: &str = r#"
 SELECT to_regclass('batched_background_migrations') IS NOT NULL,
        EXISTS (SELECT 1 FROM pg_attribute
                WHERE attrelid = to_regclass('batched_background_migrations')
-                 AND attname = 'gitlab_schema' AND NOT attisdropped)
+                 AND attname = 'gitlab_schema' AND NOT attisdropped),
+       to_regclass('batched_background_migration_jobs') IS NOT NULL,
+       to_regclass('batched_background_migration_job_transition_logs') IS NOT NULL
 "#;
 
 /// Drops everything the install created (for tests and a full uninstall).

@@ -155,7 +155,9 @@ fn identity(ruby: &Ruby, conn: Value) -> Result<Option<RArray>, Error> {
 fn schema_sql(ruby: &Ruby) -> RArray {
     ruby.ary_from_vec(vec![
         store::schema::CREATE_IDENTITY,
-        store::schema::CREATE_TRACKING_TABLES,
+        store::schema::CREATE_MIGRATIONS,
+        store::schema::CREATE_JOBS,
+        store::schema::CREATE_TRANSITION_LOGS,
         store::schema::CREATE_EXTRAS,
     ])
 }
