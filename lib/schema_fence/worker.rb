@@ -179,14 +179,8 @@ module SchemaFence
     end
 
     def job_class(name)
-      namespace = SchemaFence.configuration.job_namespace
-      qualified = namespace ? "#{namespace}::#{name}" : name
-      klass = Object.const_get(qualified)
-      return klass if klass < BatchedMigrationJob
-
-      raise Error, "#{qualified} is not a SchemaFence::BatchedMigrationJob"
-    rescue NameError
-      raise Error, "no job class #{qualified} and no SQL job registered as #{name.inspect}"
+      JobClasses.find(name) ||
+        raise(Error, "no job class #{JobClasses.qualified(name)} and no SQL job registered as #{name.inspect}")
     end
 
     # The ActiveRecord class whose pool Ruby jobs run on: the configured one, or the one of this

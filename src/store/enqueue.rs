@@ -22,12 +22,16 @@ const MAX_JOB_CLASS_NAME_CHARS: usize = 100;
 const MAX_TABLE_NAME_CHARS: usize = 63;
 const MAX_VERSION_CHARS: usize = 14;
 
-/// The interval GitLab's `queue_batched_background_migration` stores: its default when none is
-/// given, and never less than 2 minutes.
-pub fn gitlab_job_interval(given: Option<i64>) -> i64 {
-    given
-        .unwrap_or(DEFAULT_JOB_INTERVAL_SECONDS)
-        .max(MIN_JOB_INTERVAL_SECONDS)
+/// The interval to store: GitLab's default when none is given; with `gitlab_minimum` (the
+/// migration DSL, as GitLab's `queue_batched_background_migration`) never less than 2 minutes.
+/// Direct callers (tests, benches) may store less.
+pub fn job_interval(given: Option<i64>, gitlab_minimum: bool) -> i64 {
+    let interval = given.unwrap_or(DEFAULT_JOB_INTERVAL_SECONDS);
+    if gitlab_minimum {
+        interval.max(MIN_JOB_INTERVAL_SECONDS)
+    } else {
+        interval
+    }
 }
 
 /// Everything `queue_batched_background_migration` was given.
@@ -454,6 +458,43 @@ mod tests {
             let err = req.validate().unwrap_err();
             assert!(err.to_string().contains(what), "{what}: {err}");
         }
+    }
+
+    #[test]
+    fn the_dsl_interval_is_gitlabs_two_minutes_at_least() {
+        assert_eq!(job_interval(None, true), 120);
+        assert_eq!(job_interval(Some(30), true), 120);
+        assert_eq!(job_interval(Some(600), true), 600);
+        assert_eq!(job_interval(Some(0), false), 0);
+    }
+
+    #[test]
+    fn gitlabs_checks_are_refused_with_the_value() {
+        let mut req = request();
+        req.batch_min_value = 0;
+        assert!(req
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("batch_min_value"));
+        let mut req = request();
+        req.job_class_name = "J".repeat(101);
+        assert!(req
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("100 characters"));
+        let mut req = request();
+        req.table_name = format!("gitlab_partitions_dynamic.{}", "t".repeat(50));
+        assert!(req
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("63 characters"));
+        let mut req = request();
+        req.batch_class_name = "DismissedVulnerabilitiesStrategy".into();
+        let err = req.validate().unwrap_err().to_string();
+        assert!(err.contains("LooseIndexScanBatchingStrategy"), "{err}");
     }
 
     #[test]

@@ -164,8 +164,8 @@ fn schema_sql(ruby: &Ruby) -> RArray {
 
 /// Builds the core's request from the fixed-arity call `lib/schema_fence/migration_helpers.rb`
 /// makes: `options` is `[interval?, batch_size, sub_batch_size, min, max?, max_batch_size?,
-/// pause_ms, version?, batch_class_name?, gitlab_schema?]`; the interval gets GitLab's default
-/// and minimum.
+/// pause_ms, version?, batch_class_name?, gitlab_schema?, gitlab_interval?]`; the last three may
+/// be left out. With `gitlab_interval` true, the interval gets GitLab's default and minimum.
 fn request(
     ruby: &Ruby,
     (job_class_name, table, column): (String, String, String),
@@ -173,12 +173,21 @@ fn request(
     restriction: Option<String>,
     options: RArray,
 ) -> Result<QueueRequest, Error> {
-    let v = options.to_value_array::<10>()?;
+    if !(8..=11).contains(&options.len()) {
+        return Err(errors::raise(
+            ruby,
+            "InvalidArgumentError",
+            format!("expected 8 to 11 queue options, got {}", options.len()),
+        ));
+    }
+    let v: Vec<Value> = (0..11)
+        .map(|i| options.entry::<Value>(i as isize))
+        .collect::<Result<_, _>>()?;
     let mut req = QueueRequest::new(&job_class_name, &table, &column);
     req.job_arguments = parse_arguments(ruby, &arguments_json)?;
     req.restriction = restriction;
     req.job_interval_seconds =
-        store::enqueue::gitlab_job_interval(Option::<i64>::try_convert(v[0])?);
+        store::enqueue::job_interval(Option::<i64>::try_convert(v[0])?, v[10].to_bool());
     req.batch_size = i64::try_convert(v[1])?;
     req.sub_batch_size = i64::try_convert(v[2])?;
     req.batch_min_value = i64::try_convert(v[3])?;
