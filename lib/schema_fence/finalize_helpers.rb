@@ -77,8 +77,9 @@ module SchemaFence
     def finalize_inline(id)
       identity = Identity.read!(connection)
       say "Finalizing batched background migration #{id} on #{identity.name}"
-      worker = Worker.new(database: identity.name, url: Connection.url_for(ActiveRecord::Base),
-                          connection_class: ActiveRecord::Base)
+      # The jobs run on a pool of their own: the migration's connection is inside its transaction,
+      # where a job's commits would not be its own (the claims commit on their own connection too).
+      worker = Worker.new(database: identity.name, url: Connection.url_for(ActiveRecord::Base))
       status = worker.finish(id)
       Store._set_status(Connection.native(connection), id, "finalized") if status == :finished
       migration_status(id)
