@@ -88,7 +88,7 @@ module SchemaFence
     # BatchedMigrationJob, must take as many arguments as given.
     #
     # @return [Integer] the tracking row's id
-    def queue_batched_background_migration(job_class_name, batch_table_name, batch_column_name, *job_arguments, # rubocop:disable Metrics/ParameterLists
+    def queue_batched_background_migration(job_class_name, batch_table_name, batch_column_name, *job_arguments,
                                            job_interval: nil, batch_min_value: BATCH_MIN_VALUE, batch_max_value: nil,
                                            batch_class_name: BATCH_CLASS_NAME, batch_size: BATCH_SIZE,
                                            max_batch_size: nil, sub_batch_size: SUB_BATCH_SIZE, pause_ms: PAUSE_MS,

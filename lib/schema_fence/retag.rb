@@ -19,6 +19,7 @@ module SchemaFence
   # A row whose table does not resolve.
   UnresolvedRow = Struct.new(:id, :table_name, keyword_init: true)
 
+  # Retagging, beside {Install.up}: tags re-derived from each row's table_name.
   module Install
     module_function
 

@@ -87,6 +87,7 @@ module SchemaFence
         migration = Migrations.on(@url).find_by_id(migration_id)
         status = migration&.status
         return status if status.nil? || %i[finished finalized failed paused].include?(status)
+
         unless migration.runnable?
           raise MigrationNotFinishedError, "batched background migration #{migration_id} (#{migration.job_class_name} " \
                                            "on #{migration.table_name}) cannot be run here: #{migration.not_runnable}"

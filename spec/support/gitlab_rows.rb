@@ -79,7 +79,7 @@ module GitlabRows
 
   def tags(url)
     PG.connect(url) do |c|
-      c.exec("SELECT id, gitlab_schema FROM batched_background_migrations ORDER BY id").values.to_h { |i, t| [i.to_i, t] }
+      c.exec("SELECT id, gitlab_schema FROM batched_background_migrations ORDER BY id").values.to_h.transform_keys(&:to_i)
     end
   end
 end

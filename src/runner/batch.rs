@@ -48,18 +48,30 @@ pub enum Completion {
 const FINISHED: i16 = 3;
 const FAILED: i16 = 4;
 
+/// Who claims, and how: the allowed schemas and epoch of the identity the claim read, the lease
+/// owner, and whether the claim finalizes (a hold does not stop it).
+pub(super) struct Claimant<'a> {
+    pub allowed: &'a [String],
+    pub owner: &'a str,
+    pub epoch: i64,
+    pub finalizing: bool,
+}
+
 /// Claims the next batch of migration `id` in the caller's transaction, or `None` when the
 /// migration is held by another claim or has nothing to hand out now.
 pub(super) fn claim_batch(
     tx: &mut Transaction<'_>,
     st: &mut Statements,
     id: i64,
-    allowed: &[String],
-    owner: &str,
-    epoch: i64,
+    claimant: &Claimant<'_>,
     options: &RunnerOptions,
-    finalizing: bool,
 ) -> Result<Option<Batch>> {
+    let Claimant {
+        allowed,
+        owner,
+        epoch,
+        finalizing,
+    } = *claimant;
     let Some(m) = st.query_opt(
         tx,
         sql::LOCK_MIGRATION,

@@ -296,16 +296,13 @@ impl Runner {
                 .collect(),
         };
         for id in candidates {
-            let claim = batch::claim_batch(
-                &mut tx,
-                statements,
-                id,
-                &allowed,
-                &owner,
-                identity.epoch,
-                &options,
+            let claimant = batch::Claimant {
+                allowed: &allowed,
+                owner: &owner,
+                epoch: identity.epoch,
                 finalizing,
-            )?;
+            };
+            let claim = batch::claim_batch(&mut tx, statements, id, &claimant, &options)?;
             if let Some(mut batch) = claim {
                 tx.commit()?;
                 batch.reach = Reach {
