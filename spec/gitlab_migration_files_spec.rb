@@ -27,23 +27,11 @@ class BackfillCiBuildsPerProjectFiles < SchemaFence::BatchedMigrationJob
   end
 end
 
-# Migration files in GitLab's shapes (constants, milestone, up/down, the finalize helpers), run by
-# ActiveRecord's migrator on GitLab's own tracking tables holding GitLab's rows.
-RSpec.describe "GitLab-shaped migration files on GitLab's tables", :postgres do
-  include_context "with a Rails-like app"
-
-  let(:url) { Clusters.fresh_database("gitlab_files") }
-
-  before do
-    app.configure(main: url, ci: url, ci_database_tasks: false)
-    SchemaFence.configure { |c| c.dictionary_paths = [GitlabFixtures.path("gitlab_schemas.yml")] }
-    GitlabRows.create(url)
-    @old = GitlabRows.migration(url, "OldProjectsBackfill", "projects", status: 3, range: 1..200, tag: "gitlab_main")
-    GitlabRows.migration(url, "OldCiBuildsBackfill", "ci_builds", status: 3, range: 1..300, tag: "gitlab_main")
-  end
-
-  def write_migrations
-    app.migration("create_app_tables", <<~RUBY)
+# Migration files in GitLab's shapes (constants, milestone, up/down, the finalize helpers): name,
+# restriction, body.
+module GitlabMigrationFiles
+  FILES = [
+    ["create_app_tables", nil, <<~RUBY],
       milestone "17.5"
 
       def up
@@ -54,7 +42,7 @@ RSpec.describe "GitLab-shaped migration files on GitLab's tables", :postgres do
         execute "INSERT INTO loose_foreign_keys_deleted_records (id) SELECT generate_series(1, 50)"
       end
     RUBY
-    app.migration("queue_backfill_ci_builds_status", <<~RUBY, restrict: :gitlab_ci)
+    ["queue_backfill_ci_builds_status", :gitlab_ci, <<~RUBY],
       milestone "17.6"
 
       MIGRATION = "BackfillCiBuildsStatusFiles"
@@ -71,7 +59,7 @@ RSpec.describe "GitLab-shaped migration files on GitLab's tables", :postgres do
         delete_batched_background_migration(MIGRATION, :ci_builds, :id, [])
       end
     RUBY
-    app.migration("queue_backfill_projects_column", <<~RUBY, restrict: :gitlab_main)
+    ["queue_backfill_projects_column", :gitlab_main, <<~RUBY],
       milestone "17.6"
 
       MIGRATION = "BackfillProjectsColumnFiles"
@@ -85,7 +73,7 @@ RSpec.describe "GitLab-shaped migration files on GitLab's tables", :postgres do
         delete_batched_background_migration(MIGRATION, :projects, :id, [:done])
       end
     RUBY
-    app.migration("queue_backfill_ci_builds_per_project", <<~RUBY, restrict: :gitlab_ci)
+    ["queue_backfill_ci_builds_per_project", :gitlab_ci, <<~RUBY],
       milestone "17.6"
 
       def up
@@ -98,7 +86,7 @@ RSpec.describe "GitLab-shaped migration files on GitLab's tables", :postgres do
         delete_batched_background_migration("BackfillCiBuildsPerProjectFiles", :ci_builds, :project_id, [])
       end
     RUBY
-    app.migration("queue_prune_lfk_records", <<~RUBY, restrict: :gitlab_shared)
+    ["queue_prune_lfk_records", :gitlab_shared, <<~RUBY],
       milestone "17.6"
 
       def up
@@ -110,7 +98,7 @@ RSpec.describe "GitLab-shaped migration files on GitLab's tables", :postgres do
         delete_batched_background_migration("PruneLfkRecords", :loose_foreign_keys_deleted_records, :id, [])
       end
     RUBY
-    app.migration("remove_prune_lfk_records", <<~RUBY, restrict: :gitlab_shared)
+    ["remove_prune_lfk_records", :gitlab_shared, <<~RUBY]
       milestone "17.7"
 
       def up
@@ -119,7 +107,13 @@ RSpec.describe "GitLab-shaped migration files on GitLab's tables", :postgres do
 
       def down; end
     RUBY
-    app.migration("finalize_backfill_ci_builds_status", <<~RUBY, restrict: :gitlab_ci)
+  ].freeze
+end
+
+# The later files, finishing what the ones above queued.
+module GitlabFinalizeFiles
+  FILES = [
+    ["finalize_backfill_ci_builds_status", :gitlab_ci, <<~RUBY],
       milestone "17.8"
       disable_ddl_transaction!
 
@@ -131,7 +125,7 @@ RSpec.describe "GitLab-shaped migration files on GitLab's tables", :postgres do
 
       def down; end
     RUBY
-    app.migration("finalize_backfill_projects_column", <<~RUBY, restrict: :gitlab_main)
+    ["finalize_backfill_projects_column", :gitlab_main, <<~RUBY],
       milestone "17.8"
 
       def up
@@ -141,7 +135,7 @@ RSpec.describe "GitLab-shaped migration files on GitLab's tables", :postgres do
 
       def down; end
     RUBY
-    app.migration("finalize_backfill_ci_builds_per_project", <<~RUBY, restrict: :gitlab_ci)
+    ["finalize_backfill_ci_builds_per_project", :gitlab_ci, <<~RUBY],
       milestone "17.8"
 
       def up
@@ -152,7 +146,7 @@ RSpec.describe "GitLab-shaped migration files on GitLab's tables", :postgres do
 
       def down; end
     RUBY
-    app.migration("finalize_old_projects_backfill", <<~RUBY, restrict: :gitlab_main)
+    ["finalize_old_projects_backfill", :gitlab_main, <<~RUBY],
       milestone "17.8"
 
       def up
@@ -162,7 +156,7 @@ RSpec.describe "GitLab-shaped migration files on GitLab's tables", :postgres do
 
       def down; end
     RUBY
-    app.migration("finalize_never_queued_here", <<~RUBY, restrict: :gitlab_ci)
+    ["finalize_never_queued_here", :gitlab_ci, <<~RUBY]
       milestone "17.8"
 
       def up
@@ -172,6 +166,28 @@ RSpec.describe "GitLab-shaped migration files on GitLab's tables", :postgres do
 
       def down; end
     RUBY
+  ].freeze
+end
+
+# Migration files in GitLab's shapes (constants, milestone, up/down, the finalize helpers), run by
+# ActiveRecord's migrator on GitLab's own tracking tables holding GitLab's rows.
+RSpec.describe "GitLab-shaped migration files on GitLab's tables", :postgres do
+  include_context "with a Rails-like app"
+
+  let(:url) { Clusters.fresh_database("gitlab_files") }
+
+  before do
+    app.configure(main: url, ci: url, ci_database_tasks: false)
+    SchemaFence.configure { |c| c.dictionary_paths = [GitlabFixtures.path("gitlab_schemas.yml")] }
+    GitlabRows.create(url)
+    @old = GitlabRows.migration(url, "OldProjectsBackfill", "projects", status: 3, range: 1..200, tag: "gitlab_main")
+    GitlabRows.migration(url, "OldCiBuildsBackfill", "ci_builds", status: 3, range: 1..300, tag: "gitlab_main")
+  end
+
+  def write_migrations
+    (GitlabMigrationFiles::FILES + GitlabFinalizeFiles::FILES).each do |name, restrict, body|
+      app.migration(name, body, restrict:)
+    end
   end
 
   def rows
