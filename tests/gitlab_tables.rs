@@ -549,3 +549,26 @@ fn a_cursor_row_first_in_queue_order_does_not_block_the_others() {
     };
     assert_eq!(batch.migration_id, other);
 }
+
+#[test]
+fn a_row_of_a_status_gitlab_no_longer_writes_is_listed_as_not_runnable() {
+    let url = fresh_database("gitlab_aborted");
+    let mut client = connect(&url);
+    client.batch_execute(&gitlab_ddl()).unwrap();
+    data_tables(&mut client);
+    store::install(&mut client, "main", &strings(&["main", "ci"]), None).unwrap();
+    // GitLab's old `aborted` status.
+    let aborted = gitlab_migration(
+        &mut client,
+        "Aborted",
+        "projects",
+        2,
+        (1, 300),
+        Some("gitlab_main"),
+    );
+    let listed = migrations::list(&mut client).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, aborted);
+    assert_eq!(listed[0].status, store::Status::Unknown(2));
+    assert_eq!(listed[0].not_runnable.as_deref(), Some("unknown status 2"));
+}

@@ -12,6 +12,8 @@ pub enum Status {
     Failed,
     Finalizing,
     Finalized,
+    /// A code GitLab no longer writes (its old `aborted`, 2) or never did: listed, never run.
+    Unknown(i16),
 }
 
 impl Status {
@@ -35,6 +37,7 @@ impl Status {
             Status::Failed => 4,
             Status::Finalizing => 5,
             Status::Finalized => 6,
+            Status::Unknown(code) => code,
         }
     }
 
@@ -46,6 +49,7 @@ impl Status {
             Status::Failed => "failed",
             Status::Finalizing => "finalizing",
             Status::Finalized => "finalized",
+            Status::Unknown(_) => "unknown",
         }
     }
 }
@@ -124,11 +128,17 @@ fn parse(row: &Row) -> Result<MigrationRow> {
     let (min_value, max_value) = (opt_int(row, 7)?, opt_int(row, 8)?);
     let (min_cursor, max_cursor) = (json(18), json(19));
     let batch_class_name = text(row, 17)?.to_string();
-    let not_runnable = crate::batching::not_runnable_reason(
-        &batch_class_name,
-        min_value.is_some() && max_value.is_some(),
-        min_cursor.is_some() && max_cursor.is_some(),
-    );
+    let status = Status::from_code(status_code).unwrap_or(Status::Unknown(
+        i16::try_from(status_code).unwrap_or(i16::MIN),
+    ));
+    let not_runnable = match status {
+        Status::Unknown(code) => Some(format!("unknown status {code}")),
+        _ => crate::batching::not_runnable_reason(
+            &batch_class_name,
+            min_value.is_some() && max_value.is_some(),
+            min_cursor.is_some() && max_cursor.is_some(),
+        ),
+    };
     Ok(MigrationRow {
         id: int(row, 0)?,
         job_class_name: text(row, 1)?.to_string(),
@@ -136,10 +146,7 @@ fn parse(row: &Row) -> Result<MigrationRow> {
         column_name: text(row, 3)?.to_string(),
         job_arguments: text(row, 4)?.to_string(),
         gitlab_schema: text(row, 5)?.to_string(),
-        status: Status::from_code(status_code).ok_or_else(|| crate::Error::Database {
-            message: format!("unknown batched background migration status {status_code}"),
-            sqlstate: None,
-        })?,
+        status,
         min_value,
         max_value,
         min_cursor,
