@@ -572,3 +572,40 @@ fn a_row_of_a_status_gitlab_no_longer_writes_is_listed_as_not_runnable() {
     assert_eq!(listed[0].status, store::Status::Unknown(2));
     assert_eq!(listed[0].not_runnable.as_deref(), Some("unknown status 2"));
 }
+
+#[test]
+fn how_long_a_job_of_gitlabs_worker_may_stay_untouched_is_configurable() {
+    let url = fresh_database("gitlab_stuck_after");
+    let mut client = connect(&url);
+    client.batch_execute(&gitlab_ddl()).unwrap();
+    data_tables(&mut client);
+    store::install(&mut client, "main", &strings(&["main", "ci"]), None).unwrap();
+    let id = gitlab_migration(
+        &mut client,
+        "BackfillProjects",
+        "projects",
+        1,
+        (1, 100),
+        Some("gitlab_main"),
+    );
+    gitlab_job(&mut client, id, (1, 100), 1, 1, 0.25);
+    assert_eq!(
+        runner(&url, "main").claim_next().unwrap(),
+        Claim::Nothing,
+        "GitLab's hour"
+    );
+    let options = RunnerOptions {
+        stuck_after: std::time::Duration::from_secs(600),
+        ..RunnerOptions::default()
+    };
+    let Claim::Batch(batch) = Runner::new(&url, "main", topology(), options)
+        .claim_next()
+        .unwrap()
+    else {
+        panic!("untouched for 15 minutes, past the 10 configured")
+    };
+    assert_eq!(
+        (batch.min_value, batch.max_value, batch.attempts),
+        (1, 100, 2)
+    );
+}

@@ -49,7 +49,7 @@ module SchemaFence
     def runner
       config = SchemaFence.configuration
       @runner ||= Runner.new(url: @url, database: @database, topology: @topology, lease: config.lease,
-                             max_attempts: config.max_attempts)
+                             max_attempts: config.max_attempts, stuck_after: config.stuck_after)
     end
 
     # Claims and runs one batch of any migration this database serves.

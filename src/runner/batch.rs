@@ -4,7 +4,7 @@ use postgres::Transaction;
 
 use super::reach::Reach;
 use super::statements::Statements;
-use super::{sql, RunnerOptions};
+use super::{sql, Limits, RunnerOptions};
 use crate::batching::Strategy;
 use crate::error::Result;
 
@@ -75,7 +75,13 @@ pub(super) fn claim_batch(
     let Some(m) = st.query_opt(
         tx,
         sql::LOCK_MIGRATION,
-        &[&id, &allowed, &options.max_attempts, &finalizing],
+        &[
+            &id,
+            &allowed,
+            &options.max_attempts,
+            &finalizing,
+            &options.limits().stuck_after_secs,
+        ],
     )?
     else {
         return Ok(None);
@@ -131,7 +137,7 @@ pub(super) fn claim_batch(
             .map(|(first, last)| (first, last, count))
     };
     let Some((_first, last_key, count)) = range else {
-        finish_if_done(tx, st, id, options.max_attempts)?;
+        finish_if_done(tx, st, id, options.limits())?;
         return Ok(None);
     };
     // The range starts where the last one ended, so keys added in a gap are still covered; it
@@ -168,15 +174,23 @@ fn finish_if_done(
     tx: &mut Transaction<'_>,
     st: &mut Statements,
     id: i64,
-    max_attempts: i16,
+    limits: Limits,
 ) -> Result<Completion> {
-    let row = st.query_one(tx, sql::UNFINISHED_JOBS, &[&id, &max_attempts])?;
+    let row = st.query_one(
+        tx,
+        sql::UNFINISHED_JOBS,
+        &[&id, &limits.max_attempts, &limits.stuck_after_secs],
+    )?;
     let (open, failed): (i64, i64) = (row.get(0), row.get(1));
     if open > 0 {
         return Ok(Completion::Recorded);
     }
     if failed > 0 {
-        st.execute(tx, sql::FAIL_ABANDONED_JOBS, &[&id, &max_attempts])?;
+        st.execute(
+            tx,
+            sql::FAIL_ABANDONED_JOBS,
+            &[&id, &limits.max_attempts, &limits.stuck_after_secs],
+        )?;
     }
     let status = if failed > 0 { FAILED } else { FINISHED };
     st.execute(tx, sql::SET_MIGRATION_STATUS, &[&id, &status])?;
@@ -205,7 +219,7 @@ pub(super) fn complete(
     batch: &Batch,
     owner: &str,
     metrics_json: &str,
-    max_attempts: i16,
+    limits: Limits,
 ) -> Result<Completion> {
     let Some(done) = st.query_opt(
         client,
@@ -218,7 +232,7 @@ pub(super) fn complete(
     if done.get::<_, Option<bool>>(0) == Some(true) {
         let mut tx = client.transaction()?;
         st.query_one(&mut tx, sql::LOCK_MIGRATION_ROW, &[&batch.migration_id])?;
-        let finished = finish_if_done(&mut tx, st, batch.migration_id, max_attempts)?;
+        let finished = finish_if_done(&mut tx, st, batch.migration_id, limits)?;
         tx.commit()?;
         return Ok(finished);
     }
@@ -232,7 +246,7 @@ pub(super) fn fail(
     owner: &str,
     error: &str,
     timed_out: bool,
-    max_attempts: i16,
+    limits: Limits,
 ) -> Result<Completion> {
     let keys = batch.max_value - batch.min_value;
     // GitLab splits only a batch larger than its sub-batch: a smaller one cannot run in less.
@@ -276,8 +290,8 @@ pub(super) fn fail(
         )?;
         return Ok(Completion::MigrationFailed);
     }
-    if batch.attempts >= max_attempts && migration_exhausted(tx, st, batch.migration_id)? {
-        return finish_if_done(tx, st, batch.migration_id, max_attempts);
+    if batch.attempts >= limits.max_attempts && migration_exhausted(tx, st, batch.migration_id)? {
+        return finish_if_done(tx, st, batch.migration_id, limits);
     }
     Ok(Completion::Recorded)
 }

@@ -38,6 +38,25 @@ pub struct RunnerOptions {
     pub fetch_limit: i64,
     /// Who we are, stored on claimed jobs (default: host pid and a random suffix).
     pub owner: Option<String>,
+    /// How long a job running without a lease of ours (GitLab's own worker's) may stay
+    /// untouched before it counts as abandoned: GitLab's stuck-job timeout, an hour.
+    pub stuck_after: Duration,
+}
+
+impl RunnerOptions {
+    pub(crate) fn limits(&self) -> Limits {
+        Limits {
+            max_attempts: self.max_attempts,
+            stuck_after_secs: self.stuck_after.as_secs_f64(),
+        }
+    }
+}
+
+/// The options the bookkeeping statements bind.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub max_attempts: i16,
+    pub stuck_after_secs: f64,
 }
 
 impl Default for RunnerOptions {
@@ -47,6 +66,7 @@ impl Default for RunnerOptions {
             max_attempts: 3,
             fetch_limit: 8,
             owner: None,
+            stuck_after: Duration::from_secs(3600),
         }
     }
 }
@@ -322,7 +342,7 @@ impl Runner {
     pub fn complete(&mut self, batch: &Batch, metrics_json: &str) -> Result<Completion> {
         self.with_retry(|r| {
             let owner = r.owner.clone();
-            let max_attempts = r.options.max_attempts;
+            let max_attempts = r.options.limits();
             let (client, statements) = r.connection()?;
             batch::complete(
                 client,
@@ -340,7 +360,7 @@ impl Runner {
     pub fn fail(&mut self, batch: &Batch, error: &str, timed_out: bool) -> Result<Completion> {
         self.with_retry(|r| {
             let owner = r.owner.clone();
-            let max_attempts = r.options.max_attempts;
+            let max_attempts = r.options.limits();
             let (client, statements) = r.connection()?;
             let mut tx = client.transaction()?;
             let done = batch::fail(

@@ -57,12 +57,17 @@ pub const FETCH_WITH_IDENTITY: &str = concat!(
 pub const FETCH: &str = concat!(executable_migrations!(), "FOR UPDATE OF m SKIP LOCKED");
 
 /// A running job whose worker is gone: its lease expired, or it has no lease (GitLab's own
-/// worker took it) and has not moved for an hour (GitLab's stuck-job timeout). It may be claimed
-/// again while it has attempts left (`$3` in the claim, `$2` below), and fails for good otherwise.
+/// worker took it) and has not moved for the runner's `stuck_after` (GitLab's stuck-job timeout,
+/// an hour), bound as the given parameter in seconds. It may be claimed again while it has
+/// attempts left, and fails for good otherwise.
 macro_rules! abandoned {
-    () => {
-        "(lease_expires_at < now() \
-          OR (lease_expires_at IS NULL AND updated_at < now() - interval '1 hour'))"
+    ($stuck_after:literal) => {
+        concat!(
+            "(lease_expires_at < now() \
+              OR (lease_expires_at IS NULL AND updated_at < now() - make_interval(secs => ",
+            $stuck_after,
+            "::float8)))"
+        )
     };
 }
 
@@ -87,7 +92,7 @@ LEFT JOIN LATERAL (
       AND (status = 0
            OR (status = 2 AND attempts < $3)
            OR (status = 1 AND attempts < $3 AND "#,
-    abandoned!(),
+    abandoned!("$5"),
     r#"))
     ORDER BY id
     LIMIT 1
@@ -127,7 +132,7 @@ pub const UNFINISHED_JOBS: &str = concat!(
 SELECT count(*) FILTER (WHERE NOT failed_for_good),
        count(*) FILTER (WHERE failed_for_good)
 FROM (SELECT (status = 2 AND attempts >= $2) OR (status = 1 AND attempts >= $2 AND "#,
-    abandoned!(),
+    abandoned!("$3"),
     r#") AS failed_for_good
       FROM batched_background_migration_jobs
       WHERE batched_background_migration_id = $1 AND status <> 3) open
@@ -142,7 +147,7 @@ SET status = 2, finished_at = now(), updated_at = now(), lease_owner = NULL, lea
     metrics = metrics || jsonb_build_object('error',
         'abandoned while running (its worker died) after ' || attempts || ' attempts')
 WHERE batched_background_migration_id = $1 AND status = 1 AND attempts >= $2 AND "#,
-    abandoned!(),
+    abandoned!("$3"),
     "\n"
 );
 

@@ -23,11 +23,13 @@ impl Runner {
         url: String,
         database: String,
         topology: &Topology,
-        settings: (f64, i64, Option<String>, i64),
+        settings: (f64, i64, Option<String>, i64, f64),
     ) -> Result<Self, Error> {
-        let (lease_seconds, max_attempts, owner, fetch_limit) = settings;
+        let (lease_seconds, max_attempts, owner, fetch_limit, stuck_after) = settings;
         let valid = lease_seconds > 0.0
             && lease_seconds.is_finite()
+            && stuck_after > 0.0
+            && stuck_after.is_finite()
             && (1..=100).contains(&max_attempts)
             && (1..=1000).contains(&fetch_limit);
         if !valid {
@@ -37,7 +39,7 @@ impl Runner {
                 format!(
                     "invalid runner settings: lease must be positive seconds (got {lease_seconds}), \
                      max_attempts between 1 and 100 (got {max_attempts}), fetch_limit between 1 \
-                     and 1000 (got {fetch_limit})"
+                     and 1000 (got {fetch_limit}), stuck_after positive seconds (got {stuck_after})"
                 ),
             ));
         }
@@ -46,6 +48,7 @@ impl Runner {
             max_attempts: max_attempts as i16,
             owner,
             fetch_limit,
+            stuck_after: Duration::from_secs_f64(stuck_after),
         };
         Ok(Self(Mutex::new(core::Runner::new(
             &url,
