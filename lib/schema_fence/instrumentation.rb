@@ -57,8 +57,8 @@ module SchemaFence
     NAMESPACE = "schema_fence"
 
     # The events schema_fence publishes.
-    EVENTS = %i[enqueue migration_not_found fetch batch_start batch_finish batch_failure guard_violation
-                cutover_step].freeze
+    EVENTS = %i[enqueue fetch batch_start batch_finish batch_failure guard_violation cutover_step
+                migration_not_found].freeze
 
     module_function
 
