@@ -52,9 +52,10 @@ def fetch_bench(cluster, results)
   url = cluster.create_database("bench_fetch")
   SchemaFence::Install.up(url, name: "main", serves: ["main"])
   exec(url, <<~SQL)
-    INSERT INTO batched_background_migrations (job_class_name, table_name, column_name, gitlab_schema, "interval",
-                                               batch_size, sub_batch_size, min_value, max_value, status)
-    SELECT 'Job' || i, 'table_' || (i % 2000), 'id', CASE WHEN i % 2 = 0 THEN 'gitlab_ci' ELSE 'gitlab_main' END,
+    INSERT INTO batched_background_migrations (created_at, updated_at, job_class_name, table_name, column_name,
+                                               gitlab_schema, "interval", batch_size, sub_batch_size, min_value,
+                                               max_value, status)
+    SELECT now(), now(), 'Job' || i, 'table_' || (i % 2000), 'id', CASE WHEN i % 2 = 0 THEN 'gitlab_ci' ELSE 'gitlab_main' END,
            120, 1000, 100, 1, 1000000, CASE WHEN i % 5 = 0 THEN 1 ELSE 3 END
     FROM generate_series(1, 100000) i;
     ANALYZE batched_background_migrations;

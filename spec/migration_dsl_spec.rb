@@ -55,7 +55,7 @@ RSpec.describe "the migration DSL on real PostgreSQL", :postgres do
       expect(output).to include("queued, tagged gitlab_ci")
       projects = app.rows(url).find { |m| m.job_class_name == "BackfillProjects" }
       expect(projects.to_h).to include(job_arguments: ["x", 1], batch_size: 200, sub_batch_size: 50,
-                                       interval: 60, min_value: 1, max_value: 500, status: :active,
+                                       interval: 120, min_value: 1, max_value: 500, status: :active,
                                        progress: 0.0, stale: false)
     end
   end

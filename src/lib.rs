@@ -5,6 +5,7 @@
 // Errors carry what a message needs (paths, names, lists); they are the cold path.
 #![allow(clippy::result_large_err)]
 
+pub mod batching;
 pub mod cluster;
 pub mod cutover;
 pub mod dictionary;

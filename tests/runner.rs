@@ -105,9 +105,9 @@ mod fencing {
         let mut client = connect(&url);
         client
             .execute(
-                "INSERT INTO batched_background_migrations (job_class_name, table_name, column_name, gitlab_schema, \
-                 \"interval\", batch_size, sub_batch_size, min_value, max_value, status) \
-                 VALUES ('Stale', 'projects', 'id', 'gitlab_main', 0, 10, 10, 1, 100, 1)",
+                "INSERT INTO batched_background_migrations (created_at, updated_at, job_class_name, table_name, \
+                 column_name, gitlab_schema, \"interval\", batch_size, sub_batch_size, min_value, max_value, status) \
+                 VALUES (now(), now(), 'Stale', 'projects', 'id', 'gitlab_main', 0, 10, 10, 1, 100, 1)",
                 &[],
             )
             .unwrap();
@@ -190,9 +190,9 @@ mod the_fetch {
         let mut client = connect(&url);
         client
             .batch_execute(
-                "INSERT INTO batched_background_migrations (job_class_name, table_name, column_name, gitlab_schema, \
-                 \"interval\", batch_size, sub_batch_size, min_value, max_value, status)
-                 SELECT 'Job' || i, 'table_' || (i % 500), 'id', CASE WHEN i % 2 = 0 THEN 'gitlab_ci' ELSE 'gitlab_main' END,
+                "INSERT INTO batched_background_migrations (created_at, updated_at, job_class_name, table_name, \
+                 column_name, gitlab_schema, \"interval\", batch_size, sub_batch_size, min_value, max_value, status)
+                 SELECT now(), now(), 'Job' || i, 'table_' || (i % 500), 'id', CASE WHEN i % 2 = 0 THEN 'gitlab_ci' ELSE 'gitlab_main' END,
                         120, 1000, 100, 1, 1000000, CASE WHEN i % 10 = 0 THEN 1 ELSE 3 END
                  FROM generate_series(1, 100000) i;
                  ANALYZE batched_background_migrations;",
@@ -376,9 +376,35 @@ mod batches {
     }
 
     #[test]
+    fn a_batch_no_larger_than_its_sub_batch_is_not_split_on_timeout() {
+        let url = database("no_split", "main", &["main"], 100);
+        queue(&url, "projects", "gitlab_main", 100, 100);
+        let mut main = runner(&url, "main");
+        let Claim::Batch(batch) = main.claim_next().unwrap() else {
+            panic!()
+        };
+        main.fail(&batch, "canceling statement due to statement timeout", true)
+            .unwrap();
+        let jobs: Vec<(i64, i64, i16)> = connect(&url)
+            .query(
+                "SELECT min_value, max_value, status FROM batched_background_migration_jobs",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        assert_eq!(
+            jobs,
+            vec![(1, 100, 2)],
+            "one failed job, as GitLab leaves it"
+        );
+    }
+
+    #[test]
     fn a_statement_timeout_splits_the_batch_in_two() {
         let url = database("split", "main", &["main"], 100);
-        queue(&url, "projects", "gitlab_main", 100, 100);
+        queue(&url, "projects", "gitlab_main", 100, 25);
         let mut main = runner(&url, "main");
         let Claim::Batch(batch) = main.claim_next().unwrap() else {
             panic!()

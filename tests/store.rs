@@ -85,7 +85,10 @@ fn queueing_tags_reads_max_value_and_is_idempotent() {
     );
     let rows = store::migrations::list(&mut client).unwrap();
     assert_eq!(rows.len(), 1);
-    assert_eq!((rows[0].min_value, rows[0].max_value), (1, 5000));
+    assert_eq!(
+        (rows[0].min_value, rows[0].max_value),
+        (Some(1), Some(5000))
+    );
     assert_eq!(rows[0].gitlab_schema, "gitlab_ci");
     assert_eq!(rows[0].progress(), 0.0);
     assert_eq!(enqueue::delete(&mut client, &dict, &req).unwrap(), 1);

@@ -5,6 +5,9 @@ module SchemaFence
   #
   #   class BackfillCiBuildsDone < SchemaFence::BatchedMigrationJob
   #     job_arguments :value
+  #     scope_to ->(relation) { relation.where(done: nil) }
+  #     operation_name :update_all
+  #     feature_category :continuous_integration
   #
   #     def perform
   #       each_sub_batch { |sub_batch| sub_batch.update_all(done: value) }
@@ -14,20 +17,7 @@ module SchemaFence
   # It runs on the ActiveRecord connection of the worker's database, with the statement guard on:
   # a statement reaching a table of another database raises CrossDatabaseAccessError unsent.
   class BatchedMigrationJob
-    class << self
-      # Names the job arguments, in order, as readers.
-      def job_arguments(*names)
-        names.each_with_index do |name, i|
-          define_method(name) { batch_job_arguments[i] }
-        end
-      end
-
-      # GitLab's label for metrics; kept for compatibility.
-      def operation_name(name = nil)
-        @operation_name = name if name
-        @operation_name
-      end
-    end
+    extend JobMacros
 
     attr_reader :batch, :connection_class
 
@@ -66,31 +56,54 @@ module SchemaFence
       @batch_job_arguments ||= batch.job_arguments
     end
 
+    # The batch's rows narrowed by {JobMacros#scope_to} (GitLab's +filter_batch+).
+    # @param relation [ActiveRecord::Relation]
+    # @return [ActiveRecord::Relation]
+    def filter_batch(relation)
+      relation
+    end
+
     # Yields an ActiveRecord relation per sub-batch of at most sub_batch_size keys, in key order,
     # pausing pause_ms between them.
     #
     # @param batching_scope [Proc, nil] narrows the relation (e.g. ->(r) { r.where(done: 0) })
-    def each_sub_batch(batching_scope: nil)
-      model = batchable_model
-      column = batch_column
-      scope = model.where(column => start_id..end_id)
+    # @param batching_arguments [Hash] GitLab's each_batch options; schema_fence walks the
+    #   batching column in key order whatever they say (+order_hint+ and the like change nothing)
+    # @param operation_name [Symbol, nil] GitLab's metrics label, accepted and unused
+    def each_sub_batch(batching_scope: nil, batching_arguments: {}, operation_name: nil, &)
+      _ = [batching_arguments, operation_name]
+      scope = batch_scope
       scope = batching_scope.call(scope) if batching_scope
-      from = start_id
-      loop do
-        first = scope.where(model.arel_table[column].gteq(from)).order(column).limit(1).pluck(column).first
-        break unless first
+      SubBatches.each_range(scope, batch_column, start_id, end_id, sub_batch_size) do |first, last|
+        yield scope.where(batch_column => first..last)
+        pause
+      end
+    end
 
-        last = scope.where(model.arel_table[column].gteq(first)).order(column)
-                    .offset(sub_batch_size - 1).limit(1).pluck(column).first || end_id
-        yield scope.where(column => first..last)
-        break if last >= end_id
-
-        from = last + 1
-        sleep(pause_ms / 1000.0) if pause_ms.positive?
+    # Yields a relation per sub-batch of at most sub_batch_size distinct values of the batching
+    # column (GitLab's +distinct_each_batch+, for a non-unique column): every row whose value is
+    # one of them.
+    #
+    # @param batching_arguments [Hash] accepted as in {#each_sub_batch}
+    # @param operation_name [Symbol, nil] accepted and unused
+    def distinct_each_batch(batching_arguments: {}, operation_name: nil, &)
+      _ = [batching_arguments, operation_name]
+      scope = batch_scope
+      SubBatches.each_distinct(scope, batch_column, start_id, end_id, sub_batch_size) do |values|
+        yield scope.where(batch_column => values)
+        pause
       end
     end
 
     private
+
+    def batch_scope
+      filter_batch(batchable_model.where(batch_column => start_id..end_id))
+    end
+
+    def pause
+      sleep(pause_ms / 1000.0) if pause_ms.positive?
+    end
 
     def batchable_model
       @batchable_model ||= begin

@@ -14,8 +14,10 @@ module SchemaFence
     # How the workers reach each database: name => { url:, connection_class: }.
     attr_reader :databases
 
-    # Worker settings: lease seconds, attempts per batch, and the module that holds Ruby job classes.
-    attr_accessor :lease, :max_attempts, :job_namespace
+    # Worker settings: lease seconds, attempts per batch, the module that holds Ruby job classes,
+    # and the seconds after which a job left running by GitLab's own worker (no lease) is
+    # claimed again (GitLab's stuck-job timeout, an hour).
+    attr_accessor :lease, :max_attempts, :job_namespace, :stuck_after
 
     def initialize
       @dictionary_paths = []
@@ -23,6 +25,7 @@ module SchemaFence
       @databases = {}
       @lease = 300
       @max_attempts = 3
+      @stuck_after = 3600
       @job_namespace = nil
       @mutex = Mutex.new
     end

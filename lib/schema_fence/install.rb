@@ -9,8 +9,10 @@ module SchemaFence
   #     SchemaFence::Install.up(connection)
   #   end
   module Install
-    # What {up} did: the identity stamped, and how many existing rows it tagged.
-    Report = Struct.new(:identity, :backfilled, keyword_init: true)
+    # What {up} did: the identity stamped, how many existing rows it tagged, and how many rows
+    # carry a tag that differs from what the dictionary says of their table (nil without a
+    # dictionary): fix those with {retag}.
+    Report = Struct.new(:identity, :backfilled, :mistagged, keyword_init: true)
 
     module_function
 
@@ -26,7 +28,16 @@ module SchemaFence
       dictionary ||= SchemaFence.configuration.dictionary_paths.empty? ? nil : SchemaFence.dictionary
       fields = Store._install(Connection.native(connection), name, serves, dictionary)
       identity = Identity.new(name: fields[0], serves: fields[1], epoch: fields[2], stamped_at: fields[3])
-      Report.new(identity: identity.freeze, backfilled: fields[4])
+      warn_mistagged(fields[5])
+      Report.new(identity: identity.freeze, backfilled: fields[4], mistagged: fields[5])
+    end
+
+    def warn_mistagged(count)
+      return unless count&.positive?
+
+      Kernel.warn "schema_fence: #{count} batched background migration(s) carry a gitlab_schema that differs from " \
+                  "what the dictionary says of their table (GitLab's blanket gitlab_main on older ci rows?), or a " \
+                  "table it does not know: list them with rake schema_fence:retag, fix them with APPLY=1"
     end
 
     # The statements the install runs (for review, or for apps that keep structure.sql).

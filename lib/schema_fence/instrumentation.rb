@@ -21,6 +21,9 @@ module SchemaFence
   #            +gitlab_schema+ (Symbol: the tag; the restriction until the core has answered),
   #            +outcome+ (+:queued+, +:already_queued+ or +:finished+ for an empty table; nil
   #            when the enqueue raised), +id+ (the tracking row's id, nil when it raised).
+  # [migration_not_found] +ensure_batched_background_migration_is_finished+ found no such
+  #            migration on this database (GitLab warns and goes on). +database+,
+  #            +job_class_name+, +table_name+, +column_name+, +job_arguments+.
   # [fetch]    A worker asks its database for work: {Worker#run_once},
   #            {Worker#run_migration_batch} (a fetch and a claim) and {Worker#fetch} (the
   #            scheduler's fetch). +database+, +migration_id+ (the one asked for, or nil),
@@ -54,7 +57,8 @@ module SchemaFence
     NAMESPACE = "schema_fence"
 
     # The events schema_fence publishes.
-    EVENTS = %i[enqueue fetch batch_start batch_finish batch_failure guard_violation cutover_step].freeze
+    EVENTS = %i[enqueue fetch batch_start batch_finish batch_failure guard_violation cutover_step
+                migration_not_found].freeze
 
     module_function
 

@@ -3,16 +3,28 @@
 require "json"
 
 module SchemaFence
-  # Job arguments are stored as jsonb and compared as part of a migration's key, so only values
-  # that survive a JSON round trip unchanged are accepted (no silent to_s of arbitrary objects).
+  # Job arguments are stored as jsonb and compared as part of a migration's key, so only JSON
+  # values are accepted (no silent to_s of arbitrary objects). Symbols, as values and as Hash
+  # keys, are stored as Strings, as GitLab stores them: a job reads them back as Strings.
   module JobArguments
     module_function
 
     # @return [String] the arguments as a JSON array
     # @raise [InvalidJobArgumentsError] naming the first value that is not JSON
     def to_json_array(arguments)
+      arguments = normalize(arguments)
       check(arguments, "job_arguments")
       JSON.generate(arguments)
+    end
+
+    # @return [Object] +value+ with its Symbols (values and Hash keys) as Strings
+    def normalize(value)
+      case value
+      when Symbol then value.to_s
+      when Array then value.map { |v| normalize(v) }
+      when Hash then value.to_h { |k, v| [k.is_a?(Symbol) ? k.to_s : k, normalize(v)] }
+      else value
+      end
     end
 
     # @raise [InvalidJobArgumentsError] when +value+ (at +path+) is not a JSON value
@@ -20,8 +32,6 @@ module SchemaFence
       case value
       when nil, true, false, String, Integer then nil
       when Float then check_float(value, path)
-      when Symbol
-        invalid(path, value, "is a Symbol, which JSON would turn into a String; pass #{value.to_s.inspect}")
       when Array then value.each_with_index { |v, i| check(v, "#{path}[#{i}]") }
       when Hash
         value.each do |k, v|

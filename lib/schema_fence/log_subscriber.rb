@@ -45,6 +45,15 @@ module SchemaFence
     end
 
     # @param event [ActiveSupport::Notifications::Event]
+    def migration_not_found(event)
+      p = event.payload
+      warn do
+        line(event, "ensure_batched_background_migration_is_finished: no migration #{p[:job_class_name]} on " \
+                    "#{p[:table_name]}.#{p[:column_name]} with arguments #{p[:job_arguments].inspect}: nothing to finish")
+      end
+    end
+
+    # @param event [ActiveSupport::Notifications::Event]
     def fetch(event)
       p = event.payload
       if p[:exception]

@@ -11,6 +11,9 @@ module SchemaFence
   #       queue_batched_background_migration("BackfillCiBuilds", :ci_builds, :id, job_interval: 2.minutes)
   #     end
   #
+  # with GitLab's options (+batch_class_name:+, +gitlab_schema:+, +batch_min_value:+, ...) and
+  # its finalize helpers ({FinalizeHelpers}).
+  #
   #     def down
   #       delete_batched_background_migration("BackfillCiBuilds", :ci_builds, :id, [])
   #     end
@@ -28,10 +31,15 @@ module SchemaFence
     BATCH_MIN_VALUE = 1
     # and milliseconds between sub-batches.
     PAUSE_MS = 100
+    # GitLab's default batching strategy.
+    BATCH_CLASS_NAME = "PrimaryKeyBatchingStrategy"
 
     # Adds the class-level DSL ({ClassMethods}) to a migration class that includes this module, or
     # to ActiveRecord::Migration, to which the Railtie prepends it.
-    def self.included(base) = base.extend(ClassMethods)
+    def self.included(base)
+      base.extend(ClassMethods)
+      base.include(FinalizeHelpers)
+    end
     singleton_class.alias_method :prepended, :included
 
     # Class-level declarations.
@@ -39,6 +47,16 @@ module SchemaFence
       # @param gitlab_schema [Symbol, String] the only gitlab_schema this migration may touch
       def restrict_gitlab_migration(gitlab_schema:)
         @restricted_gitlab_schema = gitlab_schema.to_sym
+      end
+
+      # GitLab's +milestone '17.6'+ of a migration class: recorded, for GitLab's own checks.
+      # @param value [String, nil]
+      # @return [String, nil]
+      def milestone(value = nil)
+        @milestone = value.to_s if value
+        return @milestone if defined?(@milestone)
+
+        superclass.respond_to?(:milestone) ? superclass.milestone : nil
       end
 
       # @return [Symbol, nil]
@@ -63,16 +81,23 @@ module SchemaFence
     end
 
     # Queues a batched background migration tagged with the table's gitlab_schema, in this
-    # migration's transaction. GitLab's arguments and defaults.
+    # migration's transaction. GitLab's arguments and defaults: +job_interval+ is raised to
+    # GitLab's 2-minute minimum (2 minutes when omitted); +batch_class_name+ is
+    # PrimaryKeyBatchingStrategy or LooseIndexScanBatchingStrategy; an explicit +gitlab_schema+
+    # must be the tag the restriction and the table give; the job class, when it is a
+    # BatchedMigrationJob, must take as many arguments as given.
     #
     # @return [Integer] the tracking row's id
     def queue_batched_background_migration(job_class_name, batch_table_name, batch_column_name, *job_arguments,
-                                           job_interval:, batch_min_value: BATCH_MIN_VALUE, batch_max_value: nil,
-                                           batch_size: BATCH_SIZE, max_batch_size: nil,
-                                           sub_batch_size: SUB_BATCH_SIZE, pause_ms: PAUSE_MS)
-      options = [Integer(job_interval), Integer(batch_size), Integer(sub_batch_size), Integer(batch_min_value),
-                 batch_max_value&.then { |v| Integer(v) }, max_batch_size&.then { |v| Integer(v) },
-                 Integer(pause_ms), respond_to?(:version) && version ? version.to_s : nil]
+                                           job_interval: nil, batch_min_value: BATCH_MIN_VALUE, batch_max_value: nil,
+                                           batch_class_name: BATCH_CLASS_NAME, batch_size: BATCH_SIZE,
+                                           max_batch_size: nil, sub_batch_size: SUB_BATCH_SIZE, pause_ms: PAUSE_MS,
+                                           gitlab_schema: nil)
+      JobClasses.check_queueable!(job_class_name.to_s, job_arguments)
+      options = [job_interval&.then { |v| Integer(v) }, Integer(batch_size), Integer(sub_batch_size),
+                 Integer(batch_min_value), batch_max_value&.then { |v| Integer(v) },
+                 max_batch_size&.then { |v| Integer(v) }, Integer(pause_ms), queued_version,
+                 batch_class_name&.to_s, gitlab_schema&.to_s, true]
       payload = { database: Connection.database_name(connection), job_class_name: job_class_name.to_s,
                   table_name: batch_table_name.to_s, column_name: batch_column_name.to_s, job_arguments:,
                   gitlab_schema: self.class.restricted_gitlab_schema, outcome: nil, id: nil }
@@ -94,52 +119,11 @@ module SchemaFence
                      JobArguments.to_json_array(Array(job_arguments)), restriction_name])
     end
 
-    # Makes sure a queued migration is done before later migrations rely on it: finishes it
-    # inline (runs the remaining batches on this database) when +finalize+ is true, and raises
-    # with the command to run when it cannot. On a database that skips this (restricted)
-    # migration, nothing happens.
-    #
-    # @raise [MigrationNotFinishedError]
-    def ensure_batched_background_migration_is_finished(job_class_name:, table_name:, column_name:, job_arguments:,
-                                                        finalize: true)
-      key = [job_class_name.to_s, table_name.to_s, column_name.to_s,
-             JobArguments.to_json_array(Array(job_arguments)), restriction_name]
-      id = Store._find_id(Connection.native(connection), SchemaFence.dictionary, key)
-      unless id
-        raise MigrationNotFinishedError, "no batched background migration #{job_class_name} on #{table_name}.#{column_name} " \
-                                         "with arguments #{job_arguments.inspect} is queued on this database: queue it first"
-      end
-
-      status = migration_status(id)
-      return if %i[finished finalized].include?(status)
-
-      status = finalize_inline(id) if finalize
-      return if %i[finished finalized].include?(status)
-
-      raise MigrationNotFinishedError, not_finished_message(job_class_name, id, status)
-    end
-
     private
 
-    def migration_status(id)
-      Migrations.on(connection).find_by_id(id)&.status
-    end
-
-    def finalize_inline(id)
-      identity = Identity.read!(connection)
-      say "Finalizing batched background migration #{id} on #{identity.name}"
-      worker = Worker.new(database: identity.name, url: Connection.url_for(ActiveRecord::Base),
-                          connection_class: ActiveRecord::Base)
-      status = worker.finish(id)
-      Store._set_status(Connection.native(connection), id, "finalized") if status == :finished
-      migration_status(id)
-    end
-
-    def not_finished_message(job_class_name, id, status)
-      database = Identity.read(connection)&.name
-      "batched background migration #{job_class_name} (id #{id} on #{database}) is #{status || 'missing'}, not finished. " \
-        "Finish it with: bin/rails runner 'SchemaFence::Worker.for(:#{database}).finish(#{id})' " \
-        "(after fixing what failed: see SchemaFence::Migrations.on(connection).find_by_id(#{id}))"
+    # The migration's version, as GitLab stores it in queued_migration_version.
+    def queued_version
+      respond_to?(:version) && version ? version.to_s : nil
     end
 
     def restriction_name

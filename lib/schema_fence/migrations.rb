@@ -5,13 +5,19 @@ require "json"
 module SchemaFence
   # One tracking row. +gitlab_schema+ is the tag; +progress+ is the fraction of the key range
   # covered by succeeded batches; +stale+ is true when the database holding the row no longer
-  # serves its tag (left behind by a split).
+  # serves its tag (left behind by a split). +min_value+/+max_value+ are nil on a cursor-batched
+  # row (+min_cursor+/+max_cursor+, GitLab's composite keys); +not_runnable+ says why this library
+  # does not run the row (a cursor, a batching strategy it does not have), nil when it does.
   Migration = Struct.new(:id, :job_class_name, :table_name, :column_name, :job_arguments, :gitlab_schema,
                          :status, :progress, :min_value, :max_value, :batch_size, :sub_batch_size,
                          :interval, :pause_ms, :jobs_succeeded, :jobs_failed, :created_at, :stale,
+                         :batch_class_name, :min_cursor, :max_cursor, :not_runnable,
                          keyword_init: true) do
     alias_method :tag, :gitlab_schema
     alias_method :stale?, :stale
+
+    # @return [Boolean] whether this library runs the row
+    def runnable? = not_runnable.nil?
   end
 
   # The tracking rows of one database:
@@ -57,7 +63,9 @@ module SchemaFence
                       job_arguments: JSON.parse(f[4]), gitlab_schema: f[5], status: f[6], progress: f[7],
                       min_value: f[8], max_value: f[9], batch_size: f[10], sub_batch_size: f[11],
                       interval: f[12], pause_ms: f[13], jobs_succeeded: f[14], jobs_failed: f[15],
-                      created_at: f[16], stale: allowed ? !allowed.include?(f[5]) : false).freeze
+                      created_at: f[16], stale: allowed ? !allowed.include?(f[5]) : false,
+                      batch_class_name: f[17], min_cursor: f[18] && JSON.parse(f[18]),
+                      max_cursor: f[19] && JSON.parse(f[19]), not_runnable: f[20]).freeze
       end
     end
 

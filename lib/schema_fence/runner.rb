@@ -12,9 +12,12 @@ module SchemaFence
     # @param max_attempts [Integer] attempts per batch
     # @param owner [String, nil] stored on claimed jobs; default host:pid:random
     # @param fetch_limit [Integer] migrations a fetch returns (one per table), and a claim tries
+    # @param stuck_after [Numeric] seconds a job left running without a lease of ours (by GitLab's
+    #   own worker) stays untouched before it is claimed again: GitLab's hour by default
     def self.new(url:, database:, topology: SchemaFence.topology, lease: 300, max_attempts: 3, owner: nil,
-                 fetch_limit: 8)
-      _new(url, database.to_s, topology, [Float(lease), Integer(max_attempts), owner, Integer(fetch_limit)])
+                 fetch_limit: 8, stuck_after: 3600)
+      _new(url, database.to_s, topology,
+           [Float(lease), Integer(max_attempts), owner, Integer(fetch_limit), Float(stuck_after)])
     end
 
     # @return [Symbol] :recorded, :migration_finished, :migration_failed or :lease_lost

@@ -59,7 +59,8 @@ module SchemaFence
     # unknown or not running, 0 once finished).
     Entry = Struct.new(:id, :database, :row_id, :job_class_name, :table_name, :column_name, :job_arguments,
                        :gitlab_schema, :status, :stored_status, :stale, :progress, :min_value, :max_value,
-                       :keys_done, :batches_done, :batches_failed, :last_error, :rate, :eta, keyword_init: true) do
+                       :keys_done, :batches_done, :batches_failed, :last_error, :rate, :eta, :not_runnable,
+                       keyword_init: true) do
       alias_method :tag, :gitlab_schema
       alias_method :stale?, :stale
     end
@@ -198,7 +199,7 @@ module SchemaFence
       end
 
       def entry(name, row, rate, last_error)
-        total = row.max_value - row.min_value + 1
+        total = row.min_value && row.max_value ? row.max_value - row.min_value + 1 : 0
         keys_done = (row.progress * total).round
         status = row.stale? ? :stale : row.status
         Entry.new(id: "#{name}_#{row.id}", database: name, row_id: row.id, job_class_name: row.job_class_name,
@@ -206,7 +207,7 @@ module SchemaFence
                   gitlab_schema: row.gitlab_schema, status:, stored_status: row.status, stale: row.stale?,
                   progress: row.progress, min_value: row.min_value, max_value: row.max_value, keys_done:,
                   batches_done: row.jobs_succeeded, batches_failed: row.jobs_failed, last_error:, rate:,
-                  eta: eta(status, total - keys_done, rate)).freeze
+                  eta: eta(status, total - keys_done, rate), not_runnable: row.not_runnable).freeze
       end
 
       # The latest succeeded batches of each migration: id => [[keys, started, finished], ...].
@@ -285,8 +286,17 @@ module SchemaFence
       # @return [Array] the cells of a migration's row
       def row(entry)
         [entry.id, entry.job_class_name, "#{entry.table_name}.#{entry.column_name}", entry.gitlab_schema,
-         entry.stale? ? "stale (#{entry.stored_status})" : entry.status, bar(entry.progress),
+         status_cell(entry), bar(entry.progress),
          "#{entry.batches_done} done / #{entry.batches_failed} failed", rate(entry.rate), duration(entry.eta)]
+      end
+
+      # @param entry [Entry]
+      # @return [String] the status, and why a row is stale or not runnable
+      def status_cell(entry)
+        return "stale (#{entry.stored_status})" if entry.stale?
+        return "#{entry.status}, not runnable: #{entry.not_runnable}" if entry.not_runnable
+
+        entry.status.to_s
       end
 
       # @param fraction [Float] 0.0 to 1.0

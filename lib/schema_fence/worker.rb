@@ -49,7 +49,7 @@ module SchemaFence
     def runner
       config = SchemaFence.configuration
       @runner ||= Runner.new(url: @url, database: @database, topology: @topology, lease: config.lease,
-                             max_attempts: config.max_attempts)
+                             max_attempts: config.max_attempts, stuck_after: config.stuck_after)
     end
 
     # Claims and runs one batch of any migration this database serves.
@@ -84,16 +84,27 @@ module SchemaFence
     def finish(migration_id, timeout: 3600)
       deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + timeout
       loop do
-        status = Migrations.on(@url).find_by_id(migration_id)&.status
+        migration = Migrations.on(@url).find_by_id(migration_id)
+        status = migration&.status
         return status if status.nil? || %i[finished finalized failed paused].include?(status)
+
+        unless migration.runnable?
+          raise MigrationNotFinishedError, "batched background migration #{migration_id} (#{migration.job_class_name} " \
+                                           "on #{migration.table_name}) cannot be run here: #{migration.not_runnable}"
+        end
         return status if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
 
-        outcome = run_migration_batch(migration_id)
+        outcome = finalize_batch(migration_id)
         sleep 0.05 if outcome.status == :nothing # another worker holds a batch; wait for it
       end
     end
 
     private
+
+    # One batch of a migration being finalized: a hold (on_hold_until) does not stop it.
+    def finalize_batch(migration_id)
+      handle(claim(migration_id) { runner.claim_to_finalize(Integer(migration_id)) })
+    end
 
     # Claims (the block) inside a fetch event.
     def claim(migration_id)
@@ -169,14 +180,8 @@ module SchemaFence
     end
 
     def job_class(name)
-      namespace = SchemaFence.configuration.job_namespace
-      qualified = namespace ? "#{namespace}::#{name}" : name
-      klass = Object.const_get(qualified)
-      return klass if klass < BatchedMigrationJob
-
-      raise Error, "#{qualified} is not a SchemaFence::BatchedMigrationJob"
-    rescue NameError
-      raise Error, "no job class #{qualified} and no SQL job registered as #{name.inspect}"
+      JobClasses.find(name) ||
+        raise(Error, "no job class #{JobClasses.qualified(name)} and no SQL job registered as #{name.inspect}")
     end
 
     # The ActiveRecord class whose pool Ruby jobs run on: the configured one, or the one of this

@@ -4,7 +4,8 @@ use postgres::Transaction;
 
 use super::reach::Reach;
 use super::statements::Statements;
-use super::{sql, RunnerOptions};
+use super::{sql, Limits, RunnerOptions};
+use crate::batching::Strategy;
 use crate::error::Result;
 
 /// A claimed batch: a job row leased to one runner, with what running it needs.
@@ -25,6 +26,8 @@ pub struct Batch {
     pub pause_ms: i32,
     pub attempts: i16,
     pub epoch: i64,
+    /// How keys are walked: consecutive keys, or distinct values (loose index scan).
+    pub strategy: Strategy,
     /// The physical database the batch was claimed on: its job must run there.
     pub reach: Reach,
 }
@@ -45,25 +48,49 @@ pub enum Completion {
 const FINISHED: i16 = 3;
 const FAILED: i16 = 4;
 
+/// Who claims, and how: the allowed schemas and epoch of the identity the claim read, the lease
+/// owner, and whether the claim finalizes (a hold does not stop it).
+pub(super) struct Claimant<'a> {
+    pub allowed: &'a [String],
+    pub owner: &'a str,
+    pub epoch: i64,
+    pub finalizing: bool,
+}
+
 /// Claims the next batch of migration `id` in the caller's transaction, or `None` when the
 /// migration is held by another claim or has nothing to hand out now.
 pub(super) fn claim_batch(
     tx: &mut Transaction<'_>,
     st: &mut Statements,
     id: i64,
-    allowed: &[String],
-    owner: &str,
-    epoch: i64,
+    claimant: &Claimant<'_>,
     options: &RunnerOptions,
 ) -> Result<Option<Batch>> {
+    let Claimant {
+        allowed,
+        owner,
+        epoch,
+        finalizing,
+    } = *claimant;
     let Some(m) = st.query_opt(
         tx,
         sql::LOCK_MIGRATION,
-        &[&id, &allowed, &options.max_attempts],
+        &[
+            &id,
+            &allowed,
+            &options.max_attempts,
+            &finalizing,
+            &options.limits().stuck_after_secs,
+        ],
     )?
     else {
         return Ok(None);
     };
+    // The claim's condition excludes rows without a key range or with another strategy; read
+    // them fallibly all the same, so a row changed under us is an error, never a panic.
+    let strategy =
+        Strategy::from_name(&m.try_get::<_, String>(19)?).unwrap_or(Strategy::PrimaryKey);
+    let (migration_min, migration_max): (i64, i64) = (m.try_get(6)?, m.try_get(7)?);
     let lease = options.lease.as_secs_f64();
     let mut batch = Batch {
         job_id: 0,
@@ -80,14 +107,14 @@ pub(super) fn claim_batch(
         pause_ms: m.get(10),
         attempts: 1,
         epoch,
+        strategy,
         reach: Reach::default(),
     };
-    let (migration_min, migration_max): (i64, i64) = (m.get(6), m.get(7));
 
     if let Some(job_id) = m.get::<_, Option<i64>>(11) {
         batch.job_id = job_id;
-        batch.min_value = m.get(12);
-        batch.max_value = m.get(13);
+        batch.min_value = m.try_get(12)?;
+        batch.max_value = m.try_get(13)?;
         batch.batch_size = m.get(14);
         batch.sub_batch_size = m.get(15);
         batch.pause_ms = m.get(16);
@@ -102,7 +129,7 @@ pub(super) fn claim_batch(
     let range: Option<(i64, i64, i64)> = if start > migration_max {
         None
     } else {
-        let key_range = sql::key_range(&batch.table_name, &batch.column_name)?;
+        let key_range = sql::key_range(&batch.table_name, &batch.column_name, strategy)?;
         let row = st.query_one(tx, &key_range, &[&start, &migration_max, &limit])?;
         let count: i64 = row.get(2);
         row.get::<_, Option<i64>>(0)
@@ -110,7 +137,7 @@ pub(super) fn claim_batch(
             .map(|(first, last)| (first, last, count))
     };
     let Some((_first, last_key, count)) = range else {
-        finish_if_done(tx, st, id, options.max_attempts)?;
+        finish_if_done(tx, st, id, options.limits())?;
         return Ok(None);
     };
     // The range starts where the last one ended, so keys added in a gap are still covered; it
@@ -147,15 +174,23 @@ fn finish_if_done(
     tx: &mut Transaction<'_>,
     st: &mut Statements,
     id: i64,
-    max_attempts: i16,
+    limits: Limits,
 ) -> Result<Completion> {
-    let row = st.query_one(tx, sql::UNFINISHED_JOBS, &[&id, &max_attempts])?;
+    let row = st.query_one(
+        tx,
+        sql::UNFINISHED_JOBS,
+        &[&id, &limits.max_attempts, &limits.stuck_after_secs],
+    )?;
     let (open, failed): (i64, i64) = (row.get(0), row.get(1));
     if open > 0 {
         return Ok(Completion::Recorded);
     }
     if failed > 0 {
-        st.execute(tx, sql::FAIL_ABANDONED_JOBS, &[&id, &max_attempts])?;
+        st.execute(
+            tx,
+            sql::FAIL_ABANDONED_JOBS,
+            &[&id, &limits.max_attempts, &limits.stuck_after_secs],
+        )?;
     }
     let status = if failed > 0 { FAILED } else { FINISHED };
     st.execute(tx, sql::SET_MIGRATION_STATUS, &[&id, &status])?;
@@ -184,7 +219,7 @@ pub(super) fn complete(
     batch: &Batch,
     owner: &str,
     metrics_json: &str,
-    max_attempts: i16,
+    limits: Limits,
 ) -> Result<Completion> {
     let Some(done) = st.query_opt(
         client,
@@ -197,7 +232,7 @@ pub(super) fn complete(
     if done.get::<_, Option<bool>>(0) == Some(true) {
         let mut tx = client.transaction()?;
         st.query_one(&mut tx, sql::LOCK_MIGRATION_ROW, &[&batch.migration_id])?;
-        let finished = finish_if_done(&mut tx, st, batch.migration_id, max_attempts)?;
+        let finished = finish_if_done(&mut tx, st, batch.migration_id, limits)?;
         tx.commit()?;
         return Ok(finished);
     }
@@ -211,10 +246,11 @@ pub(super) fn fail(
     owner: &str,
     error: &str,
     timed_out: bool,
-    max_attempts: i16,
+    limits: Limits,
 ) -> Result<Completion> {
     let keys = batch.max_value - batch.min_value;
-    if timed_out && batch.batch_size > 1 && keys > 0 {
+    // GitLab splits only a batch larger than its sub-batch: a smaller one cannot run in less.
+    if timed_out && batch.batch_size > batch.sub_batch_size && batch.batch_size > 1 && keys > 0 {
         let half = (batch.batch_size / 2).max(1);
         let mid = batch.min_value + keys / 2;
         let Some(row) = st.query_opt(tx, sql::SHRINK_JOB, &[&batch.job_id, &owner, &mid, &half])?
@@ -254,8 +290,8 @@ pub(super) fn fail(
         )?;
         return Ok(Completion::MigrationFailed);
     }
-    if batch.attempts >= max_attempts && migration_exhausted(tx, st, batch.migration_id)? {
-        return finish_if_done(tx, st, batch.migration_id, max_attempts);
+    if batch.attempts >= limits.max_attempts && migration_exhausted(tx, st, batch.migration_id)? {
+        return finish_if_done(tx, st, batch.migration_id, limits);
     }
     Ok(Completion::Recorded)
 }

@@ -38,6 +38,25 @@ pub struct RunnerOptions {
     pub fetch_limit: i64,
     /// Who we are, stored on claimed jobs (default: host pid and a random suffix).
     pub owner: Option<String>,
+    /// How long a job running without a lease of ours (GitLab's own worker's) may stay
+    /// untouched before it counts as abandoned: GitLab's stuck-job timeout, an hour.
+    pub stuck_after: Duration,
+}
+
+impl RunnerOptions {
+    pub(crate) fn limits(&self) -> Limits {
+        Limits {
+            max_attempts: self.max_attempts,
+            stuck_after_secs: self.stuck_after.as_secs_f64(),
+        }
+    }
+}
+
+/// The options the bookkeeping statements bind.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub max_attempts: i16,
+    pub stuck_after_secs: f64,
 }
 
 impl Default for RunnerOptions {
@@ -47,6 +66,7 @@ impl Default for RunnerOptions {
             max_attempts: 3,
             fetch_limit: 8,
             owner: None,
+            stuck_after: Duration::from_secs(3600),
         }
     }
 }
@@ -182,7 +202,7 @@ impl Runner {
 
     /// Fence, fetch and claim in one transaction.
     pub fn claim_next(&mut self) -> Result<Claim> {
-        self.with_retry(|r| r.claim_in_transaction(None, None))
+        self.with_retry(|r| r.claim_in_transaction(None, None, false))
     }
 
     /// Claims the next batch of one migration, refused unless the identity epoch is still
@@ -192,7 +212,13 @@ impl Runner {
         migration_id: i64,
         expected_epoch: Option<i64>,
     ) -> Result<Claim> {
-        self.with_retry(|r| r.claim_in_transaction(Some(migration_id), expected_epoch))
+        self.with_retry(|r| r.claim_in_transaction(Some(migration_id), expected_epoch, false))
+    }
+
+    /// Claims the next batch of a migration being finalized: as [`Runner::claim_migration`], but
+    /// a hold (`on_hold_until`) does not stop it, as GitLab's finalize does not wait for one.
+    pub fn claim_to_finalize(&mut self, migration_id: i64) -> Result<Claim> {
+        self.with_retry(|r| r.claim_in_transaction(Some(migration_id), None, true))
     }
 
     /// The migrations a claim would consider now, in order, without claiming: `(ids, epoch)`.
@@ -250,6 +276,7 @@ impl Runner {
         &mut self,
         only: Option<i64>,
         expected_epoch: Option<i64>,
+        finalizing: bool,
     ) -> Result<Claim> {
         let database = self.database.clone();
         let topology = self.topology.clone();
@@ -289,15 +316,13 @@ impl Runner {
                 .collect(),
         };
         for id in candidates {
-            let claim = batch::claim_batch(
-                &mut tx,
-                statements,
-                id,
-                &allowed,
-                &owner,
-                identity.epoch,
-                &options,
-            )?;
+            let claimant = batch::Claimant {
+                allowed: &allowed,
+                owner: &owner,
+                epoch: identity.epoch,
+                finalizing,
+            };
+            let claim = batch::claim_batch(&mut tx, statements, id, &claimant, &options)?;
             if let Some(mut batch) = claim {
                 tx.commit()?;
                 batch.reach = Reach {
@@ -317,7 +342,7 @@ impl Runner {
     pub fn complete(&mut self, batch: &Batch, metrics_json: &str) -> Result<Completion> {
         self.with_retry(|r| {
             let owner = r.owner.clone();
-            let max_attempts = r.options.max_attempts;
+            let max_attempts = r.options.limits();
             let (client, statements) = r.connection()?;
             batch::complete(
                 client,
@@ -335,7 +360,7 @@ impl Runner {
     pub fn fail(&mut self, batch: &Batch, error: &str, timed_out: bool) -> Result<Completion> {
         self.with_retry(|r| {
             let owner = r.owner.clone();
-            let max_attempts = r.options.max_attempts;
+            let max_attempts = r.options.limits();
             let (client, statements) = r.connection()?;
             let mut tx = client.transaction()?;
             let done = batch::fail(

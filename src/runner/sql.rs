@@ -1,6 +1,7 @@
 //! The runner's statements. Table and column names of a migration are quoted identifiers; every
 //! value is bound.
 
+use crate::batching::Strategy;
 use crate::error::Result;
 use crate::sql::{quote_ident, quote_table};
 
@@ -12,8 +13,10 @@ pub const IDENTITY: &str =
 pub const IDENTITY_FOR_SHARE: &str = "SELECT name, serves, epoch, claims_paused \
     FROM schema_fence_identity WHERE singleton FOR SHARE";
 
-/// The fetch of DESIGN.md section 7: the oldest executable migration of the allowed schemas
-/// (`$1`) whose interval has elapsed, one per table, in queue order, at most `$2`. The per-table
+/// The fetch of DESIGN.md section 7: per table, the oldest executable migration of the allowed
+/// schemas (`$1`: active or finalizing, not on hold, runnable by this library; GitLab's
+/// `active_migrations_distinct_on_table`), when its interval has elapsed, in queue order, at most
+/// `$2`. A migration on hold or one this library cannot run does not hold its table. The per-table
 /// and interval checks are scalar subqueries so that every plan, generic ones of the prepared
 /// statement included, walks the executable index in queue order and stops early. One text for
 /// both statements below, so the fetch and the claim cannot disagree on what may run.
@@ -25,10 +28,14 @@ FROM batched_background_migrations m
 WHERE m.status IN (1, 5)
   AND m.gitlab_schema = ANY($1::text[])
   AND (m.on_hold_until IS NULL OR m.on_hold_until < now())
+  AND (m.min_value IS NOT NULL AND m.max_value IS NOT NULL AND m.batch_class_name IN ('PrimaryKeyBatchingStrategy', 'LooseIndexScanBatchingStrategy'))
   AND m.id = (
       SELECT min(first.id) FROM batched_background_migrations first
       WHERE first.table_name = m.table_name AND first.status IN (1, 5)
-        AND first.gitlab_schema = ANY($1::text[]))
+        AND first.gitlab_schema = ANY($1::text[])
+        AND (first.on_hold_until IS NULL OR first.on_hold_until < now())
+        AND first.min_value IS NOT NULL AND first.max_value IS NOT NULL
+        AND first.batch_class_name IN ('PrimaryKeyBatchingStrategy', 'LooseIndexScanBatchingStrategy'))
   AND COALESCE((
       SELECT j.created_at FROM batched_background_migration_jobs j
       WHERE j.batched_background_migration_id = m.id
@@ -50,16 +57,22 @@ pub const FETCH_WITH_IDENTITY: &str = concat!(
 pub const FETCH: &str = concat!(executable_migrations!(), "FOR UPDATE OF m SKIP LOCKED");
 
 /// A running job whose worker is gone: its lease expired, or it has no lease (GitLab's own
-/// worker took it) and has not moved for an hour (GitLab's stuck-job timeout). It may be claimed
-/// again while it has attempts left (`$3` in the claim, `$2` below), and fails for good otherwise.
+/// worker took it) and has not moved for the runner's `stuck_after` (GitLab's stuck-job timeout,
+/// an hour), bound as the given parameter in seconds. It may be claimed again while it has
+/// attempts left, and fails for good otherwise.
 macro_rules! abandoned {
-    () => {
-        "(lease_expires_at < now() \
-          OR (lease_expires_at IS NULL AND updated_at < now() - interval '1 hour'))"
+    ($stuck_after:literal) => {
+        concat!(
+            "(lease_expires_at < now() \
+              OR (lease_expires_at IS NULL AND updated_at < now() - make_interval(secs => ",
+            $stuck_after,
+            "::float8)))"
+        )
     };
 }
 
-/// The migration, locked for this claim (still executable and of an allowed schema), with its
+/// The migration, locked for this claim (still executable, runnable and of an allowed schema; not
+/// on hold unless `$4`, a finalize, which GitLab runs regardless of holds), with its
 /// first batch to run again (pending, failed with attempts left, or abandoned with attempts left:
 /// its worker died) and the end of the key ranges handed out so far. The migration's row
 /// lock serialises claims of one migration, so the job rows need no locks of their own.
@@ -69,7 +82,8 @@ SELECT m.id, m.job_class_name, m.table_name, m.column_name, m.job_arguments::tex
        m.min_value, m.max_value, m.batch_size, m.sub_batch_size, m.pause_ms,
        r.id, r.min_value, r.max_value, r.batch_size, r.sub_batch_size, r.pause_ms, r.attempts,
        (SELECT max(max_value) FROM batched_background_migration_jobs
-        WHERE batched_background_migration_id = m.id)
+        WHERE batched_background_migration_id = m.id),
+       m.batch_class_name
 FROM batched_background_migrations m
 LEFT JOIN LATERAL (
     SELECT id, min_value, max_value, batch_size, sub_batch_size, pause_ms, attempts
@@ -78,12 +92,14 @@ LEFT JOIN LATERAL (
       AND (status = 0
            OR (status = 2 AND attempts < $3)
            OR (status = 1 AND attempts < $3 AND "#,
-    abandoned!(),
+    abandoned!("$5"),
     r#"))
     ORDER BY id
     LIMIT 1
 ) r ON true
 WHERE m.id = $1 AND m.status IN (1, 5) AND m.gitlab_schema = ANY($2::text[])
+  AND ($4 OR m.on_hold_until IS NULL OR m.on_hold_until < now())
+  AND (m.min_value IS NOT NULL AND m.max_value IS NOT NULL AND m.batch_class_name IN ('PrimaryKeyBatchingStrategy', 'LooseIndexScanBatchingStrategy'))
 FOR UPDATE OF m SKIP LOCKED
 "#
 );
@@ -102,9 +118,10 @@ WITH started AS (
     WHERE id = $1 AND started_at IS NULL
 )
 INSERT INTO batched_background_migration_jobs
-    (batched_background_migration_id, min_value, max_value, batch_size, sub_batch_size, pause_ms,
-     status, attempts, started_at, lease_owner, lease_expires_at, claimed_epoch)
-VALUES ($1, $2, $3, $4, $5, $6, 1, 1, now(), $7, now() + make_interval(secs => $8), $9)
+    (created_at, updated_at, batched_background_migration_id, min_value, max_value, batch_size,
+     sub_batch_size, pause_ms, status, attempts, started_at, lease_owner, lease_expires_at,
+     claimed_epoch)
+VALUES (now(), now(), $1, $2, $3, $4, $5, $6, 1, 1, now(), $7, now() + make_interval(secs => $8), $9)
 RETURNING id
 "#;
 
@@ -115,7 +132,7 @@ pub const UNFINISHED_JOBS: &str = concat!(
 SELECT count(*) FILTER (WHERE NOT failed_for_good),
        count(*) FILTER (WHERE failed_for_good)
 FROM (SELECT (status = 2 AND attempts >= $2) OR (status = 1 AND attempts >= $2 AND "#,
-    abandoned!(),
+    abandoned!("$3"),
     r#") AS failed_for_good
       FROM batched_background_migration_jobs
       WHERE batched_background_migration_id = $1 AND status <> 3) open
@@ -130,7 +147,7 @@ SET status = 2, finished_at = now(), updated_at = now(), lease_owner = NULL, lea
     metrics = metrics || jsonb_build_object('error',
         'abandoned while running (its worker died) after ' || attempts || ' attempts')
 WHERE batched_background_migration_id = $1 AND status = 1 AND attempts >= $2 AND "#,
-    abandoned!(),
+    abandoned!("$3"),
     "\n"
 );
 
@@ -172,8 +189,9 @@ RETURNING batched_background_migration_id, sub_batch_size, pause_ms
 
 pub const INSERT_PENDING_JOB: &str = r#"
 INSERT INTO batched_background_migration_jobs
-    (batched_background_migration_id, min_value, max_value, batch_size, sub_batch_size, pause_ms, status)
-VALUES ($1, $2, $3, $4, $5, $6, 0)
+    (created_at, updated_at, batched_background_migration_id, min_value, max_value, batch_size,
+     sub_batch_size, pause_ms, status)
+VALUES (now(), now(), $1, $2, $3, $4, $5, $6, 0)
 "#;
 
 pub const LOCK_MIGRATION_ROW: &str =
@@ -191,12 +209,42 @@ FROM batched_background_migration_jobs WHERE batched_background_migration_id = $
 "#;
 
 /// The first key at or after `$1` and the last of at most `$3` keys from there, not past `$2`;
-/// NULLs when no key is left; and how many keys there were. One index range walk.
-pub fn key_range(table: &str, column: &str) -> Result<String> {
+/// NULLs when no key is left; and how many keys there were. One index range walk. The bounds are
+/// bigint and compared with the column in its own type (smallint, integer or bigint), so the
+/// column's index serves the walk.
+pub fn key_range(table: &str, column: &str, strategy: Strategy) -> Result<String> {
     let column = quote_ident(column);
-    Ok(format!(
-        "SELECT min(k), max(k), count(*) FROM (SELECT {column}::bigint AS k FROM {table} \
-         WHERE {column} >= $1 AND {column} <= $2 ORDER BY {column} LIMIT $3) keys",
-        table = quote_table(table)?
-    ))
+    let table = quote_table(table)?;
+    Ok(match strategy {
+        Strategy::PrimaryKey => format!(
+            "SELECT min(k), max(k), count(*) FROM (SELECT {column}::bigint AS k FROM {table} \
+             WHERE {column} >= $1::bigint AND {column} <= $2::bigint ORDER BY {column} \
+             LIMIT $3::bigint) keys"
+        ),
+        // GitLab's loose index scan: the distinct values, one index probe each; the recursion
+        // is evaluated lazily, so the LIMIT stops it.
+        Strategy::LooseIndexScan => format!(
+            "WITH RECURSIVE v(k) AS ( \
+               SELECT (SELECT min({column}) FROM {table} \
+                       WHERE {column} >= $1::bigint AND {column} <= $2::bigint)::bigint \
+               UNION ALL \
+               SELECT (SELECT min({column}) FROM {table} \
+                       WHERE {column} > v.k AND {column} <= $2::bigint)::bigint \
+               FROM v WHERE v.k IS NOT NULL) \
+             SELECT min(k), max(k), count(*) FROM \
+               (SELECT k FROM v WHERE k IS NOT NULL LIMIT $3::bigint) keys"
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fetch_and_the_claim_share_the_listings_runnable_condition() {
+        let condition = crate::batching::RUNNABLE_CONDITION;
+        assert!(FETCH.contains(condition));
+        assert!(LOCK_MIGRATION.contains(condition));
+    }
 }

@@ -1,6 +1,7 @@
 //! Queueing a batched background migration with its tag (DESIGN.md section 6).
 
 use super::{opt_int, text, Db};
+use crate::batching::{self, Strategy};
 use crate::dictionary::Dictionary;
 use crate::error::{Error, Result};
 use crate::sql::{check_identifier, quote_ident, quote_table};
@@ -12,6 +13,26 @@ pub const DEFAULT_BATCH_SIZE: i64 = 1_000;
 pub const DEFAULT_SUB_BATCH_SIZE: i64 = 100;
 pub const DEFAULT_BATCH_MIN_VALUE: i64 = 1;
 pub const DEFAULT_PAUSE_MS: i64 = 100;
+/// GitLab's `BATCH_MIN_DELAY`: the migration DSL raises a shorter `job_interval` to this.
+pub const MIN_JOB_INTERVAL_SECONDS: i64 = 120;
+
+/// GitLab's checks on `batched_background_migrations` (`check_e6c75b1e29`, `check_6b6a06254a`,
+/// `check_713f147aea`), refused here with the value instead of as a constraint violation.
+const MAX_JOB_CLASS_NAME_CHARS: usize = 100;
+const MAX_TABLE_NAME_CHARS: usize = 63;
+const MAX_VERSION_CHARS: usize = 14;
+
+/// The interval to store: GitLab's default when none is given; with `gitlab_minimum` (the
+/// migration DSL, as GitLab's `queue_batched_background_migration`) never less than 2 minutes.
+/// Direct callers (tests, benches) may store less.
+pub fn job_interval(given: Option<i64>, gitlab_minimum: bool) -> i64 {
+    let interval = given.unwrap_or(DEFAULT_JOB_INTERVAL_SECONDS);
+    if gitlab_minimum {
+        interval.max(MIN_JOB_INTERVAL_SECONDS)
+    } else {
+        interval
+    }
+}
 
 /// Everything `queue_batched_background_migration` was given.
 #[derive(Debug, Clone)]
@@ -31,6 +52,10 @@ pub struct QueueRequest {
     pub max_batch_size: Option<i64>,
     pub pause_ms: i64,
     pub queued_migration_version: Option<String>,
+    /// GitLab's `batch_class_name` (see [`crate::batching`]).
+    pub batch_class_name: String,
+    /// An explicit `gitlab_schema:`: it must be the tag the restriction and the table give.
+    pub gitlab_schema: Option<String>,
 }
 
 impl QueueRequest {
@@ -49,6 +74,8 @@ impl QueueRequest {
             max_batch_size: None,
             pause_ms: DEFAULT_PAUSE_MS,
             queued_migration_version: None,
+            batch_class_name: batching::PRIMARY_KEY.into(),
+            gitlab_schema: None,
         }
     }
 
@@ -63,7 +90,34 @@ impl QueueRequest {
         if self.job_class_name.trim().is_empty() {
             return invalid("job_class_name", "is empty".into());
         }
+        if self.job_class_name.chars().count() > MAX_JOB_CLASS_NAME_CHARS {
+            return invalid(
+                "job_class_name",
+                format!(
+                    "{:?} is longer than GitLab's {MAX_JOB_CLASS_NAME_CHARS} characters",
+                    self.job_class_name
+                ),
+            );
+        }
         check_identifier("table", self.table_name.rsplit('.').next().unwrap_or(""))?;
+        if self.table_name.chars().count() > MAX_TABLE_NAME_CHARS {
+            return invalid(
+                "table_name",
+                format!(
+                    "{:?} is longer than GitLab's {MAX_TABLE_NAME_CHARS} characters",
+                    self.table_name
+                ),
+            );
+        }
+        if let Some(version) = &self.queued_migration_version {
+            if version.chars().count() > MAX_VERSION_CHARS {
+                return invalid(
+                    "queued_migration_version",
+                    format!("{version:?} is longer than GitLab's {MAX_VERSION_CHARS} characters"),
+                );
+            }
+        }
+        Strategy::parse(&self.batch_class_name)?;
         check_identifier("column", &self.column_name)?;
         if !self.job_arguments.is_array() {
             return invalid("job_arguments", "must be a JSON array".into());
@@ -118,6 +172,13 @@ impl QueueRequest {
                 format!("must be 0 or more, got {}", self.pause_ms),
             );
         }
+        // GitLab's check_positive_min_value.
+        if self.batch_min_value <= 0 {
+            return invalid(
+                "batch_min_value",
+                format!("must be 1 or more, got {}", self.batch_min_value),
+            );
+        }
         if let Some(max) = self.batch_max_value {
             if self.batch_min_value > max {
                 return invalid(
@@ -142,32 +203,67 @@ pub enum QueueOutcome {
     AlreadyQueued { id: i64, tag: String },
 }
 
+/// The insert; `{version}` adds `queued_migration_version` (`$16`) where the table has that
+/// column (GitLab added it in 2023). Any unique index of GitLab's is a conflict: the
+/// configuration index (with or without the tag) is the idempotency key.
 const INSERT: &str = r#"
 INSERT INTO batched_background_migrations
-    (job_class_name, table_name, column_name, job_arguments, gitlab_schema, "interval",
-     batch_size, sub_batch_size, max_batch_size, min_value, max_value, pause_ms, status,
-     queued_migration_version, total_tuple_count)
-VALUES ($1, $2, $3, $4::jsonb, $5, $6::smallint, $7::integer, $8::integer, $9::integer,
+    (created_at, updated_at, job_class_name, table_name, column_name, job_arguments, gitlab_schema,
+     "interval", batch_size, sub_batch_size, max_batch_size, min_value, max_value, pause_ms, status,
+     batch_class_name, total_tuple_count{version})
+VALUES (now(), now(), $1, $2, $3, $4::jsonb, $5, $6::smallint, $7::integer, $8::integer, $9::integer,
         $10::bigint, $11::bigint, $12::integer, $13::smallint, $14,
-        (SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass($15)))
-ON CONFLICT (job_class_name, table_name, column_name, job_arguments, gitlab_schema) DO NOTHING
+        (SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass($15)){version_value})
+ON CONFLICT DO NOTHING
 RETURNING id::text
 "#;
+
+fn insert_sql(with_version: bool) -> String {
+    let (column, value) = if with_version {
+        (", queued_migration_version", ", $16")
+    } else {
+        ("", "")
+    };
+    INSERT
+        .replace("{version_value}", value)
+        .replace("{version}", column)
+}
 
 const FIND: &str = "SELECT id::text FROM batched_background_migrations \
     WHERE job_class_name = $1 AND table_name = $2 AND column_name = $3 \
       AND job_arguments = $4::jsonb AND gitlab_schema = $5";
 
 /// The table's column, checked with bound names before any statement names it.
+/// Also the column's type, and whether the tracking table has `queued_migration_version`.
 const COLUMN_EXISTS: &str =
     "SELECT to_regclass($1) IS NOT NULL, EXISTS (SELECT 1 FROM pg_attribute \
-    WHERE attrelid = to_regclass($1) AND attname = $2 AND attnum > 0 AND NOT attisdropped)";
+    WHERE attrelid = to_regclass($1) AND attname = $2 AND attnum > 0 AND NOT attisdropped), \
+    (SELECT format_type(atttypid, NULL) FROM pg_attribute \
+     WHERE attrelid = to_regclass($1) AND attname = $2 AND attnum > 0 AND NOT attisdropped), \
+    EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'batched_background_migrations'::regclass \
+            AND attname = 'queued_migration_version' AND NOT attisdropped)";
+
+/// A row with the same configuration under any tag (GitLab's unique index without the tag).
+const FIND_ANY_TAG: &str = "SELECT id::text, gitlab_schema FROM batched_background_migrations \
+    WHERE job_class_name = $1 AND table_name = $2 AND column_name = $3 AND job_arguments = $4::jsonb";
 
 /// Tags and inserts the migration in the caller's transaction. The caller has already decided
 /// that this database serves the restriction (otherwise the migration is skipped, not queued).
 pub fn queue(db: &mut dyn Db, dictionary: &Dictionary, req: &QueueRequest) -> Result<QueueOutcome> {
     req.validate()?;
     let tag = tagging::tag(dictionary, &req.table_name, req.restriction.as_deref())?;
+    if let Some(given) = &req.gitlab_schema {
+        if *given != tag {
+            return Err(Error::InvalidArgument {
+                what: "gitlab_schema".into(),
+                problem: format!(
+                    "{given} was given, but table {:?} and the migration's restriction make it {tag}",
+                    req.table_name
+                ),
+            });
+        }
+    }
+    let strategy = Strategy::parse(&req.batch_class_name)?;
     let quoted_table = quote_table(&req.table_name)?;
     let found = db.query(
         COLUMN_EXISTS,
@@ -184,6 +280,19 @@ pub fn queue(db: &mut dyn Db, dictionary: &Dictionary, req: &QueueRequest) -> Re
             column: req.column_name.clone(),
         });
     }
+    let column_type = text(&found[0], 2)?;
+    if !batching::KEY_TYPES.contains(&column_type) {
+        return Err(Error::InvalidArgument {
+            what: "batch column".into(),
+            problem: format!(
+                "{}.{} is {column_type}; batched background migrations batch over {} keys",
+                req.table_name,
+                req.column_name,
+                batching::KEY_TYPES.join(", ")
+            ),
+        });
+    }
+    let with_version = text(&found[0], 3)? == "t";
     let max_value = match req.batch_max_value {
         Some(max) => Some(max),
         None => {
@@ -225,10 +334,16 @@ pub fn queue(db: &mut dyn Db, dictionary: &Dictionary, req: &QueueRequest) -> Re
         Some(numbers[5].as_str()),
         Some(numbers[6].as_str()),
         Some(status),
-        req.queued_migration_version.as_deref(),
+        Some(strategy.name()),
         Some(quoted_table.as_str()),
+        req.queued_migration_version.as_deref(),
     ];
-    let inserted = db.query(INSERT, &params)?;
+    let params = if with_version {
+        &params[..]
+    } else {
+        &params[..15]
+    };
+    let inserted = db.query(&insert_sql(with_version), params)?;
     if let Some(row) = inserted.first() {
         return Ok(QueueOutcome::Queued {
             id: text(row, 0)?.parse().unwrap_or_default(),
@@ -236,11 +351,34 @@ pub fn queue(db: &mut dyn Db, dictionary: &Dictionary, req: &QueueRequest) -> Re
             finished: status == "3",
         });
     }
-    let existing = find(db, req, &tag, &arguments)?.ok_or_else(|| Error::Database {
-        message: "the migration conflicted with an existing row that is now gone; retry".into(),
-        sqlstate: None,
-    })?;
-    Ok(QueueOutcome::AlreadyQueued { id: existing, tag })
+    if let Some(existing) = find(db, req, &tag, &arguments)? {
+        return Ok(QueueOutcome::AlreadyQueued { id: existing, tag });
+    }
+    let other = db.query(
+        FIND_ANY_TAG,
+        &[
+            Some(&req.job_class_name),
+            Some(&req.table_name),
+            Some(&req.column_name),
+            Some(&arguments),
+        ],
+    )?;
+    match other.first() {
+        Some(row) => Err(Error::InvalidArgument {
+            what: "gitlab_schema".into(),
+            problem: format!(
+                "batched_background_migrations row {} has this job class, table, column and \
+                 arguments but is tagged {}, not {tag} (GitLab's blanket tag of older rows?): \
+                 run rake schema_fence:retag, then queue again",
+                text(row, 0)?,
+                text(row, 1)?
+            ),
+        }),
+        None => Err(Error::Database {
+            message: "the migration conflicted with an existing row that is now gone; retry".into(),
+            sqlstate: None,
+        }),
+    }
 }
 
 fn find(db: &mut dyn Db, req: &QueueRequest, tag: &str, arguments: &str) -> Result<Option<i64>> {
@@ -320,6 +458,43 @@ mod tests {
             let err = req.validate().unwrap_err();
             assert!(err.to_string().contains(what), "{what}: {err}");
         }
+    }
+
+    #[test]
+    fn the_dsl_interval_is_gitlabs_two_minutes_at_least() {
+        assert_eq!(job_interval(None, true), 120);
+        assert_eq!(job_interval(Some(30), true), 120);
+        assert_eq!(job_interval(Some(600), true), 600);
+        assert_eq!(job_interval(Some(0), false), 0);
+    }
+
+    #[test]
+    fn gitlabs_checks_are_refused_with_the_value() {
+        let mut req = request();
+        req.batch_min_value = 0;
+        assert!(req
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("batch_min_value"));
+        let mut req = request();
+        req.job_class_name = "J".repeat(101);
+        assert!(req
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("100 characters"));
+        let mut req = request();
+        req.table_name = format!("gitlab_partitions_dynamic.{}", "t".repeat(50));
+        assert!(req
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("63 characters"));
+        let mut req = request();
+        req.batch_class_name = "DismissedVulnerabilitiesStrategy".into();
+        let err = req.validate().unwrap_err().to_string();
+        assert!(err.contains("LooseIndexScanBatchingStrategy"), "{err}");
     }
 
     #[test]

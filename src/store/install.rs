@@ -4,13 +4,15 @@
 use super::{identity, int, schema, text, Db, Identity};
 use crate::dictionary::Dictionary;
 use crate::error::{Error, Result};
-use crate::GITLAB_INTERNAL;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstallReport {
     pub identity: Identity,
     /// Rows of pre-existing GitLab tables tagged from their own `table_name`.
     pub backfilled: usize,
+    /// Rows whose tag differs from what the dictionary says of their table (GitLab's blanket
+    /// tag), or whose table does not resolve; `None` without a dictionary. See [`super::retag`].
+    pub mistagged: Option<usize>,
 }
 
 /// Creates what is missing and stamps the identity `(name, serves, 0)` if the database has none.
@@ -44,11 +46,29 @@ pub fn install(
     } else {
         0
     };
-    db.batch(schema::CREATE_TRACKING_TABLES)?;
+    // An existing table is GitLab's (or an earlier install's): used as it is, never re-indexed.
+    let (jobs_exist, logs_exist) = (text(&inspect[0], 2)? == "t", text(&inspect[0], 3)? == "t");
+    if !exists {
+        db.batch(schema::CREATE_MIGRATIONS)?;
+    }
+    if !jobs_exist {
+        db.batch(schema::CREATE_JOBS)?;
+    }
+    if !logs_exist {
+        db.batch(schema::CREATE_TRANSITION_LOGS)?;
+    }
     db.batch(schema::CREATE_EXTRAS)?;
+    let mistagged = match dictionary {
+        Some(dictionary) => {
+            let report = super::retag(db, dictionary, false)?;
+            Some(report.changes.len() + report.unresolved.len())
+        }
+        None => None,
+    };
     Ok(InstallReport {
         identity,
         backfilled,
+        mistagged,
     })
 }
 
@@ -64,9 +84,9 @@ fn backfill(db: &mut dyn Db, dictionary: &Dictionary) -> Result<usize> {
     let mut unresolved = Vec::new();
     for row in &rows {
         let (id, table) = (int(row, 0)?, text(row, 1)?);
-        match dictionary.table_schema(table) {
-            Some(schema) if schema != GITLAB_INTERNAL => tagged.push((id, schema.to_string())),
-            _ => unresolved.push((id, table.to_string())),
+        match super::retag::derived_tag(dictionary, table) {
+            Some(schema) => tagged.push((id, schema.to_string())),
+            None => unresolved.push((id, table.to_string())),
         }
     }
     if !unresolved.is_empty() {
@@ -85,7 +105,7 @@ fn backfill(db: &mut dyn Db, dictionary: &Dictionary) -> Result<usize> {
     )?;
     db.batch(
         "ALTER TABLE batched_background_migrations ALTER COLUMN gitlab_schema SET NOT NULL; \
-         ALTER TABLE batched_background_migrations ADD CONSTRAINT check_gitlab_schema_length \
+         ALTER TABLE batched_background_migrations ADD CONSTRAINT check_0406d9776f \
          CHECK (char_length(gitlab_schema) <= 255)",
     )?;
     Ok(tagged.len())

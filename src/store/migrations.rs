@@ -12,6 +12,8 @@ pub enum Status {
     Failed,
     Finalizing,
     Finalized,
+    /// A code GitLab no longer writes (its old `aborted`, 2) or never did: listed, never run.
+    Unknown(i16),
 }
 
 impl Status {
@@ -35,6 +37,7 @@ impl Status {
             Status::Failed => 4,
             Status::Finalizing => 5,
             Status::Finalized => 6,
+            Status::Unknown(code) => code,
         }
     }
 
@@ -46,6 +49,7 @@ impl Status {
             Status::Failed => "failed",
             Status::Finalizing => "finalizing",
             Status::Finalized => "finalized",
+            Status::Unknown(_) => "unknown",
         }
     }
 }
@@ -60,8 +64,15 @@ pub struct MigrationRow {
     pub job_arguments: String,
     pub gitlab_schema: String,
     pub status: Status,
-    pub min_value: i64,
-    pub max_value: i64,
+    /// NULL on a cursor-batched row.
+    pub min_value: Option<i64>,
+    pub max_value: Option<i64>,
+    /// JSON text of GitLab's cursors (`min_cursor`/`max_cursor`), where the row has them.
+    pub min_cursor: Option<String>,
+    pub max_cursor: Option<String>,
+    pub batch_class_name: String,
+    /// Why this library cannot run the row; `None` when it can (see [`crate::batching`]).
+    pub not_runnable: Option<String>,
     pub batch_size: i64,
     pub sub_batch_size: i64,
     pub interval_seconds: i64,
@@ -79,7 +90,10 @@ impl MigrationRow {
         if matches!(self.status, Status::Finished | Status::Finalized) {
             return 1.0;
         }
-        let range = (self.max_value - self.min_value + 1).max(1) as f64;
+        let (Some(min), Some(max)) = (self.min_value, self.max_value) else {
+            return 0.0;
+        };
+        let range = (max - min + 1).max(1) as f64;
         (self.keys_done as f64 / range).clamp(0.0, 1.0)
     }
 }
@@ -89,7 +103,9 @@ SELECT m.id::text, m.job_class_name, m.table_name, m.column_name, m.job_argument
        m.gitlab_schema, m.status::text, m.min_value::text, m.max_value::text,
        m.batch_size::text, m.sub_batch_size::text, m."interval"::text, m.pause_ms::text,
        COALESCE(j.succeeded, 0)::text, COALESCE(j.failed, 0)::text, COALESCE(j.keys_done, 0)::text,
-       m.created_at::text
+       m.created_at::text, m.batch_class_name,
+       -- Through to_jsonb: tables from before GitLab 17.6 have no cursor columns.
+       (to_jsonb(m) -> 'min_cursor')::text, (to_jsonb(m) -> 'max_cursor')::text
 FROM batched_background_migrations m
 LEFT JOIN LATERAL (
     SELECT count(*) FILTER (WHERE status = 3) AS succeeded,
@@ -108,6 +124,21 @@ pub fn list(db: &mut dyn Db) -> Result<Vec<MigrationRow>> {
 
 fn parse(row: &Row) -> Result<MigrationRow> {
     let status_code = int(row, 6)?;
+    let json = |i: usize| row.get(i).and_then(|v| v.clone()).filter(|v| v != "null");
+    let (min_value, max_value) = (opt_int(row, 7)?, opt_int(row, 8)?);
+    let (min_cursor, max_cursor) = (json(18), json(19));
+    let batch_class_name = text(row, 17)?.to_string();
+    let status = Status::from_code(status_code).unwrap_or(Status::Unknown(
+        i16::try_from(status_code).unwrap_or(i16::MIN),
+    ));
+    let not_runnable = match status {
+        Status::Unknown(code) => Some(format!("unknown status {code}")),
+        _ => crate::batching::not_runnable_reason(
+            &batch_class_name,
+            min_value.is_some() && max_value.is_some(),
+            min_cursor.is_some() && max_cursor.is_some(),
+        ),
+    };
     Ok(MigrationRow {
         id: int(row, 0)?,
         job_class_name: text(row, 1)?.to_string(),
@@ -115,12 +146,13 @@ fn parse(row: &Row) -> Result<MigrationRow> {
         column_name: text(row, 3)?.to_string(),
         job_arguments: text(row, 4)?.to_string(),
         gitlab_schema: text(row, 5)?.to_string(),
-        status: Status::from_code(status_code).ok_or_else(|| crate::Error::Database {
-            message: format!("unknown batched background migration status {status_code}"),
-            sqlstate: None,
-        })?,
-        min_value: int(row, 7)?,
-        max_value: int(row, 8)?,
+        status,
+        min_value,
+        max_value,
+        min_cursor,
+        max_cursor,
+        batch_class_name,
+        not_runnable,
         batch_size: int(row, 9)?,
         sub_batch_size: int(row, 10)?,
         interval_seconds: int(row, 11)?,

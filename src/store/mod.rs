@@ -10,12 +10,14 @@ pub mod enqueue;
 pub mod identity;
 pub mod install;
 pub mod migrations;
+pub mod retag;
 pub mod schema;
 
 pub use enqueue::{queue, QueueOutcome, QueueRequest};
 pub use identity::Identity;
 pub use install::{install, InstallReport};
 pub use migrations::{MigrationRow, Status};
+pub use retag::{retag, RetagChange, RetagReport};
 
 use crate::error::{Error, Result};
 

@@ -15,54 +15,111 @@ CREATE TABLE IF NOT EXISTS schema_fence_identity (
 );
 "#;
 
-/// GitLab's `batched_background_migrations` and `batched_background_migration_jobs`, with the
-/// `gitlab_schema` tag (no default: every row is tagged by its enqueue) and the job lease.
-pub const CREATE_TRACKING_TABLES: &str = r#"
+/// GitLab's tracking tables as GitLab's `db/structure.sql` has them now (the fixture
+/// `batched_background_migrations.sql`): no defaults on the timestamps, so every write of this
+/// library names them, and GitLab's checks and unique indexes. Each is created only where it does
+/// not exist yet, with its indexes: an existing table is left as it is. This one is
+/// `batched_background_migrations`.
+pub const CREATE_MIGRATIONS: &str = r#"
 CREATE TABLE IF NOT EXISTS batched_background_migrations (
     id bigserial PRIMARY KEY,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    min_value bigint NOT NULL DEFAULT 1,
-    max_value bigint NOT NULL,
+    created_at timestamp with time zone NOT NULL,
+    updated_at timestamp with time zone NOT NULL,
+    min_value bigint DEFAULT 1,
+    max_value bigint,
     batch_size integer NOT NULL,
     sub_batch_size integer NOT NULL,
     "interval" smallint NOT NULL,
-    status smallint NOT NULL DEFAULT 0,
+    status smallint DEFAULT 0 NOT NULL,
     job_class_name text NOT NULL,
-    batch_class_name text NOT NULL DEFAULT 'PrimaryKeyBatchingStrategy',
+    batch_class_name text DEFAULT 'PrimaryKeyBatchingStrategy'::text NOT NULL,
     table_name text NOT NULL,
     column_name text NOT NULL,
-    job_arguments jsonb NOT NULL DEFAULT '[]',
+    job_arguments jsonb DEFAULT '[]'::jsonb NOT NULL,
     total_tuple_count bigint,
-    pause_ms integer NOT NULL DEFAULT 100,
+    pause_ms integer DEFAULT 100 NOT NULL,
     max_batch_size integer,
-    started_at timestamptz,
-    on_hold_until timestamptz,
+    started_at timestamp with time zone,
+    on_hold_until timestamp with time zone,
     gitlab_schema text NOT NULL,
+    finished_at timestamp with time zone,
     queued_migration_version text,
-    CONSTRAINT check_batch_size_positive CHECK (batch_size > 0 AND sub_batch_size > 0),
-    CONSTRAINT check_sub_batch_size CHECK (sub_batch_size <= batch_size),
-    CONSTRAINT check_key_range CHECK (min_value <= max_value),
-    CONSTRAINT check_gitlab_schema_length CHECK (char_length(gitlab_schema) <= 255)
+    min_cursor jsonb,
+    max_cursor jsonb,
+    CONSTRAINT check_0406d9776f CHECK ((char_length(gitlab_schema) <= 255)),
+    CONSTRAINT check_122750e705 CHECK (((jsonb_typeof(min_cursor) = 'array'::text) AND (jsonb_typeof(max_cursor) = 'array'::text))),
+    CONSTRAINT check_5bb0382d6f CHECK ((char_length(column_name) <= 63)),
+    CONSTRAINT check_6b6a06254a CHECK ((char_length(table_name) <= 63)),
+    CONSTRAINT check_713f147aea CHECK ((char_length(queued_migration_version) <= 14)),
+    CONSTRAINT check_batch_size_in_range CHECK ((batch_size >= sub_batch_size)),
+    CONSTRAINT check_e6c75b1e29 CHECK ((char_length(job_class_name) <= 100)),
+    CONSTRAINT check_f5158baa12 CHECK (((num_nonnulls(min_value, max_value) = 2) OR (num_nonnulls(min_cursor, max_cursor) = 2))),
+    CONSTRAINT check_fe10674721 CHECK ((char_length(batch_class_name) <= 100)),
+    CONSTRAINT check_max_value_in_range CHECK ((max_value >= min_value)),
+    CONSTRAINT check_positive_min_value CHECK ((min_value > 0)),
+    CONSTRAINT check_positive_sub_batch_size CHECK ((sub_batch_size > 0))
 );
+CREATE INDEX IF NOT EXISTS index_batched_background_migrations_on_status
+    ON batched_background_migrations USING btree (status);
+CREATE UNIQUE INDEX IF NOT EXISTS index_batched_background_migrations_on_unique_configuration
+    ON batched_background_migrations USING btree (job_class_name, table_name, column_name, job_arguments);
+"#;
 
+/// GitLab's `batched_background_migration_jobs`, where it does not exist yet.
+pub const CREATE_JOBS: &str = r#"
 CREATE TABLE IF NOT EXISTS batched_background_migration_jobs (
     id bigserial PRIMARY KEY,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    started_at timestamptz,
-    finished_at timestamptz,
+    created_at timestamp with time zone NOT NULL,
+    updated_at timestamp with time zone NOT NULL,
+    started_at timestamp with time zone,
+    finished_at timestamp with time zone,
     batched_background_migration_id bigint NOT NULL
         REFERENCES batched_background_migrations (id) ON DELETE CASCADE,
-    min_value bigint NOT NULL,
-    max_value bigint NOT NULL,
+    min_value bigint,
+    max_value bigint,
     batch_size integer NOT NULL,
     sub_batch_size integer NOT NULL,
-    pause_ms integer NOT NULL DEFAULT 100,
-    status smallint NOT NULL DEFAULT 0,
-    attempts smallint NOT NULL DEFAULT 0,
-    metrics jsonb NOT NULL DEFAULT '{}'
+    status smallint DEFAULT 0 NOT NULL,
+    attempts smallint DEFAULT 0 NOT NULL,
+    metrics jsonb DEFAULT '{}'::jsonb NOT NULL,
+    pause_ms integer DEFAULT 100 NOT NULL,
+    min_cursor jsonb,
+    max_cursor jsonb,
+    CONSTRAINT check_18d498ea58 CHECK (((jsonb_typeof(min_cursor) = 'array'::text) AND (jsonb_typeof(max_cursor) = 'array'::text))),
+    CONSTRAINT check_c1ce96fe3b CHECK (((num_nonnulls(min_value, max_value) = 2) OR (num_nonnulls(min_cursor, max_cursor) = 2)))
 );
+
+CREATE INDEX IF NOT EXISTS index_batched_jobs_by_batched_migration_id_and_id
+    ON batched_background_migration_jobs USING btree (batched_background_migration_id, id);
+CREATE INDEX IF NOT EXISTS index_batched_jobs_on_batched_migration_id_and_status
+    ON batched_background_migration_jobs USING btree (batched_background_migration_id, status);
+CREATE INDEX IF NOT EXISTS index_migration_jobs_on_migration_id_and_max_value
+    ON batched_background_migration_jobs USING btree (batched_background_migration_id, max_value);
+CREATE INDEX IF NOT EXISTS index_migration_jobs_on_migration_id_and_finished_at
+    ON batched_background_migration_jobs USING btree (batched_background_migration_id, finished_at);
+"#;
+
+/// GitLab's job transition log (partitioned; a default partition), where it does not exist yet:
+/// GitLab's own database has its partitions already and gets none from this library.
+pub const CREATE_TRANSITION_LOGS: &str = r#"
+CREATE TABLE IF NOT EXISTS batched_background_migration_job_transition_logs (
+    id bigserial NOT NULL,
+    batched_background_migration_job_id bigint NOT NULL
+        REFERENCES batched_background_migration_jobs (id) ON DELETE CASCADE,
+    created_at timestamp with time zone NOT NULL,
+    updated_at timestamp with time zone NOT NULL,
+    previous_status smallint NOT NULL,
+    next_status smallint NOT NULL,
+    exception_class text,
+    exception_message text,
+    CONSTRAINT check_50e580811a CHECK ((char_length(exception_message) <= 1000)),
+    CONSTRAINT check_76e202c37a CHECK ((char_length(exception_class) <= 100)),
+    PRIMARY KEY (id, created_at)
+) PARTITION BY RANGE (created_at);
+CREATE INDEX IF NOT EXISTS i_batched_background_migration_job_transition_logs_on_job_id
+    ON batched_background_migration_job_transition_logs USING btree (batched_background_migration_job_id);
+CREATE TABLE IF NOT EXISTS batched_background_migration_job_transition_logs_default
+    PARTITION OF batched_background_migration_job_transition_logs DEFAULT;
 "#;
 
 /// Columns this library adds to GitLab's tables, and the indexes; run after the tables exist
@@ -78,8 +135,10 @@ ALTER TABLE batched_background_migration_jobs
     ADD COLUMN IF NOT EXISTS lease_expires_at timestamptz,
     ADD COLUMN IF NOT EXISTS claimed_epoch bigint;
 
-CREATE UNIQUE INDEX IF NOT EXISTS index_batched_background_migrations_on_unique_tagged_configuration
-    ON batched_background_migrations (job_class_name, table_name, column_name, job_arguments, gitlab_schema);
+-- GitLab's own index of its gitlab_schema migration (20220503035221 and later): the idempotency
+-- key of the enqueue. A no-op where GitLab created it already.
+CREATE UNIQUE INDEX IF NOT EXISTS index_batched_migrations_on_gl_schema_and_unique_configuration
+    ON batched_background_migrations USING btree (gitlab_schema, job_class_name, table_name, column_name, job_arguments);
 
 -- The fetch walks executable migrations in queue order, and probes for an older executable
 -- migration of the same table (one migration per table at a time).
@@ -89,27 +148,27 @@ CREATE INDEX IF NOT EXISTS index_batched_background_migrations_executable
 CREATE INDEX IF NOT EXISTS index_batched_background_migrations_executable_per_table
     ON batched_background_migrations (table_name, id) WHERE status IN (1, 5);
 
-CREATE INDEX IF NOT EXISTS index_batched_background_migration_jobs_on_migration_and_max_value
-    ON batched_background_migration_jobs (batched_background_migration_id, max_value);
-
-CREATE INDEX IF NOT EXISTS index_batched_background_migration_jobs_on_migration_and_id
-    ON batched_background_migration_jobs (batched_background_migration_id, id);
-
+-- GitLab's index_migration_jobs_on_migration_id_and_max_value and
+-- index_batched_jobs_by_batched_migration_id_and_id serve the claim's range and latest-job probes.
 CREATE INDEX IF NOT EXISTS index_batched_background_migration_jobs_open
     ON batched_background_migration_jobs (batched_background_migration_id, id)
     WHERE status IN (0, 1, 2);
 "#;
 
-/// Whether the tracking table exists, and whether it has the `gitlab_schema` column.
+/// Whether the tracking table exists, whether it has the `gitlab_schema` column, and whether
+/// the jobs and transition log tables exist.
 pub const INSPECT_TRACKING_TABLE: &str = r#"
 SELECT to_regclass('batched_background_migrations') IS NOT NULL,
        EXISTS (SELECT 1 FROM pg_attribute
                WHERE attrelid = to_regclass('batched_background_migrations')
-                 AND attname = 'gitlab_schema' AND NOT attisdropped)
+                 AND attname = 'gitlab_schema' AND NOT attisdropped),
+       to_regclass('batched_background_migration_jobs') IS NOT NULL,
+       to_regclass('batched_background_migration_job_transition_logs') IS NOT NULL
 "#;
 
 /// Drops everything the install created (for tests and a full uninstall).
 pub const DROP_ALL: &str = r#"
+DROP TABLE IF EXISTS batched_background_migration_job_transition_logs;
 DROP TABLE IF EXISTS batched_background_migration_jobs;
 DROP TABLE IF EXISTS batched_background_migrations;
 DROP TABLE IF EXISTS schema_fence_identity;

@@ -10,6 +10,8 @@
 #   rake schema_fence:resume[main_12]
 #   rake schema_fence:retry_failed[ci_3]     # failed batches back to pending, the migration back to active
 #   rake schema_fence:finalize[ci_3]         # runs the remaining batches here, then marks it finalized
+#   rake schema_fence:retag                  # rows whose tag differs from their table's gitlab_schema
+#   APPLY=1 rake schema_fence:retag          # ... retagged, in one transaction per database
 #
 # Each refuses an unknown id (naming the known ones) and a stale row, exiting with status 1.
 
@@ -46,6 +48,23 @@ namespace :schema_fence do
       puts SchemaFence::Operations.public_send(operation, args[:id])
     rescue SchemaFence::Error => e
       abort "schema_fence: #{e.message}"
+    end
+  end
+
+  desc "List migrations whose gitlab_schema differs from their table's in the dictionary (APPLY=1 retags them)"
+  task retag: :environment do
+    apply = ENV["APPLY"] == "1"
+    SchemaFence::Install.configured_urls.each do |name, url|
+      report = SchemaFence::Install.retag(url)
+      puts "#{name}: #{report.changes.size} row(s) to retag, #{report.unresolved.size} not resolvable"
+      report.lines.each { |line| puts "  #{name}_#{line}" }
+      next unless apply && !report.changes.empty?
+
+      unless report.unresolved.empty?
+        abort "schema_fence: #{name}: nothing retagged: add the tables listed to the dictionary (or delete their rows) first"
+      end
+
+      puts "#{name}: #{SchemaFence::Install.retag(url, apply: true).changes.size} row(s) retagged"
     end
   end
 end

@@ -10,6 +10,7 @@ class InstallSchemaFence < ActiveRecord::Migration[6.1]
     identity = report.identity
     say "schema_fence installed: #{identity.name} serving #{identity.serves.join(', ')} (epoch #{identity.epoch})"
     say "#{report.backfilled} existing migrations tagged from their table_name" if report.backfilled.positive?
+    say "#{report.mistagged} migrations mis-tagged: see rake schema_fence:retag" if report.mistagged&.positive?
   end
 
   # Refused: dropping the tables would lose every migration's progress.

@@ -23,11 +23,13 @@ impl Runner {
         url: String,
         database: String,
         topology: &Topology,
-        settings: (f64, i64, Option<String>, i64),
+        settings: (f64, i64, Option<String>, i64, f64),
     ) -> Result<Self, Error> {
-        let (lease_seconds, max_attempts, owner, fetch_limit) = settings;
+        let (lease_seconds, max_attempts, owner, fetch_limit, stuck_after) = settings;
         let valid = lease_seconds > 0.0
             && lease_seconds.is_finite()
+            && stuck_after > 0.0
+            && stuck_after.is_finite()
             && (1..=100).contains(&max_attempts)
             && (1..=1000).contains(&fetch_limit);
         if !valid {
@@ -37,7 +39,7 @@ impl Runner {
                 format!(
                     "invalid runner settings: lease must be positive seconds (got {lease_seconds}), \
                      max_attempts between 1 and 100 (got {max_attempts}), fetch_limit between 1 \
-                     and 1000 (got {fetch_limit})"
+                     and 1000 (got {fetch_limit}), stuck_after positive seconds (got {stuck_after})"
                 ),
             ));
         }
@@ -46,6 +48,7 @@ impl Runner {
             max_attempts: max_attempts as i16,
             owner,
             fetch_limit,
+            stuck_after: Duration::from_secs_f64(stuck_after),
         };
         Ok(Self(Mutex::new(core::Runner::new(
             &url,
@@ -116,6 +119,11 @@ impl Runner {
         epoch: Option<i64>,
     ) -> Result<Value, Error> {
         let claim = Self::with(ruby, rb_self, |r| r.claim_migration(id, epoch))?;
+        Ok(claim_value(ruby, claim))
+    }
+
+    fn claim_to_finalize(ruby: &Ruby, rb_self: &Self, id: i64) -> Result<Value, Error> {
+        let claim = Self::with(ruby, rb_self, |r| r.claim_to_finalize(id))?;
         Ok(claim_value(ruby, claim))
     }
 
@@ -261,6 +269,7 @@ pub(crate) fn init(ruby: &Ruby, module: &RModule) -> Result<(), Error> {
     runner.define_method("fetch", method!(Runner::fetch, 0))?;
     runner.define_method("claim_next", method!(Runner::claim_next, 0))?;
     runner.define_method("claim_migration", method!(Runner::claim_migration, 2))?;
+    runner.define_method("claim_to_finalize", method!(Runner::claim_to_finalize, 1))?;
     runner.define_method("_complete", method!(Runner::complete, 2))?;
     runner.define_method("_fail", method!(Runner::fail, 3))?;
     runner.define_method("_run_sql_batch", method!(Runner::run_sql_batch, 2))?;

@@ -2,7 +2,7 @@
 //! connection, inside its transaction) or on a PostgreSQL URL (the core's own connection, with
 //! the GVL released). The Ruby API (`Install`, `Migrations`, the migration DSL) sits on top.
 
-use magnus::{function, prelude::*, Error, RArray, RModule, RString, Ruby, Value};
+use magnus::{function, prelude::*, Error, IntoValue, RArray, RModule, RString, Ruby, Value};
 use schema_fence::store::{self, Db, QueueOutcome, QueueRequest, Row};
 
 use super::dictionary::Dictionary;
@@ -108,7 +108,7 @@ fn identity_fields(ruby: &Ruby, identity: &store::Identity) -> RArray {
     ])
 }
 
-/// `[name, serves, epoch, stamped_at, backfilled]`.
+/// `[name, serves, epoch, stamped_at, backfilled, mistagged]` (mistagged nil without a dictionary).
 fn install(
     ruby: &Ruby,
     conn: Value,
@@ -122,7 +122,28 @@ fn install(
     })?;
     let fields = identity_fields(ruby, &report.identity);
     fields.push(report.backfilled)?;
+    fields.push(report.mistagged)?;
     Ok(fields)
+}
+
+/// `[changes, unresolved, applied]`: changes as `[id, table_name, from, to]`, unresolved as
+/// `[id, table_name]`.
+fn retag(ruby: &Ruby, conn: Value, dictionary: &Dictionary, apply: bool) -> Result<RArray, Error> {
+    let dict = &dictionary.inner;
+    let report = on_connection(ruby, conn, |db| store::retag(db, dict, apply))?;
+    let changes = ruby.ary_new_capa(report.changes.len());
+    for c in &report.changes {
+        changes.push((c.id, c.table_name.clone(), c.from.clone(), c.to.clone()))?;
+    }
+    let unresolved = ruby.ary_new_capa(report.unresolved.len());
+    for (id, table) in &report.unresolved {
+        unresolved.push((*id, table.clone()))?;
+    }
+    Ok(ruby.ary_new_from_values(&[
+        changes.as_value(),
+        unresolved.as_value(),
+        report.applied.into_value_with(ruby),
+    ]))
 }
 
 /// `[name, serves, epoch, stamped_at]`, or nil before the install.
@@ -134,14 +155,17 @@ fn identity(ruby: &Ruby, conn: Value) -> Result<Option<RArray>, Error> {
 fn schema_sql(ruby: &Ruby) -> RArray {
     ruby.ary_from_vec(vec![
         store::schema::CREATE_IDENTITY,
-        store::schema::CREATE_TRACKING_TABLES,
+        store::schema::CREATE_MIGRATIONS,
+        store::schema::CREATE_JOBS,
+        store::schema::CREATE_TRANSITION_LOGS,
         store::schema::CREATE_EXTRAS,
     ])
 }
 
 /// Builds the core's request from the fixed-arity call `lib/schema_fence/migration_helpers.rb`
-/// makes: `options` is `[interval, batch_size, sub_batch_size, min, max?, max_batch_size?,
-/// pause_ms, version?]`.
+/// makes: `options` is `[interval?, batch_size, sub_batch_size, min, max?, max_batch_size?,
+/// pause_ms, version?, batch_class_name?, gitlab_schema?, gitlab_interval?]`; the last three may
+/// be left out. With `gitlab_interval` true, the interval gets GitLab's default and minimum.
 fn request(
     ruby: &Ruby,
     (job_class_name, table, column): (String, String, String),
@@ -149,11 +173,21 @@ fn request(
     restriction: Option<String>,
     options: RArray,
 ) -> Result<QueueRequest, Error> {
-    let v = options.to_value_array::<8>()?;
+    if !(8..=11).contains(&options.len()) {
+        return Err(errors::raise(
+            ruby,
+            "InvalidArgumentError",
+            format!("expected 8 to 11 queue options, got {}", options.len()),
+        ));
+    }
+    let v: Vec<Value> = (0..11)
+        .map(|i| options.entry::<Value>(i as isize))
+        .collect::<Result<_, _>>()?;
     let mut req = QueueRequest::new(&job_class_name, &table, &column);
     req.job_arguments = parse_arguments(ruby, &arguments_json)?;
     req.restriction = restriction;
-    req.job_interval_seconds = i64::try_convert(v[0])?;
+    req.job_interval_seconds =
+        store::enqueue::job_interval(Option::<i64>::try_convert(v[0])?, v[10].to_bool());
     req.batch_size = i64::try_convert(v[1])?;
     req.sub_batch_size = i64::try_convert(v[2])?;
     req.batch_min_value = i64::try_convert(v[3])?;
@@ -161,6 +195,10 @@ fn request(
     req.max_batch_size = Option::<i64>::try_convert(v[5])?;
     req.pause_ms = i64::try_convert(v[6])?;
     req.queued_migration_version = Option::<String>::try_convert(v[7])?;
+    if let Some(name) = Option::<String>::try_convert(v[8])? {
+        req.batch_class_name = name;
+    }
+    req.gitlab_schema = Option::<String>::try_convert(v[9])?;
     Ok(req)
 }
 
@@ -250,8 +288,8 @@ fn migrations(ruby: &Ruby, conn: Value) -> Result<RArray, Error> {
             ruby.to_symbol(&m.gitlab_schema).as_value(),
             ruby.to_symbol(m.status.name()).as_value(),
             ruby.float_from_f64(m.progress()).as_value(),
-            ruby.integer_from_i64(m.min_value).as_value(),
-            ruby.integer_from_i64(m.max_value).as_value(),
+            m.min_value.into_value_with(ruby),
+            m.max_value.into_value_with(ruby),
             ruby.integer_from_i64(m.batch_size).as_value(),
             ruby.integer_from_i64(m.sub_batch_size).as_value(),
             ruby.integer_from_i64(m.interval_seconds).as_value(),
@@ -259,6 +297,10 @@ fn migrations(ruby: &Ruby, conn: Value) -> Result<RArray, Error> {
             ruby.integer_from_i64(m.jobs_succeeded).as_value(),
             ruby.integer_from_i64(m.jobs_failed).as_value(),
             ruby.str_new(&m.created_at).as_value(),
+            ruby.str_new(&m.batch_class_name).as_value(),
+            m.min_cursor.clone().into_value_with(ruby),
+            m.max_cursor.clone().into_value_with(ruby),
+            m.not_runnable.clone().into_value_with(ruby),
         ]);
         list.push(fields)?;
     }
@@ -309,6 +351,7 @@ pub(crate) fn init(_ruby: &Ruby, module: &RModule) -> Result<(), Error> {
     let store = module.define_module("Store")?;
     store.define_singleton_method("_install", function!(install, 4))?;
     store.define_singleton_method("_identity", function!(identity, 1))?;
+    store.define_singleton_method("_retag", function!(retag, 3))?;
     store.define_singleton_method("_schema_sql", function!(schema_sql, 0))?;
     store.define_singleton_method("_queue", function!(queue, 3))?;
     store.define_singleton_method("_delete", function!(delete, 3))?;

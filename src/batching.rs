@@ -1,0 +1,118 @@
+//! Batching strategies (DESIGN.md section 8): which `batch_class_name`s this library runs, which
+//! key types it batches over, and why a tracking row cannot be run.
+
+use crate::error::{Error, Result};
+
+/// GitLab's default strategy: consecutive ranges of the batching column.
+pub const PRIMARY_KEY: &str = "PrimaryKeyBatchingStrategy";
+/// GitLab's strategy for the distinct values of a non-unique column (`distinct_each_batch`).
+pub const LOOSE_INDEX_SCAN: &str = "LooseIndexScanBatchingStrategy";
+
+/// The strategies a batch can be claimed with.
+pub const SUPPORTED: [&str; 2] = [PRIMARY_KEY, LOOSE_INDEX_SCAN];
+
+/// Key types the keyset batching reads and binds in their own type.
+pub const KEY_TYPES: [&str; 3] = ["smallint", "integer", "bigint"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    PrimaryKey,
+    LooseIndexScan,
+}
+
+impl Strategy {
+    /// GitLab stores the class name without its module (`PrimaryKeyBatchingStrategy`); a
+    /// fully qualified `Gitlab::BackgroundMigration::BatchingStrategies::...` name is the same.
+    pub fn from_name(name: &str) -> Option<Strategy> {
+        match name.rsplit("::").next().unwrap_or(name) {
+            PRIMARY_KEY => Some(Strategy::PrimaryKey),
+            LOOSE_INDEX_SCAN => Some(Strategy::LooseIndexScan),
+            _ => None,
+        }
+    }
+
+    /// The name stored on the row: GitLab's, without the module.
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::PrimaryKey => PRIMARY_KEY,
+            Strategy::LooseIndexScan => LOOSE_INDEX_SCAN,
+        }
+    }
+
+    /// The strategy for `name`, or an error naming the supported ones.
+    pub fn parse(name: &str) -> Result<Strategy> {
+        Strategy::from_name(name).ok_or_else(|| Error::InvalidArgument {
+            what: "batch_class_name".into(),
+            problem: format!(
+                "{name:?} is not a batching strategy schema_fence runs; supported: {}",
+                SUPPORTED.join(", ")
+            ),
+        })
+    }
+}
+
+/// Why a tracking row cannot be run by this library, or `None` when it can. Such a row is
+/// listed (with this reason) and never fetched or claimed; other migrations run as usual.
+pub fn not_runnable_reason(
+    batch_class_name: &str,
+    has_key_range: bool,
+    has_cursor: bool,
+) -> Option<String> {
+    if !has_key_range && has_cursor {
+        return Some(
+            "cursor-batched (min_cursor/max_cursor): schema_fence batches over one integer \
+             column only; run it with GitLab's own worker"
+                .into(),
+        );
+    }
+    if !has_key_range {
+        return Some("no key range (min_value/max_value are NULL)".into());
+    }
+    if !SUPPORTED.contains(&batch_class_name) {
+        return Some(format!(
+            "batch_class_name {batch_class_name:?} is not supported (supported: {})",
+            SUPPORTED.join(", ")
+        ));
+    }
+    None
+}
+
+/// SQL condition on a `batched_background_migrations` row aliased `m`: what [`not_runnable_reason`]
+/// accepts. One text, so the fetch, the claim and the listing agree.
+pub const RUNNABLE_CONDITION: &str = "(m.min_value IS NOT NULL AND m.max_value IS NOT NULL \
+    AND m.batch_class_name IN ('PrimaryKeyBatchingStrategy', 'LooseIndexScanBatchingStrategy'))";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gitlabs_names_short_and_qualified_are_recognised() {
+        assert_eq!(
+            Strategy::from_name("PrimaryKeyBatchingStrategy"),
+            Some(Strategy::PrimaryKey)
+        );
+        assert_eq!(
+            Strategy::from_name(
+                "Gitlab::BackgroundMigration::BatchingStrategies::LooseIndexScanBatchingStrategy"
+            ),
+            Some(Strategy::LooseIndexScan)
+        );
+        let err = Strategy::parse("DismissedVulnerabilitiesStrategy").unwrap_err();
+        assert!(
+            err.to_string().contains("PrimaryKeyBatchingStrategy"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_cursor_row_and_an_unknown_strategy_are_not_runnable_with_why() {
+        assert!(not_runnable_reason(PRIMARY_KEY, false, true)
+            .unwrap()
+            .contains("cursor"));
+        assert!(not_runnable_reason("OtherStrategy", true, false)
+            .unwrap()
+            .contains("OtherStrategy"));
+        assert_eq!(not_runnable_reason(LOOSE_INDEX_SCAN, true, false), None);
+    }
+}
