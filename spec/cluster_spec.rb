@@ -58,7 +58,7 @@ RSpec.describe SchemaFence::Cluster, :postgres do
       Clusters.with_cluster do |cluster|
         settings = query(cluster.url, "SELECT current_setting('fsync'), current_setting('wal_level'), " \
                                       "inet_server_addr()::text")
-        expect(settings).to eq([%w[off replica 127.0.0.1/32]])
+        expect(settings).to eq([%w[off logical 127.0.0.1/32]])
         expect(cluster.url("app")).to eq("postgres://postgres@127.0.0.1:#{cluster.port}/app")
         expect(File.directory?(cluster.data_dir)).to be(true)
         expect(cluster.in_recovery?).to be(false)

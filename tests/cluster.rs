@@ -51,7 +51,7 @@ fn starts_creates_databases_and_answers_queries() {
         .unwrap();
     assert_eq!(row.get::<_, String>(0), "main");
     assert_eq!(row.get::<_, String>(1), "off");
-    assert_eq!(row.get::<_, String>(2), "replica");
+    assert_eq!(row.get::<_, String>(2), "logical");
 
     let mut weird = connect(&cluster.url(hostile));
     let name: String = weird
