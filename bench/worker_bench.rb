@@ -10,7 +10,7 @@
 
 require "active_record"
 require "pg"
-require "schema_fence"
+require "schema_fence/testing"
 require_relative "support/report"
 
 Report = SchemaFence::Bench::Report

@@ -2,6 +2,7 @@
 
 require "fileutils"
 require "pg"
+require "schema_fence/testing"
 require "rbconfig"
 require "tmpdir"
 require "yaml"

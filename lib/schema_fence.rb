@@ -32,7 +32,6 @@ require_relative "schema_fence/operations"
 require_relative "schema_fence/cutover"
 require_relative "schema_fence/metrics"
 require_relative "schema_fence/dashboard"
-require_relative "schema_fence/cluster"
 require_relative "schema_fence/railtie" if defined?(Rails::Railtie)
 
 # Keeps batched background migrations on the database that owns their data while a Rails app

@@ -10,7 +10,7 @@ if ENV["SCHEMA_FENCE_GC_STRESS"]
   %w[errors native dictionary topology guard].each { |f| require "schema_fence/#{f}" }
   require_relative "support/gitlab_fixtures"
 else
-  require "schema_fence"
+  require "schema_fence/testing"
   Dir[File.join(__dir__, "support", "**", "*.rb")].each { |f| require f }
 end
 

@@ -73,11 +73,6 @@ pub enum Error {
     #[error("unknown database {name:?}: the topology defines {}", known.join(", "))]
     UnknownDatabase { name: String, known: Vec<String> },
 
-    /// A throwaway PostgreSQL cluster (`cluster.rs`) could not be made, started, stopped or
-    /// used; the message names the step, the command and the tail of the server log.
-    #[error("{message}")]
-    Cluster { message: String },
-
     #[error("database error: {message}")]
     Database {
         message: String,
@@ -268,7 +263,6 @@ impl Error {
             Error::UnrecognizedSource { .. } => "UnrecognizedSource",
             Error::Topology { .. } => "Topology",
             Error::UnknownDatabase { .. } => "UnknownDatabase",
-            Error::Cluster { .. } => "Cluster",
             Error::Database { .. } => "Database",
             Error::IdentityMissing => "IdentityMissing",
             Error::IdentityConflict { .. } => "IdentityConflict",
@@ -324,4 +318,25 @@ fn describe_sources(sources: &[PathBuf]) -> String {
     }
     let list: Vec<String> = sources.iter().map(|p| p.display().to_string()).collect();
     list.join(", ")
+}
+
+/// The server's own message (severity, text, detail, hint), or the error and its causes.
+pub fn describe_pg_error(e: &postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut text = format!("{}: {}", db.severity(), db.message());
+        if let Some(detail) = db.detail() {
+            text.push_str(&format!(" (detail: {detail})"));
+        }
+        if let Some(hint) = db.hint() {
+            text.push_str(&format!(" (hint: {hint})"));
+        }
+        return text;
+    }
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
 }

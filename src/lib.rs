@@ -6,7 +6,6 @@
 #![allow(clippy::result_large_err)]
 
 pub mod batching;
-pub mod cluster;
 pub mod cutover;
 pub mod dictionary;
 pub mod error;

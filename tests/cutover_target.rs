@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use schema_fence::cluster::Cluster;
 use schema_fence::cutover::{Cutover, CutoverConfig, Promotion, Step};
 use schema_fence::{store, Dictionary, Error, Topology};
+use schema_fence_testkit::Cluster;
 
 fn topology() -> Topology {
     Topology::load(&gitlab_fixtures().join("database_connections")).unwrap()

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use schema_fence::cluster::Cluster;
 use schema_fence::cutover::{self, Cutover, CutoverConfig, Promotion};
 use schema_fence::runner::{Claim, Runner, RunnerOptions};
 use schema_fence::store::{self, QueueRequest};
 use schema_fence::{Dictionary, Topology};
+use schema_fence_testkit::Cluster;
 
 fn topology() -> Topology {
     Topology::load(&gitlab_fixtures().join("database_connections_with_sec")).unwrap()

@@ -31,10 +31,6 @@ module SchemaFence
 
   # A database name that the topology does not define.
   class UnknownDatabaseError < Error; end
-
-  # A throwaway PostgreSQL cluster (SchemaFence::Cluster) could not be made, started, stopped or
-  # used; the message names the step, the command and the tail of the server log.
-  class ClusterError < Error; end
 end
 
 module SchemaFence

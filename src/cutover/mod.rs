@@ -27,8 +27,8 @@ pub use cleanup::{cleanup, StaleRow};
 pub use fence::SQLSTATE as FENCE_SQLSTATE;
 pub use lock_writes::{lock_writes, unlock_writes, BYPASS_SETTING};
 pub use log::{history, LogEntry};
-pub use reverse::subscriptions as reverse_subscriptions;
 pub use merge::MergeReport;
+pub use reverse::subscriptions as reverse_subscriptions;
 pub use rollback::RollbackStep;
 pub use split::{locked_schemas, Split};
 pub use steps::Step;
@@ -503,6 +503,6 @@ fn address(url: &str) -> String {
 fn connect(url: &str, database: &str) -> Result<Client> {
     Client::connect(url, NoTls).map_err(|e| Error::CutoverConnection {
         database: database.to_string(),
-        message: crate::cluster::describe_pg_error(&e),
+        message: crate::error::describe_pg_error(&e),
     })
 }

@@ -41,12 +41,12 @@ impl From<postgres::Error> for Error {
     fn from(e: postgres::Error) -> Self {
         if e.is_closed() || e.as_db_error().is_none() && e.code().is_none() && is_io(&e) {
             return Error::ConnectionLost {
-                message: crate::cluster::describe_pg_error(&e),
+                message: crate::error::describe_pg_error(&e),
             };
         }
         let sqlstate = e.code().map(|c| c.code().to_string());
         Error::Database {
-            message: crate::cluster::describe_pg_error(&e),
+            message: crate::error::describe_pg_error(&e),
             sqlstate,
         }
     }

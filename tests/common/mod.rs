@@ -49,7 +49,7 @@ pub fn write_db_docs(dir: &Path, pairs: &[(String, String)]) -> PathBuf {
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use schema_fence::cluster::{self, Cluster};
+use schema_fence_testkit::{self as cluster, Cluster};
 
 /// One throwaway cluster per test binary (or the server of `DATABASE_URL`), stopped at exit.
 static SERVER: OnceLock<Mutex<Option<Cluster>>> = OnceLock::new();

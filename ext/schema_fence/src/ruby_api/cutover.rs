@@ -189,7 +189,14 @@ fn history(ruby: &Ruby, url: String, limit: i64) -> Result<RArray, Error> {
     })?;
     let list = ruby.ary_new_capa(entries.len());
     for e in entries {
-        list.push((e.cutover, e.step, e.database, e.started_at, e.finished_at, e.detail))?;
+        list.push((
+            e.cutover,
+            e.step,
+            e.database,
+            e.started_at,
+            e.finished_at,
+            e.detail,
+        ))?;
     }
     Ok(list)
 }
@@ -231,7 +238,10 @@ pub(crate) fn init(ruby: &Ruby, module: &RModule) -> Result<(), Error> {
     class.define_singleton_method("_relock", function!(relock, 3))?;
     class.define_singleton_method("fence_sqlstate", function!(fence_sqlstate, 0))?;
     class.define_singleton_method("_history", function!(history, 2))?;
-    class.define_singleton_method("_reverse_subscriptions", function!(reverse_subscriptions, 1))?;
+    class.define_singleton_method(
+        "_reverse_subscriptions",
+        function!(reverse_subscriptions, 1),
+    )?;
     class.define_method("_plan", method!(Cutover::plan, 0))?;
     class.define_method("_run_step", method!(Cutover::run_step, 1))?;
     class.define_singleton_method("rollback_steps", function!(Cutover::rollback_steps, 0))?;

@@ -1,4 +1,3 @@
-mod cluster;
 mod cutover;
 mod dictionary;
 pub(crate) mod errors;
@@ -14,7 +13,6 @@ pub(crate) fn init(ruby: &Ruby) -> Result<(), Error> {
     let module = ruby.define_module("SchemaFence")?;
     dictionary::init(ruby, &module)?;
     topology::init(ruby, &module)?;
-    cluster::init(ruby, &module)?;
     store::init(ruby, &module)?;
     runner::init(ruby, &module)?;
     cutover::init(ruby, &module)?;

@@ -1,5 +1,6 @@
 //! Throwaway PostgreSQL clusters for the Rust tests, the RSpec suite, the benches and `bin/demo`
-//! (DESIGN.md section 13).
+//! (docs/architecture.md section 13). Test tooling: it is not part of the shipped library, which
+//! neither links nor loads it; Ruby reaches it through `lib/schema_fence/testing.rb`.
 //!
 //! [`Cluster::start`] runs `initdb` into a fresh directory under the temporary directory (as the
 //! `postgres` user when run as root), tuned for tests (`fsync=off`, ...), listening on a free port
@@ -21,7 +22,17 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::error::{Error, Result};
+pub use schema_fence::error::describe_pg_error;
+
+/// What went wrong with a throwaway cluster: the step, the command and the tail of the server
+/// log, in one message.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Error {
+    pub message: String,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Every cluster directory's name starts with this; the orphan sweep looks only at these.
 pub const DIR_PREFIX: &str = "schema_fence-pg-";
@@ -332,7 +343,7 @@ impl Cluster {
     fn write_settings(&self, port: u16) -> Result<()> {
         let socket_dir = self.dir.display().to_string().replace('\'', "''");
         let mut text = format!(
-            "# Written by schema_fence::cluster; the port and socket directory are this cluster's.\n\
+            "# Written by schema_fence_testkit; the port and socket directory are this cluster's.\n\
              listen_addresses = '127.0.0.1'\n\
              port = {port}\n\
              unix_socket_directories = '{socket_dir}'\n\
@@ -477,8 +488,9 @@ pub fn create_database(server_url: &str, name: &str) -> Result<()> {
 /// `name` as a PostgreSQL identifier: in double quotes, inner double quotes doubled. Refuses
 /// names PostgreSQL would reject or silently truncate (empty, NUL, longer than 63 bytes).
 pub fn quote_identifier(name: &str) -> Result<String> {
-    crate::sql::check_identifier("database", name)?;
-    Ok(crate::sql::quote_ident(name))
+    schema_fence::sql::check_identifier("database", name)
+        .map_err(|e| cluster_error(e.to_string()))?;
+    Ok(schema_fence::sql::quote_ident(name))
 }
 
 fn connect(url: &str) -> Result<postgres::Client> {
@@ -493,27 +505,6 @@ fn connect(url: &str) -> Result<postgres::Client> {
             describe_pg_error(&e)
         ))
     })
-}
-
-/// The server's own message (severity, text, detail, hint), or the error and its causes.
-pub fn describe_pg_error(e: &postgres::Error) -> String {
-    if let Some(db) = e.as_db_error() {
-        let mut text = format!("{}: {}", db.severity(), db.message());
-        if let Some(detail) = db.detail() {
-            text.push_str(&format!(" (detail: {detail})"));
-        }
-        if let Some(hint) = db.hint() {
-            text.push_str(&format!(" (hint: {hint})"));
-        }
-        return text;
-    }
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    text
 }
 
 /// The URL without its password, for messages.
@@ -548,7 +539,7 @@ fn percent_encode(text: &str) -> String {
 }
 
 fn cluster_error(message: String) -> Error {
-    Error::Cluster { message }
+    Error { message }
 }
 
 fn io_error(action: &str, path: &Path, e: std::io::Error) -> Error {

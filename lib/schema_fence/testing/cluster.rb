@@ -4,8 +4,9 @@ require "uri"
 
 module SchemaFence
   # A throwaway PostgreSQL server of its own, for the test suite, the benchmarks and bin/demo
-  # (DESIGN.md section 13): initdb into a temporary directory (as the +postgres+ user when run as
-  # root), +fsync=off+, a free port on 127.0.0.1, +wal_level=logical+ (replicas, and the reverse replication of a cutover).
+  # (docs/architecture.md section 13): initdb into a temporary directory (as the +postgres+ user
+  # when run as root), +fsync=off+, a free port on 127.0.0.1, +wal_level=logical+ (for replicas,
+  # and the reverse replication of a cutover). Loaded by lib/schema_fence/testing.rb only.
   #
   # Every cluster started in this process is stopped, and its directory removed, when the process
   # exits (an +at_exit+ hook); a process killed outright leaves an orphan that the next {start}

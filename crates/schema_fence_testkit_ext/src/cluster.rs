@@ -1,10 +1,10 @@
 //! `SchemaFence::Cluster`: a throwaway PostgreSQL server for tests, benches and the demo. Keyword
-//! arguments, settings quoting and the `at_exit` cleanup live in `lib/schema_fence/cluster.rb`.
+//! arguments, settings quoting and the `at_exit` cleanup live in `lib/schema_fence/testing/cluster.rb`.
 
 use std::sync::{Arc, Mutex};
 
 use magnus::{function, method, prelude::*, Error, RModule, Ruby};
-use schema_fence::cluster::{self as core, ClusterOptions};
+use schema_fence_testkit::{self as core, ClusterOptions};
 
 use super::{errors, gvl};
 
@@ -65,7 +65,7 @@ impl Cluster {
     fn blocking<R>(
         ruby: &Ruby,
         rb_self: &Self,
-        work: impl FnOnce(&core::Cluster) -> schema_fence::Result<R>,
+        work: impl FnOnce(&core::Cluster) -> core::Result<R>,
     ) -> Result<R, Error> {
         let cluster = Self::running(ruby, rb_self)?;
         gvl::without_gvl(ruby, move || work(&cluster))?.map_err(|e| errors::to_ruby(ruby, e))
