@@ -2,7 +2,7 @@
 
 require "fileutils"
 require "pg"
-require "schema_fence/testing"
+require_relative "../lib/schema_fence/testing"
 require "rbconfig"
 require "tmpdir"
 require "yaml"

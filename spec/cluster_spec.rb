@@ -123,11 +123,11 @@ RSpec.describe SchemaFence::Cluster, :postgres do
     let(:lib) { File.expand_path("../lib", __dir__) }
 
     def child(script)
-      Open3.popen2(RbConfig.ruby, "-I", lib, "-rschema_fence", "-e", script)
+      Open3.popen2(RbConfig.ruby, "-I", lib, "-rschema_fence/testing", "-e", script)
     end
 
     it "stops a process's clusters when it exits" do
-      out, status = Open3.capture2(RbConfig.ruby, "-I", lib, "-rschema_fence", "-e",
+      out, status = Open3.capture2(RbConfig.ruby, "-I", lib, "-rschema_fence/testing", "-e",
                                    "c = SchemaFence::Cluster.start; puts [c.dir, c.port].join(' ')")
       expect(status).to be_success
       dir, port = out.split
