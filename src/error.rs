@@ -183,6 +183,20 @@ pub enum Error {
         found: String,
     },
 
+    /// A connection could not be opened; `sslmode` is the mode in effect.
+    #[error("cannot connect to PostgreSQL at {target} (sslmode={sslmode}): {message}")]
+    Connection {
+        target: String,
+        sslmode: &'static str,
+        message: String,
+        sqlstate: Option<String>,
+    },
+
+    /// The call was interrupted (Thread#raise, Timeout, Ctrl-C, Sidekiq's shutdown): the running
+    /// query was cancelled on the server and waits ended.
+    #[error("interrupted: {what} was cancelled")]
+    Interrupted { what: String },
+
     #[error("lost the connection to PostgreSQL: {message}")]
     ConnectionLost { message: String },
 
@@ -260,6 +274,8 @@ impl Error {
             Error::EpochChanged { .. } => "EpochChanged",
             Error::JobConnectionMismatch { .. } => "JobConnectionMismatch",
             Error::ConnectionLost { .. } => "ConnectionLost",
+            Error::Connection { .. } => "Connection",
+            Error::Interrupted { .. } => "Interrupted",
             Error::CutoverTimeout { .. } => "CutoverTimeout",
             Error::CutoverOrder { .. } => "CutoverOrder",
             Error::CutoverPastPromotion { .. } => "CutoverPastPromotion",

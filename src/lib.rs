@@ -6,6 +6,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod cluster;
+pub mod connect;
 pub mod cutover;
 pub mod dictionary;
 pub mod error;
