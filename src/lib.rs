@@ -11,6 +11,7 @@ pub mod cutover;
 pub mod dictionary;
 pub mod error;
 pub mod guard;
+pub mod interrupt;
 pub mod runner;
 pub mod sql;
 pub mod store;

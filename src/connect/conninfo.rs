@@ -275,7 +275,10 @@ mod tests {
     fn a_socket_directory_as_host_parameter_or_encoded_host() {
         assert_eq!(
             pairs("postgresql:///gitlab?host=/var/opt/gitlab/postgresql"),
-            vec![p("dbname", "gitlab"), p("host", "/var/opt/gitlab/postgresql")]
+            vec![
+                p("dbname", "gitlab"),
+                p("host", "/var/opt/gitlab/postgresql")
+            ]
         );
         assert_eq!(
             pairs("postgresql://%2Ftmp%2Fpg/db"),
@@ -287,7 +290,11 @@ mod tests {
     fn several_hosts_and_ipv6() {
         assert_eq!(
             pairs("postgres://a:1,[::1]:2,b/x"),
-            vec![p("host", "a,::1,b"), p("port", "1,2,5432"), p("dbname", "x")]
+            vec![
+                p("host", "a,::1,b"),
+                p("port", "1,2,5432"),
+                p("dbname", "x")
+            ]
         );
     }
 
@@ -314,7 +321,10 @@ mod tests {
     #[test]
     fn malformed_strings_are_refused_by_name() {
         let err = Conninfo::parse("postgres://h/d?sslmode").unwrap_err();
-        assert!(err.to_string().contains("\"sslmode\" has no value"), "{err}");
+        assert!(
+            err.to_string().contains("\"sslmode\" has no value"),
+            "{err}"
+        );
         let err = Conninfo::parse("host=x dbname").unwrap_err();
         assert!(err.to_string().contains("after \"dbname\""), "{err}");
         let err = Conninfo::parse("postgres://h/%zz").unwrap_err();

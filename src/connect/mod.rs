@@ -55,7 +55,12 @@ pub struct Connector {
 
 impl std::fmt::Debug for Connector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Connector({}, sslmode={})", self.target, self.mode.name())
+        write!(
+            f,
+            "Connector({}, sslmode={})",
+            self.target,
+            self.mode.name()
+        )
     }
 }
 
@@ -86,14 +91,12 @@ impl Connector {
         }
         match info.take("gssencmode").as_deref() {
             None | Some("disable" | "prefer") => {}
-            Some(other) => {
-                return Err(Error::InvalidArgument {
-                    what: "gssencmode".into(),
-                    problem: format!(
-                        "{other:?}: the core's connections do not support GSSAPI encryption; use TLS"
-                    ),
-                })
-            }
+            Some(other) => return Err(Error::InvalidArgument {
+                what: "gssencmode".into(),
+                problem: format!(
+                    "{other:?}: the core's connections do not support GSSAPI encryption; use TLS"
+                ),
+            }),
         }
         if let Some(key) = info.keys().find(|k| !PASSED_ON.contains(k)) {
             return Err(Error::InvalidArgument {
@@ -247,13 +250,16 @@ mod tests {
 
     #[test]
     fn a_socket_directory_never_uses_tls() {
-        let c = Connector::new("postgresql:///d?host=/run/postgresql&sslmode=require", "x").unwrap();
+        let c =
+            Connector::new("postgresql:///d?host=/run/postgresql&sslmode=require", "x").unwrap();
         assert_eq!(c.ssl_mode(), SslMode::Disable);
     }
 
     #[test]
     fn prepared_statements_follow_rails_key() {
-        assert!(Connector::new("postgres://h/d", "x").unwrap().prepared_statements());
+        assert!(Connector::new("postgres://h/d", "x")
+            .unwrap()
+            .prepared_statements());
         let pooled = Connector::new("postgres://h/d?prepared_statements=false", "x").unwrap();
         assert!(!pooled.prepared_statements());
     }
@@ -261,15 +267,24 @@ mod tests {
     #[test]
     fn the_default_connect_timeout_applies_unless_given() {
         let c = Connector::new("postgres://h/d", "x").unwrap();
-        assert_eq!(c.config.get_connect_timeout(), Some(&DEFAULT_CONNECT_TIMEOUT));
+        assert_eq!(
+            c.config.get_connect_timeout(),
+            Some(&DEFAULT_CONNECT_TIMEOUT)
+        );
         let c = Connector::new("postgres://h/d?connect_timeout=3", "x").unwrap();
-        assert_eq!(c.config.get_connect_timeout(), Some(&Duration::from_secs(3)));
+        assert_eq!(
+            c.config.get_connect_timeout(),
+            Some(&Duration::from_secs(3))
+        );
     }
 
     #[test]
     fn an_unsupported_parameter_is_refused_by_name() {
         let err = Connector::new("postgres://h/d?service=prod", "x").unwrap_err();
-        assert!(err.to_string().contains("\"service\" is not supported"), "{err}");
+        assert!(
+            err.to_string().contains("\"service\" is not supported"),
+            "{err}"
+        );
     }
 
     #[test]

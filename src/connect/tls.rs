@@ -99,18 +99,20 @@ impl Tls {
     pub fn take(info: &mut Conninfo) -> Result<Tls> {
         let mut mode = SslMode::parse(info.take("sslmode").as_deref().unwrap_or("prefer"))?;
         let home = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".postgresql"));
-        let default = |name: &str| {
-            home.as_ref()
-                .map(|h| h.join(name))
-                .filter(|p| p.exists())
-        };
+        let default = |name: &str| home.as_ref().map(|h| h.join(name)).filter(|p| p.exists());
         let roots = match info.take("sslrootcert") {
             Some(s) if s == "system" => Roots::System,
             Some(s) => Roots::File(PathBuf::from(s)),
             None => default("root.crt").map_or(Roots::None, Roots::File),
         };
-        let cert = info.take("sslcert").map(PathBuf::from).or_else(|| default("postgresql.crt"));
-        let key = info.take("sslkey").map(PathBuf::from).or_else(|| default("postgresql.key"));
+        let cert = info
+            .take("sslcert")
+            .map(PathBuf::from)
+            .or_else(|| default("postgresql.crt"));
+        let key = info
+            .take("sslkey")
+            .map(PathBuf::from)
+            .or_else(|| default("postgresql.key"));
         info.take("sslsni");
         let min_version = info
             .take("ssl_min_protocol_version")
@@ -154,7 +156,9 @@ impl Tls {
             match &self.roots {
                 Roots::File(path) => {
                     readable("sslrootcert", "root certificate", path)?;
-                    builder.set_ca_file(path).map_err(|e| file_error("sslrootcert", path, e))?;
+                    builder
+                        .set_ca_file(path)
+                        .map_err(|e| file_error("sslrootcert", path, e))?;
                 }
                 Roots::System => builder.set_default_verify_paths().map_err(tls_error)?,
                 Roots::None => {
@@ -182,7 +186,9 @@ impl Tls {
                 builder
                     .set_private_key_file(key, SslFiletype::PEM)
                     .map_err(|e| file_error("sslkey", key, e))?;
-                builder.check_private_key().map_err(|e| file_error("sslkey", key, e))?;
+                builder
+                    .check_private_key()
+                    .map_err(|e| file_error("sslkey", key, e))?;
             }
             (Some(cert), None) => {
                 return Err(Error::InvalidArgument {
@@ -285,7 +291,8 @@ mod tests {
 
     #[test]
     fn require_with_a_root_certificate_verifies_the_ca() {
-        let t = tls("postgres://h/d?sslmode=require&sslrootcert=/etc/ssl/certs/ca-certificates.crt");
+        let t =
+            tls("postgres://h/d?sslmode=require&sslrootcert=/etc/ssl/certs/ca-certificates.crt");
         assert_eq!(t.unwrap().mode, SslMode::VerifyCa);
     }
 
@@ -297,7 +304,9 @@ mod tests {
 
     #[test]
     fn an_unknown_mode_is_refused_with_the_choices() {
-        let err = tls("postgres://h/d?sslmode=verify").unwrap_err().to_string();
+        let err = tls("postgres://h/d?sslmode=verify")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("\"verify\" is not one of"), "{err}");
     }
 
@@ -309,7 +318,10 @@ mod tests {
             .err()
             .unwrap()
             .to_string();
-        assert!(err.contains("/nonexistent/root.crt cannot be read"), "{err}");
+        assert!(
+            err.contains("/nonexistent/root.crt cannot be read"),
+            "{err}"
+        );
     }
 
     #[test]

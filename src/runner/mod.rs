@@ -14,7 +14,7 @@ mod statements;
 
 use std::time::Duration;
 
-use postgres::{Client, NoTls, Transaction};
+use postgres::{Client, Transaction};
 
 use statements::Statements;
 
@@ -23,7 +23,9 @@ pub use fence::{fence, Fence};
 pub use reach::{Place, Reach};
 pub use sql_job::SqlJobReport;
 
+use crate::connect::{self, Connector};
 use crate::error::{Error, Result};
+use crate::interrupt::Interrupt;
 use crate::store::Identity;
 use crate::topology::Topology;
 
@@ -38,6 +40,12 @@ pub struct RunnerOptions {
     pub fetch_limit: i64,
     /// Who we are, stored on claimed jobs (default: host pid and a random suffix).
     pub owner: Option<String>,
+    /// Bound on each bookkeeping statement (claim, complete, fail, fetch).
+    pub statement_timeout: Duration,
+    /// Bound on waiting for a lock in bookkeeping (another session holding a tracking row).
+    pub lock_timeout: Duration,
+    /// Bound on each statement of a SQL job; hitting it halves the batch.
+    pub job_statement_timeout: Duration,
 }
 
 impl Default for RunnerOptions {
@@ -47,6 +55,9 @@ impl Default for RunnerOptions {
             max_attempts: 3,
             fetch_limit: 8,
             owner: None,
+            statement_timeout: Duration::from_secs(30),
+            lock_timeout: Duration::from_secs(5),
+            job_statement_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -78,6 +89,12 @@ pub struct Runner {
     client_pid: u32,
     /// Statements prepared on `client`, by SQL text.
     statements: Statements,
+    /// The parsed connection string (read on first use).
+    connector: Option<Connector>,
+    /// Ends waits and cancels the running query from another thread.
+    interrupt: Interrupt,
+    /// The registration of `client`'s cancel token with `interrupt`.
+    cancel_id: Option<u64>,
     /// Where `client` is connected (read once per connection).
     place: Place,
     /// The identity (name, serves) the last fetch saw, and the allowed schemas derived from it.
@@ -96,6 +113,9 @@ impl Runner {
             client: None,
             client_pid: 0,
             statements: Statements::default(),
+            connector: None,
+            interrupt: Interrupt::new(),
+            cancel_id: None,
             place: Place::default(),
             last_allowed: None,
         }
@@ -111,6 +131,35 @@ impl Runner {
 
     pub fn options(&self) -> &RunnerOptions {
         &self.options
+    }
+
+    /// The handle another thread fires to interrupt this runner's call in progress.
+    pub fn interrupt(&self) -> Interrupt {
+        self.interrupt.clone()
+    }
+
+    /// The settings of every bookkeeping transaction: the generic plan (the planner's custom plan
+    /// for a fetch with LIMIT 1 walks far more rows; measured 4x slower) and the timeouts.
+    fn settings_sql(&self, scope: &str) -> String {
+        format!(
+            "SET {scope} plan_cache_mode = force_generic_plan; \
+             SET {scope} statement_timeout = {}; SET {scope} lock_timeout = {}",
+            self.options.statement_timeout.as_millis().max(1),
+            self.options.lock_timeout.as_millis().max(1)
+        )
+    }
+
+    /// Opens a bookkeeping transaction; behind a pooler its settings are `SET LOCAL` in it.
+    fn begin<'a>(
+        client: &'a mut Client,
+        statements: &Statements,
+        local_settings: &str,
+    ) -> Result<Transaction<'a>> {
+        let mut tx = client.transaction()?;
+        if !statements.prepared() {
+            tx.batch_execute(local_settings)?;
+        }
+        Ok(tx)
     }
 
     /// The connection, opened on first use, again after a fork, and again after the server
@@ -133,15 +182,28 @@ impl Runner {
         }
         if self.client.is_none() {
             self.statements.clear();
-            let mut client = Client::connect(&self.url, NoTls)?;
-            // Every statement here is prepared once and runs with its generic plan: the planner's
-            // custom plan for a fetch with LIMIT 1 walks far more rows (measured: 4x slower).
-            client.batch_execute("SET plan_cache_mode = force_generic_plan")?;
-            let row = client.query_one(reach::PLACE, &[])?;
+            if self.connector.is_none() {
+                let name = connect::application_name(&self.database, "runner");
+                self.connector = Some(Connector::new(&self.url, &name)?);
+            }
+            self.interrupt.check("connecting")?;
+            let connector = self.connector.as_ref().expect("parsed above");
+            let mut client = connector.connect()?;
+            self.statements = Statements::new(connector.prepared_statements());
+            if connector.prepared_statements() {
+                // A session of our own: its settings hold for the session.
+                client.batch_execute(&self.settings_sql("SESSION"))?;
+            }
+            // One round trip, nothing prepared (safe behind a pooler too).
+            let row = client.query_typed_one(reach::PLACE, &[])?;
             self.place = Place {
                 system_identifier: row.get(0),
                 database_oid: row.get(1),
             };
+            if let Some(id) = self.cancel_id.take() {
+                self.interrupt.unregister(id);
+            }
+            self.cancel_id = Some(self.interrupt.register(connector, &client));
             self.client = Some(client);
             self.client_pid = pid;
         }
@@ -157,6 +219,7 @@ impl Runner {
         mut work: impl FnMut(&mut Runner) -> Result<T>,
     ) -> Result<T> {
         match work(self) {
+            Err(e) if self.interrupt.is_fired() => Err(self.interrupt.explain(e, "the call")),
             Err(Error::Database { .. }) if self.client.as_ref().is_some_and(|c| c.is_closed()) => {
                 self.client = None;
                 work(self)
@@ -209,12 +272,22 @@ impl Runner {
                     .clone()
                     .map(|(_, allowed)| allowed)
                     .unwrap_or_default();
+                let local = r.settings_sql("LOCAL");
                 let (client, statements) = r.connection()?;
-                let row = match statements.query_opt(
-                    client,
-                    sql::FETCH_WITH_IDENTITY,
-                    &[&allowed, &limit],
-                ) {
+                let fetched = if statements.prepared() {
+                    statements.query_opt(client, sql::FETCH_WITH_IDENTITY, &[&allowed, &limit])
+                } else {
+                    Runner::begin(client, statements, &local).and_then(|mut tx| {
+                        let row = statements.query_opt(
+                            &mut tx,
+                            sql::FETCH_WITH_IDENTITY,
+                            &[&allowed, &limit],
+                        )?;
+                        tx.commit()?;
+                        Ok(row)
+                    })
+                };
+                let row = match fetched {
                     Err(Error::Database {
                         sqlstate: Some(code),
                         ..
@@ -255,10 +328,11 @@ impl Runner {
         let topology = self.topology.clone();
         let owner = self.owner.clone();
         let options = self.options.clone();
+        let local = self.settings_sql("LOCAL");
         self.connection()?;
         let place = self.place;
         let (client, statements) = self.connection()?;
-        let mut tx = client.transaction()?;
+        let mut tx = Runner::begin(client, statements, &local)?;
         let (seen, _) = read_identity(&mut tx, statements, false)?;
         if let Fence::Idle { owner } = fence(&seen, &database, &topology)? {
             return Ok(Claim::Idle { owner });
@@ -318,15 +392,29 @@ impl Runner {
         self.with_retry(|r| {
             let owner = r.owner.clone();
             let max_attempts = r.options.max_attempts;
+            let local = r.settings_sql("LOCAL");
             let (client, statements) = r.connection()?;
-            batch::complete(
-                client,
+            if statements.prepared() {
+                return batch::complete(
+                    client,
+                    statements,
+                    batch,
+                    &owner,
+                    metrics_json,
+                    max_attempts,
+                );
+            }
+            let mut tx = Runner::begin(client, statements, &local)?;
+            let done = batch::complete_in(
+                &mut tx,
                 statements,
                 batch,
                 &owner,
                 metrics_json,
                 max_attempts,
-            )
+            )?;
+            tx.commit()?;
+            Ok(done)
         })
     }
 
@@ -336,8 +424,9 @@ impl Runner {
         self.with_retry(|r| {
             let owner = r.owner.clone();
             let max_attempts = r.options.max_attempts;
+            let local = r.settings_sql("LOCAL");
             let (client, statements) = r.connection()?;
-            let mut tx = client.transaction()?;
+            let mut tx = Runner::begin(client, statements, &local)?;
             let done = batch::fail(
                 &mut tx,
                 statements,
@@ -354,8 +443,15 @@ impl Runner {
 
     /// Runs a SQL job batch entirely here: `statement` with `$1`/`$2` bound to each sub-batch.
     pub fn run_sql_batch(&mut self, batch: &Batch, statement: &str) -> Result<SqlJobReport> {
-        let client = self.client()?;
-        sql_job::run(client, batch, statement)
+        let interrupt = self.interrupt.clone();
+        let timeouts = (
+            self.options.job_statement_timeout,
+            self.options.statement_timeout,
+        );
+        let (client, statements) = self.connection()?;
+        let prepared = statements.prepared();
+        sql_job::run(client, prepared, &interrupt, batch, statement, timeouts)
+            .map_err(|e| interrupt.explain(e, &format!("the SQL job of batch {}", batch.job_id)))
     }
 
     /// Claims and runs SQL-job batches of any migration whose job class `statement_for` knows,
@@ -399,20 +495,13 @@ fn read_identity(
     } else {
         sql::IDENTITY
     };
-    let read = match statements.get(tx, sql) {
-        Ok(statement) => statement,
+    let row = match statements.query_opt(tx, sql, &[]) {
+        Ok(row) => row.ok_or(Error::IdentityMissing)?,
         Err(Error::Database {
             sqlstate: Some(code),
             ..
         }) if code == "42P01" => return Err(Error::IdentityMissing),
         Err(e) => return Err(e),
-    };
-    let row = match tx.query_opt(&read, &[]) {
-        Ok(row) => row.ok_or(Error::IdentityMissing)?,
-        Err(e) if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) => {
-            return Err(Error::IdentityMissing)
-        }
-        Err(e) => return Err(e.into()),
     };
     Ok((
         Identity {
