@@ -161,6 +161,23 @@ pub enum Error {
     },
 
     #[error(
+        "connection for database {database:?} reached a database whose identity ({identity_name:?}) \
+         was stamped in another physical database (system_identifier {stamped_system_identifier}, \
+         database oid {stamped_database_oid}) than the one it is in (system_identifier \
+         {found_system_identifier}, database oid {found_database_oid}): it is a copy (a restore into \
+         another cluster, or CREATE DATABASE ... TEMPLATE), so nothing is fetched or run. If the \
+         copy is deliberate, adopt it: rake schema_fence:identity:adopt (SchemaFence::Identity.adopt)"
+    )]
+    IdentityMismatch {
+        database: String,
+        identity_name: String,
+        stamped_system_identifier: i64,
+        stamped_database_oid: i64,
+        found_system_identifier: i64,
+        found_database_oid: i64,
+    },
+
+    #[error(
         "the identity epoch of database {database:?} changed from {expected} to {found} since the fetch \
          (a cutover happened): the claim is refused; fetch again"
     )]
@@ -272,6 +289,7 @@ impl Error {
             Error::ColumnNotFound { .. } => "ColumnNotFound",
             Error::MisroutedConnection { .. } => "MisroutedConnection",
             Error::EpochChanged { .. } => "EpochChanged",
+            Error::IdentityMismatch { .. } => "IdentityMismatch",
             Error::JobConnectionMismatch { .. } => "JobConnectionMismatch",
             Error::ConnectionLost { .. } => "ConnectionLost",
             Error::Connection { .. } => "Connection",

@@ -115,6 +115,15 @@ impl Interrupt {
             .retain(|(i, _, _)| *i != id);
     }
 
+    /// Forgets every registered connection (a new call registers its own).
+    pub fn forget_connections(&self) {
+        self.0
+            .tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
     /// `Err(Interrupted)` once fired.
     pub fn check(&self, what: &str) -> Result<()> {
         if self.is_fired() {

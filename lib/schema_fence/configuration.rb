@@ -17,6 +17,12 @@ module SchemaFence
     # Worker settings: lease seconds, attempts per batch, and the module that holds Ruby job classes.
     attr_accessor :lease, :max_attempts, :job_namespace
 
+    # Timeouts of the core's own connections, in seconds: each bookkeeping statement (claim,
+    # complete, fail, fetch), waiting for a lock in bookkeeping, and each statement of a SQL job.
+    # The connect timeout is the connection's own (+connect_timeout+ in the URL or database.yml;
+    # 10 seconds when it gives none).
+    attr_accessor :statement_timeout, :lock_timeout, :job_statement_timeout
+
     def initialize
       @dictionary_paths = []
       @topology_path = nil
@@ -24,6 +30,9 @@ module SchemaFence
       @lease = 300
       @max_attempts = 3
       @job_namespace = nil
+      @statement_timeout = 30
+      @lock_timeout = 5
+      @job_statement_timeout = 120
       @mutex = Mutex.new
     end
 

@@ -41,6 +41,19 @@ module SchemaFence
   # PostgreSQL refused a statement of the tracking store; the message is the server's.
   class DatabaseError < Error; end
 
+  # The core could not open a connection (refused, authentication, TLS: the message names the
+  # target, the sslmode in effect and the server's or the TLS library's reason).
+  class ConnectionError < Error; end
+
+  # A native call was interrupted (Thread#raise, Timeout, Ctrl-C): its query was cancelled on the
+  # server and its waits ended.
+  class InterruptedError < Error; end
+
+  # The identity was stamped in another physical database than the one reached (a restore into
+  # another cluster, a CREATE DATABASE ... TEMPLATE copy); the message names both. Adopt a
+  # deliberate copy with SchemaFence::Identity.adopt (rake schema_fence:identity:adopt).
+  class IdentityMismatchError < Error; end
+
   # The database has no identity row yet: install schema_fence on it first.
   class IdentityMissingError < Error; end
 

@@ -12,9 +12,14 @@ module SchemaFence
     # @param max_attempts [Integer] attempts per batch
     # @param owner [String, nil] stored on claimed jobs; default host:pid:random
     # @param fetch_limit [Integer] migrations a fetch returns (one per table), and a claim tries
+    # @param statement_timeout [Numeric] seconds each bookkeeping statement may take
+    # @param lock_timeout [Numeric] seconds bookkeeping may wait for a lock
+    # @param job_statement_timeout [Numeric] seconds each statement of a SQL job may take (hitting
+    #   it halves the batch)
     def self.new(url:, database:, topology: SchemaFence.topology, lease: 300, max_attempts: 3, owner: nil,
-                 fetch_limit: 8)
-      _new(url, database.to_s, topology, [Float(lease), Integer(max_attempts), owner, Integer(fetch_limit)])
+                 fetch_limit: 8, statement_timeout: 30, lock_timeout: 5, job_statement_timeout: 120)
+      _new(url, database.to_s, topology, [Float(lease), Integer(max_attempts), owner, Integer(fetch_limit)],
+           [Float(statement_timeout), Float(lock_timeout), Float(job_statement_timeout)])
     end
 
     # @return [Symbol] :recorded, :migration_finished, :migration_failed or :lease_lost

@@ -80,6 +80,10 @@ impl Connector {
                 })
             }
         };
+        // libpq's name for what the postgres crate calls keepalives_retries.
+        if let Some(count) = info.take("keepalives_count") {
+            info.set("keepalives_retries", &count);
+        }
         let fallback = info.take("fallback_application_name");
         if info.get("application_name").is_none() {
             let name = if application_name.is_empty() {
@@ -91,12 +95,14 @@ impl Connector {
         }
         match info.take("gssencmode").as_deref() {
             None | Some("disable" | "prefer") => {}
-            Some(other) => return Err(Error::InvalidArgument {
-                what: "gssencmode".into(),
-                problem: format!(
+            Some(other) => {
+                return Err(Error::InvalidArgument {
+                    what: "gssencmode".into(),
+                    problem: format!(
                     "{other:?}: the core's connections do not support GSSAPI encryption; use TLS"
                 ),
-            }),
+                })
+            }
         }
         if let Some(key) = info.keys().find(|k| !PASSED_ON.contains(k)) {
             return Err(Error::InvalidArgument {

@@ -12,14 +12,16 @@ mod steps;
 
 use std::time::Duration;
 
-use postgres::{Client, NoTls};
+use postgres::Client;
 
 pub use cleanup::{cleanup, StaleRow};
 pub use lock_writes::{lock_writes, unlock_writes, BYPASS_SETTING};
 pub use steps::Step;
 
+use crate::connect::{self, Connector};
 use crate::dictionary::Dictionary;
 use crate::error::{Error, Result};
+use crate::interrupt::Interrupt;
 use crate::topology::Topology;
 
 /// How the replica becomes a primary.
@@ -73,6 +75,8 @@ pub struct Cutover {
     config: CutoverConfig,
     topology: Topology,
     dictionary: std::sync::Arc<Dictionary>,
+    /// Ends the waits and cancels the queries of the call in progress.
+    interrupt: Interrupt,
 }
 
 impl Cutover {
@@ -99,6 +103,7 @@ impl Cutover {
             config,
             topology,
             dictionary,
+            interrupt: Interrupt::new(),
         })
     }
 
@@ -111,16 +116,41 @@ impl Cutover {
         format!("{}->{}", self.config.source, self.config.target)
     }
 
+    /// The handle another thread fires to interrupt a call in progress (its waits end, its
+    /// queries are cancelled); the step it interrupts is not recorded finished, so `execute`
+    /// resumes it.
+    pub fn interrupt(&self) -> Interrupt {
+        self.interrupt.clone()
+    }
+
+    pub(crate) fn interrupt_handle(&self) -> &Interrupt {
+        &self.interrupt
+    }
+
     pub(crate) fn source(&self) -> Result<Client> {
-        connect(&self.config.source_url, &self.config.source)
+        self.connect(&self.config.source_url, &self.config.source)
     }
 
     pub(crate) fn target(&self) -> Result<Client> {
-        connect(&self.config.target_url, &self.config.target)
+        self.connect(&self.config.target_url, &self.config.target)
+    }
+
+    fn connect(&self, url: &str, database: &str) -> Result<Client> {
+        self.interrupt.check("the cutover")?;
+        let cutover_error = |e: Error| Error::CutoverConnection {
+            database: database.to_string(),
+            message: e.to_string(),
+        };
+        let connector = Connector::new(url, &connect::application_name(database, "cutover"))
+            .map_err(cutover_error)?;
+        let client = connector.connect().map_err(cutover_error)?;
+        self.interrupt.register(&connector, &client);
+        Ok(client)
     }
 
     /// Every step with what it will do; reads the log, changes nothing.
     pub fn plan(&self) -> Result<Vec<PlannedStep>> {
+        self.interrupt.forget_connections();
         let done = log::finished_steps(&mut self.source()?, &self.name())?;
         Ok(Step::ALL
             .iter()
@@ -135,6 +165,14 @@ impl Cutover {
 
     /// Runs one step (or skips it when an earlier run finished it), recording it in the log.
     pub fn run_step(&self, step: Step) -> Result<StepOutcome> {
+        self.interrupt.forget_connections();
+        self.run_step_on(step).map_err(|e| {
+            self.interrupt
+                .explain(e, &format!("cutover step {}", step.name()))
+        })
+    }
+
+    fn run_step_on(&self, step: Step) -> Result<StepOutcome> {
         let mut source = self.source()?;
         log::ensure_table(&mut source)?;
         let name = self.name();
@@ -188,6 +226,7 @@ impl Cutover {
 
     /// Before the promotion: lifts the pause on the source and forgets the steps run so far.
     pub fn rollback(&self) -> Result<()> {
+        self.interrupt.forget_connections();
         let mut source = self.source()?;
         log::ensure_table(&mut source)?;
         let done = log::finished_steps(&mut source, &self.name())?;
@@ -200,7 +239,10 @@ impl Cutover {
         }
         let mut tx = source.transaction()?;
         tx.execute(
-            "UPDATE schema_fence_identity SET claims_paused = false WHERE singleton",
+            &format!(
+                "UPDATE public.schema_fence_identity SET claims_paused = false FROM {} WHERE singleton",
+                crate::store::schema::STAMP
+            ),
             &[],
         )?;
         log::forget(&mut tx, &self.name())?;
@@ -215,11 +257,4 @@ impl Cutover {
     pub(crate) fn dictionary(&self) -> &Dictionary {
         &self.dictionary
     }
-}
-
-fn connect(url: &str, database: &str) -> Result<Client> {
-    Client::connect(url, NoTls).map_err(|e| Error::CutoverConnection {
-        database: database.to_string(),
-        message: crate::cluster::describe_pg_error(&e),
-    })
 }

@@ -6,6 +6,7 @@ use postgres::Client;
 
 use super::{lock_writes, CutoverConfig, Promotion};
 use crate::error::{Error, Result};
+use crate::interrupt::Interrupt;
 use crate::topology::Topology;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -102,9 +103,13 @@ pub(super) fn run(cutover: &super::Cutover, step: Step) -> Result<String> {
             set_paused(&mut cutover.source()?, true)?;
             Ok("claims paused on the source".into())
         }
-        Step::Drain => drain(&mut cutover.source()?, config.drain_timeout),
+        Step::Drain => drain(
+            &mut cutover.source()?,
+            config.drain_timeout,
+            cutover.interrupt_handle(),
+        ),
         Step::CatchUp => catch_up(cutover, config.catch_up_timeout),
-        Step::Promote => promote(&mut cutover.target()?, config),
+        Step::Promote => promote(&mut cutover.target()?, config, cutover.interrupt_handle()),
         Step::Stamp => stamp(cutover),
         Step::LockWrites => {
             let (source, target) = (&config.source, &config.target);
@@ -136,7 +141,10 @@ pub(super) fn run(cutover: &super::Cutover, step: Step) -> Result<String> {
 
 fn set_paused(db: &mut Client, paused: bool) -> Result<()> {
     let updated = db.execute(
-        "UPDATE schema_fence_identity SET claims_paused = $1 WHERE singleton",
+        &format!(
+            "UPDATE public.schema_fence_identity SET claims_paused = $1 FROM {} WHERE singleton",
+            crate::store::schema::STAMP
+        ),
         &[&paused],
     )?;
     if updated == 0 {
@@ -146,6 +154,7 @@ fn set_paused(db: &mut Client, paused: bool) -> Result<()> {
 }
 
 fn wait_until(
+    interrupt: &Interrupt,
     step: Step,
     timeout: Duration,
     mut check: impl FnMut() -> Result<Option<String>>,
@@ -163,13 +172,17 @@ fn wait_until(
                 waiting_for: describe(),
             });
         }
-        std::thread::sleep(Duration::from_millis(20));
+        interrupt.sleep(
+            Duration::from_millis(20),
+            &format!("the wait of cutover step {}", step.name()),
+        )?;
     }
 }
 
-fn drain(source: &mut Client, timeout: Duration) -> Result<String> {
+fn drain(source: &mut Client, timeout: Duration, interrupt: &Interrupt) -> Result<String> {
     let mut live = 0i64;
     wait_until(
+        interrupt,
         Step::Drain,
         timeout,
         || {
@@ -193,6 +206,7 @@ fn catch_up(cutover: &super::Cutover, timeout: Duration) -> Result<String> {
         .get(0);
     let mut target = cutover.target()?;
     wait_until(
+        cutover.interrupt_handle(),
         Step::CatchUp,
         timeout,
         || {
@@ -215,7 +229,7 @@ fn catch_up(cutover: &super::Cutover, timeout: Duration) -> Result<String> {
     )
 }
 
-fn promote(target: &mut Client, config: &CutoverConfig) -> Result<String> {
+fn promote(target: &mut Client, config: &CutoverConfig, interrupt: &Interrupt) -> Result<String> {
     let recovering: bool = target.query_one("SELECT pg_is_in_recovery()", &[])?.get(0);
     if !recovering {
         return Ok("the replica was already promoted".into());
@@ -235,6 +249,7 @@ fn promote(target: &mut Client, config: &CutoverConfig) -> Result<String> {
         return Ok("promoted with pg_promote()".into());
     }
     wait_until(
+        interrupt,
         Step::Promote,
         config.promote_timeout,
         || {
@@ -251,7 +266,7 @@ fn stamp(cutover: &super::Cutover) -> Result<String> {
     let mut target = cutover.target()?;
     let read = |db: &mut Client| -> Result<(String, Vec<String>, i64)> {
         let row = db.query_one(
-            "SELECT name, serves, epoch FROM schema_fence_identity WHERE singleton",
+            "SELECT name, serves, epoch FROM public.schema_fence_identity WHERE singleton",
             &[],
         )?;
         Ok((row.get(0), row.get(1), row.get(2)))
@@ -262,8 +277,12 @@ fn stamp(cutover: &super::Cutover) -> Result<String> {
     let epoch = source_epoch.min(target_epoch) + 1;
     let write = |db: &mut Client, name: &str| -> Result<()> {
         db.execute(
-            "UPDATE schema_fence_identity SET name = $1, serves = ARRAY[$1], epoch = $2, stamped_at = now() \
-             WHERE singleton",
+            &format!(
+                "UPDATE public.schema_fence_identity SET name = $1, serves = ARRAY[$1], epoch = $2, \
+                 stamped_at = now(), (system_identifier, database_oid) = ({}) FROM {} WHERE singleton",
+                crate::store::schema::HERE,
+                crate::store::schema::STAMP
+            ),
             &[&name, &epoch],
         )?;
         Ok(())

@@ -232,9 +232,14 @@ impl Runner {
         }
     }
 
-    /// The identity of the database this runner reaches.
+    /// The identity of the database this runner reaches, refused when it was stamped in another
+    /// physical database (a copy).
     pub fn identity(&mut self) -> Result<Identity> {
-        self.with_retry(|r| crate::store::identity::require(r.client()?))
+        self.with_retry(|r| {
+            let (identity, recorded) = crate::store::identity::require_with_place(r.client()?)?;
+            fence::check_place(&r.database, &identity.name, recorded, r.place)?;
+            Ok(identity)
+        })
     }
 
     /// Fences on the identity without claiming anything.
@@ -300,6 +305,12 @@ impl Runner {
                     epoch: row.get(2),
                     stamped_at: String::new(),
                 };
+                fence::check_place(
+                    &r.database,
+                    &identity.name,
+                    recorded_place(&row, 4, 5),
+                    r.place,
+                )?;
                 let seen = (identity.name.clone(), identity.serves.clone());
                 if r.last_allowed
                     .as_ref()
@@ -333,11 +344,12 @@ impl Runner {
         let place = self.place;
         let (client, statements) = self.connection()?;
         let mut tx = Runner::begin(client, statements, &local)?;
-        let (seen, _) = read_identity(&mut tx, statements, false)?;
+        let (seen, _, recorded) = read_identity(&mut tx, statements, false)?;
+        fence::check_place(&database, &seen.name, recorded, place)?;
         if let Fence::Idle { owner } = fence(&seen, &database, &topology)? {
             return Ok(Claim::Idle { owner });
         }
-        let (identity, paused) = read_identity(&mut tx, statements, true)?;
+        let (identity, paused, _) = read_identity(&mut tx, statements, true)?;
         let allowed = match fence(&identity, &database, &topology)? {
             Fence::Idle { owner } => return Ok(Claim::Idle { owner }),
             Fence::Work { allowed, .. } => allowed,
@@ -489,7 +501,7 @@ fn read_identity(
     tx: &mut Transaction<'_>,
     statements: &mut Statements,
     lock: bool,
-) -> Result<(Identity, bool)> {
+) -> Result<(Identity, bool, Option<Place>)> {
     let sql = if lock {
         sql::IDENTITY_FOR_SHARE
     } else {
@@ -511,7 +523,18 @@ fn read_identity(
             stamped_at: String::new(),
         },
         row.get(3),
+        recorded_place(&row, 4, 5),
     ))
+}
+
+/// The place an identity row records it was stamped in (none before it was recorded).
+fn recorded_place(row: &postgres::Row, sysid: usize, oid: usize) -> Option<Place> {
+    let system_identifier: Option<i64> = row.get(sysid);
+    let database_oid: Option<i64> = row.get(oid);
+    Some(Place {
+        system_identifier: system_identifier?,
+        database_oid: database_oid?,
+    })
 }
 
 fn default_owner() -> String {

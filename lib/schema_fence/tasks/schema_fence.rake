@@ -10,6 +10,7 @@
 #   rake schema_fence:resume[main_12]
 #   rake schema_fence:retry_failed[ci_3]     # failed batches back to pending, the migration back to active
 #   rake schema_fence:finalize[ci_3]         # runs the remaining batches here, then marks it finalized
+#   rake schema_fence:identity:adopt[ci,ci] URL=postgres://...   # a deliberate copy becomes ci serving ci
 #
 # Each refuses an unknown id (naming the known ones) and a stale row, exiting with status 1.
 
@@ -44,6 +45,21 @@ namespace :schema_fence do
         unless args[:id]
 
       puts SchemaFence::Operations.public_send(operation, args[:id])
+    rescue SchemaFence::Error => e
+      abort "schema_fence: #{e.message}"
+    end
+  end
+
+  namespace :identity do
+    desc "Adopt a deliberate copy of a database: adopt[name,serves...] with URL=, e.g. adopt[ci,ci]"
+    task :adopt, [:name] => :environment do |_task, args|
+      url = ENV.fetch("URL", "")
+      abort "schema_fence: give the copy's URL=postgres://... and its name, e.g. adopt[ci,ci]" \
+        if url.empty? || args[:name].nil?
+
+      serves = args.extras.empty? ? [args[:name]] : args.extras
+      identity = SchemaFence::Identity.adopt(url, name: args[:name], serves:)
+      puts "adopted: #{identity.name} serving #{identity.serves.join(', ')} at epoch #{identity.epoch}"
     rescue SchemaFence::Error => e
       abort "schema_fence: #{e.message}"
     end

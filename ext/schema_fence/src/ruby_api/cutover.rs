@@ -12,7 +12,7 @@ use super::topology::Topology;
 use super::{errors, gvl};
 
 #[magnus::wrap(class = "SchemaFence::Cutover", free_immediately, size)]
-pub(crate) struct Cutover(core::Cutover);
+pub(crate) struct Cutover(core::Cutover, schema_fence::interrupt::Interrupt);
 
 fn seconds(ruby: &Ruby, what: &str, value: f64) -> Result<Duration, Error> {
     if value.is_finite() && value > 0.0 {
@@ -48,7 +48,10 @@ impl Cutover {
             promote_timeout: seconds(ruby, "promote_timeout", promote_timeout)?,
         };
         core::Cutover::new(config, topology.inner.clone(), dictionary.inner.clone())
-            .map(Self)
+            .map(|c| {
+                let interrupt = c.interrupt();
+                Self(c, interrupt)
+            })
             .map_err(|e| errors::to_ruby(ruby, e))
     }
 
@@ -59,9 +62,19 @@ impl Cutover {
         gvl::without_gvl(ruby, work)?.map_err(|e| errors::to_ruby(ruby, e))
     }
 
+    /// Like `with`, interruptible: Ruby's interrupts end the cutover's waits and cancel its queries.
+    fn on<T: Send>(
+        ruby: &Ruby,
+        rb_self: &Self,
+        work: impl FnOnce(&core::Cutover) -> schema_fence::Result<T> + Send,
+    ) -> Result<T, Error> {
+        gvl::interruptible(ruby, &rb_self.1, || work(&rb_self.0))?
+            .map_err(|e| errors::to_ruby(ruby, e))
+    }
+
     /// `[[step, database, action, done], ...]`
     fn plan(ruby: &Ruby, rb_self: &Self) -> Result<RArray, Error> {
-        let plan = Self::with(ruby, || rb_self.0.plan())?;
+        let plan = Self::on(ruby, rb_self, |c| c.plan())?;
         let list = ruby.ary_new_capa(plan.len());
         for p in plan {
             list.push((p.step.name(), p.database, p.action, p.done))?;
@@ -85,7 +98,7 @@ impl Cutover {
                 ),
             )
         })?;
-        let outcome = Self::with(ruby, || rb_self.0.run_step(step))?;
+        let outcome = Self::on(ruby, rb_self, |c| c.run_step(step))?;
         Ok((
             outcome.step.name().to_string(),
             outcome.database,
@@ -96,7 +109,7 @@ impl Cutover {
     }
 
     fn rollback(ruby: &Ruby, rb_self: &Self) -> Result<(), Error> {
-        Self::with(ruby, || rb_self.0.rollback())
+        Self::on(ruby, rb_self, |c| c.rollback())
     }
 
     fn steps(ruby: &Ruby) -> RArray {
@@ -108,7 +121,7 @@ impl Cutover {
 fn cleanup(ruby: &Ruby, url: String, topology: &Topology, delete: bool) -> Result<RArray, Error> {
     let topology = topology.inner.clone();
     let stale = Cutover::with(ruby, move || {
-        let mut client = postgres::Client::connect(&url, postgres::NoTls)?;
+        let mut client = schema_fence::connect::connect(&url, None, "cleanup")?;
         core::cleanup(&mut client, &topology, delete)
     })?;
     let list = ruby.ary_new_capa(stale.len());
@@ -126,7 +139,7 @@ fn cleanup(ruby: &Ruby, url: String, topology: &Topology, delete: bool) -> Resul
 
 fn unlock_writes(ruby: &Ruby, url: String) -> Result<Vec<String>, Error> {
     Cutover::with(ruby, move || {
-        let mut client = postgres::Client::connect(&url, postgres::NoTls)?;
+        let mut client = schema_fence::connect::connect(&url, None, "unlock_writes")?;
         core::unlock_writes(&mut client)
     })
 }
