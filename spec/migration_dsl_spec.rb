@@ -91,7 +91,7 @@ RSpec.describe "the migration DSL on real PostgreSQL", :postgres do
 
     it "marks rows as stale once their database no longer serves the tag" do
       app.migrate(:main)
-      PG.connect(main_url) { |c| c.exec("UPDATE schema_fence_identity SET name = 'ci', serves = '{ci}'") }
+      Batches.stamp!(main_url, "name = 'ci', serves = '{ci}'")
       stale = SchemaFence::Migrations.on(main_url).stale.map(&:job_class_name)
       expect(stale).to eq(["BackfillProjects"])
     end

@@ -85,9 +85,8 @@ RSpec.describe SchemaFence::Status, :postgres do
     it "says when a cutover holds the claims of a database" do
       main = status.database(:main)
       expect(main.claims_paused).to be(false)
-      PG.connect(SchemaFence.configuration.databases["ci"][:url]) do |c|
-        c.exec("UPDATE schema_fence_identity SET claims_paused = true") # what the cutover's pause step does
-      end
+      # what the cutover's pause step does
+      Batches.stamp!(SchemaFence.configuration.databases["ci"][:url], "claims_paused = true")
       paused = described_class.collect
       expect(paused.database(:ci).claims_paused).to be(true)
       expect(paused.to_text).to include("ci: identity ci serving ci, epoch 0, claims paused by a cutover")
