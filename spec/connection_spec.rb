@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
 require "pg"
+require "socket"
 
 RSpec.describe SchemaFence::Connection do
   describe ".url_for_config" do
@@ -41,7 +42,7 @@ RSpec.describe SchemaFence::Connection do
         c.exec("SELECT client_addr IS NULL, backend_type FROM pg_stat_activity " \
                "WHERE application_name = 'schema_fence/main/runner' AND datname = current_database()").values
       end
-      expect(rows).to eq([%w[t client\ backend]])
+      expect(rows).to eq([["t", "client backend"]])
     end
 
     it "refuses a connection parameter it does not understand, by name" do
@@ -49,5 +50,20 @@ RSpec.describe SchemaFence::Connection do
                                        topology: SchemaFence::Topology.load(GitlabFixtures.path("database_connections")))
       expect { runner.fence }.to raise_error(SchemaFence::InvalidArgumentError, /"service" is not supported/)
     end
+  end
+end
+
+RSpec.describe "the core's connect timeout" do
+  it "bounds the whole connection, also against a server that accepts and then says nothing" do
+    silent = TCPServer.new("127.0.0.1", 0) # the kernel completes the handshake; nobody answers
+    runner = SchemaFence::Runner.new(url: "postgres://postgres@127.0.0.1:#{silent.addr[1]}/x?connect_timeout=1",
+                                     database: "main",
+                                     topology: SchemaFence::Topology.load(GitlabFixtures.path("database_connections")))
+    started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+    expect { runner.fence }.to raise_error(SchemaFence::ConnectionError,
+                                           /no answer from the server within connect_timeout \(1s\)/)
+    expect(Process.clock_gettime(Process::CLOCK_MONOTONIC) - started).to be_between(0.9, 2.5)
+  ensure
+    silent&.close
   end
 end

@@ -38,7 +38,9 @@ RSpec.describe SchemaFence::Identity, :postgres do
     copy_name = "#{name[0, 50]}_copy"
     PG.connect(url.sub(%r{/[^/?]+\z}, "/postgres")) { |c| c.exec(%(CREATE DATABASE "#{copy_name}" TEMPLATE "#{name}")) }
     copy = url.sub(%r{/[^/?]+\z}, "/#{copy_name}")
-    oids = [url, copy].map { |u| PG.connect(u) { |c| c.exec("SELECT oid FROM pg_database WHERE datname = current_database()").getvalue(0, 0) } }
+    oids = [url, copy].map do |u|
+      PG.connect(u) { |c| c.exec("SELECT oid FROM pg_database WHERE datname = current_database()").getvalue(0, 0) }
+    end
 
     expect { SchemaFence::Worker.new(database: :main, url: copy).run_once }
       .to raise_error(SchemaFence::IdentityMismatchError) { |e|

@@ -255,6 +255,13 @@ pub enum Error {
         statement: Box<str>,
     },
 
+    /// The statement guard refused a statement that is not DML (a batch is DML).
+    #[error(
+        "statement not sent: a batch runs DML only, and this is {what}, which the statement guard \
+         cannot see into or which changes how later statements are read; statement: {statement}"
+    )]
+    ForbiddenStatement { what: String, statement: String },
+
     #[error(
         "statement not sent: the statement guard cannot parse it (PostgreSQL's parser says: \
          {message}); statement: {statement}"
@@ -301,6 +308,7 @@ impl Error {
             Error::CutoverConnection { .. } => "CutoverConnection",
             Error::CrossDatabaseAccess { .. } => "CrossDatabaseAccess",
             Error::GuardParse { .. } => "GuardParse",
+            Error::ForbiddenStatement { .. } => "ForbiddenStatement",
         }
     }
 

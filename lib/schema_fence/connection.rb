@@ -59,13 +59,17 @@ module SchemaFence
       config = config.transform_keys(&:to_sym)
       return config[:url] if config[:url] && !config.key?(:database)
 
+      query = params_for(config).compact.map { |key, value| "#{key}=#{encode(value)}" }.join("&")
+      "postgresql:///#{encode(config[:database])}?#{query}"
+    end
+
+    def params_for(config)
       params = base_params(config)
       PASSED_ON.each { |key| params[key] = config[key] unless config[key].nil? }
       options = session_options(config)
       params[:options] = options unless options.empty?
       params[:prepared_statements] = "false" if config[:prepared_statements].to_s == "false"
-      query = params.compact.map { |key, value| "#{key}=#{encode(value)}" }.join("&")
-      "postgresql:///#{encode(config[:database])}?#{query}"
+      params
     end
 
     def base_params(config)

@@ -113,6 +113,12 @@ module SchemaFence
   # (gitlab_shared and gitlab_internal aside), or names a table the dictionary does not know.
   class CrossDatabaseAccessError < Error; end
 
+  # The statement guard refused a statement of a batch that is not DML: a DO block, DDL of a
+  # function, procedure, trigger, rule or view, or SET / RESET / set_config of search_path, role,
+  # session_replication_role, standard_conforming_strings or a schema_fence.* setting. It is not
+  # sent.
+  class ForbiddenStatementError < CrossDatabaseAccessError; end
+
   # The statement guard could not parse a statement with PostgreSQL's parser, so did not send it.
   class GuardParseError < Error; end
 end

@@ -17,6 +17,7 @@ pub use conninfo::Conninfo;
 pub use tls::{SslMode, Tls};
 
 use crate::error::{Error, Result};
+use crate::interrupt::Interrupt;
 
 /// How long a connection attempt may take when the connection string gives no `connect_timeout`.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -169,6 +170,54 @@ impl Connector {
 
     /// Opens a connection.
     pub fn connect(&self) -> Result<Client> {
+        self.connect_with(&Interrupt::new())
+    }
+
+    /// Opens a connection within `connect_timeout` (the whole of it, as libpq bounds it: the
+    /// postgres crate bounds only the socket's connect, so a server that accepts and then says
+    /// nothing would hang it), ending early when `interrupt` fires. A connection attempt left
+    /// behind ends when the server answers or closes; its result is dropped.
+    pub fn connect_with(&self, interrupt: &Interrupt) -> Result<Client> {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let this = self.clone();
+        std::thread::Builder::new()
+            .name("schema_fence-connect".into())
+            .spawn(move || {
+                let _ = sender.send(this.connect_now());
+            })
+            .map_err(|e| self.failed(format!("cannot start a connection thread: {e}")))?;
+        let deadline = self
+            .config
+            .get_connect_timeout()
+            .map(|t| std::time::Instant::now() + *t + Duration::from_millis(250));
+        loop {
+            match receiver.recv_timeout(Duration::from_millis(50)) {
+                Ok(outcome) => return outcome,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(self.failed("the connection attempt ended without a result".into()))
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            interrupt.check("connecting")?;
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                let seconds = self.config.get_connect_timeout().map_or(0, |t| t.as_secs());
+                return Err(self.failed(format!(
+                    "no answer from the server within connect_timeout ({seconds}s)"
+                )));
+            }
+        }
+    }
+
+    fn failed(&self, message: String) -> Error {
+        Error::Connection {
+            target: self.target.clone(),
+            sslmode: self.mode.name(),
+            message,
+            sqlstate: None,
+        }
+    }
+
+    fn connect_now(&self) -> Result<Client> {
         let mut config = self.config.clone();
         let outcome = match (self.mode, &self.tls) {
             (SslMode::Disable, _) | (_, None) => {
@@ -194,7 +243,7 @@ impl Connector {
         outcome.map_err(|e| Error::Connection {
             target: self.target.clone(),
             sslmode: self.mode.name(),
-            message: crate::cluster::describe_pg_error(&e),
+            message: describe_connect_error(&e),
             sqlstate: e.code().map(|c| c.code().to_string()),
         })
     }
@@ -226,6 +275,48 @@ pub fn connect(url: &str, database: Option<&str>, role: &str) -> Result<Client> 
         .or_else(|| info.get("dbname").map(str::to_string))
         .unwrap_or_default();
     Connector::new(url, &application_name(&database, role))?.connect()
+}
+
+/// The server's message, or the error with its causes once each, OpenSSL's error stack entries
+/// (`error:0A000086:SSL routines:func:reason:file:line:`) shortened to their reason.
+fn describe_connect_error(e: &postgres::Error) -> String {
+    if e.as_db_error().is_some() {
+        return crate::cluster::describe_pg_error(e);
+    }
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    shorten_openssl_stack(&text)
+}
+
+fn shorten_openssl_stack(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("error:") {
+        out.push_str(&rest[..at]);
+        let entry = &rest[at..];
+        let fields: Vec<&str> = entry.splitn(8, ':').collect();
+        let is_stack_entry = fields.len() == 8
+            && fields[1].len() == 8
+            && fields[1].chars().all(|c| c.is_ascii_hexdigit())
+            && fields[6].chars().all(|c| c.is_ascii_digit());
+        if !is_stack_entry {
+            out.push_str("error:");
+            rest = &entry["error:".len()..];
+            continue;
+        }
+        out.push_str(fields[4]);
+        rest = fields[7];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn describe(info: &Conninfo) -> String {
@@ -291,6 +382,18 @@ mod tests {
             err.to_string().contains("\"service\" is not supported"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn openssl_stack_entries_read_as_their_reason() {
+        let raw = "error performing TLS handshake: error:0A000086:SSL routines:\
+                   tls_post_process_server_certificate:certificate verify failed:\
+                   ../ssl/statem/statem_clnt.c:1889:: IP address mismatch";
+        assert_eq!(
+            shorten_openssl_stack(raw),
+            "error performing TLS handshake: certificate verify failed: IP address mismatch"
+        );
+        assert_eq!(shorten_openssl_stack("error: plain"), "error: plain");
     }
 
     #[test]

@@ -143,7 +143,9 @@ impl Cutover {
         };
         let connector = Connector::new(url, &connect::application_name(database, "cutover"))
             .map_err(cutover_error)?;
-        let client = connector.connect().map_err(cutover_error)?;
+        let client = connector
+            .connect_with(&self.interrupt)
+            .map_err(cutover_error)?;
         self.interrupt.register(&connector, &client);
         Ok(client)
     }

@@ -188,7 +188,7 @@ impl Runner {
             }
             self.interrupt.check("connecting")?;
             let connector = self.connector.as_ref().expect("parsed above");
-            let mut client = connector.connect()?;
+            let mut client = connector.connect_with(&self.interrupt)?;
             self.statements = Statements::new(connector.prepared_statements());
             if connector.prepared_statements() {
                 // A session of our own: its settings hold for the session.
@@ -459,6 +459,7 @@ impl Runner {
         let timeouts = (
             self.options.job_statement_timeout,
             self.options.statement_timeout,
+            self.options.lock_timeout,
         );
         let (client, statements) = self.connection()?;
         let prepared = statements.prepared();

@@ -36,12 +36,16 @@ pub fn run(
     interrupt: &Interrupt,
     batch: &Batch,
     statement: &str,
-    timeouts: (Duration, Duration),
+    timeouts: (Duration, Duration, Duration),
 ) -> Result<SqlJobReport> {
-    let (job_timeout, bookkeeping_timeout) = timeouts;
+    let (job_timeout, bookkeeping_timeout, lock_timeout) = timeouts;
     let job_ms = job_timeout.as_millis().max(1);
     if !prepared {
-        return run_sub_batches(client, prepared, interrupt, batch, statement, Some(job_ms));
+        let local = format!(
+            "SET LOCAL statement_timeout = {job_ms}; SET LOCAL lock_timeout = {}",
+            lock_timeout.as_millis().max(1)
+        );
+        return run_sub_batches(client, prepared, interrupt, batch, statement, Some(&local));
     }
     // A session of our own: the job's timeout holds while it runs, the bookkeeping's after.
     client.batch_execute(&format!("SET statement_timeout = {job_ms}"))?;
@@ -55,15 +59,15 @@ pub fn run(
     Ok(report)
 }
 
-/// Each statement of the job; `local_timeout` (behind a pooler) runs it in a transaction of its
-/// own with `SET LOCAL statement_timeout`.
+/// Each statement of the job; `local_settings` (behind a pooler) runs it in a transaction of its
+/// own with those `SET LOCAL`s.
 fn run_sub_batches(
     client: &mut Client,
     prepared: bool,
     interrupt: &Interrupt,
     batch: &Batch,
     statement: &str,
-    local_timeout: Option<u128>,
+    local_settings: Option<&str>,
 ) -> Result<SqlJobReport> {
     let started = Instant::now();
     let key_range_sql = sql::key_range(&batch.table_name, &batch.column_name)?;
@@ -79,7 +83,7 @@ fn run_sub_batches(
             &mut st,
             statement,
             (batch.min_value, batch.max_value),
-            local_timeout,
+            local_settings,
         )?;
         report.sub_batches = 1;
         report.millis = started.elapsed().as_millis();
@@ -98,7 +102,7 @@ fn run_sub_batches(
         let count: i64 = row.get(2);
         // The last sub-batch reaches the batch's end, so keys added meanwhile are covered too.
         let last = if count < limit { batch.max_value } else { last };
-        report.rows += execute(client, &mut st, statement, (first, last), local_timeout)?;
+        report.rows += execute(client, &mut st, statement, (first, last), local_settings)?;
         report.sub_batches += 1;
         if last >= batch.max_value {
             break;
@@ -117,13 +121,13 @@ fn execute(
     st: &mut Statements,
     statement: &str,
     (first, last): (i64, i64),
-    local_timeout: Option<u128>,
+    local_settings: Option<&str>,
 ) -> Result<u64> {
-    let Some(ms) = local_timeout else {
+    let Some(settings) = local_settings else {
         return st.execute(client, statement, &[&first, &last]);
     };
     let mut tx = client.transaction()?;
-    tx.batch_execute(&format!("SET LOCAL statement_timeout = {ms}"))?;
+    tx.batch_execute(settings)?;
     let rows = st.execute(&mut tx, statement, &[&first, &last])?;
     tx.commit()?;
     Ok(rows)

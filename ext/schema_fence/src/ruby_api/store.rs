@@ -83,7 +83,7 @@ fn on_connection<T: Send>(
                 &url,
                 &schema_fence::connect::application_name(&database_of(&url), "store"),
             )?;
-            let mut client = connector.connect()?;
+            let mut client = connector.connect_with(&interrupt)?;
             let id = interrupt.register(&connector, &client);
             let outcome = (|| {
                 let mut tx = client.transaction()?;
