@@ -41,6 +41,15 @@ pub enum Error {
         defined: Vec<String>,
     },
 
+    /// A dictionary entry with a blank table name or an unusable gitlab_schema.
+    #[error("{}:{}: table {table:?}: {problem}", path.display(), line.map_or("?".to_string(), |l| l.to_string()))]
+    InvalidEntry {
+        path: PathBuf,
+        line: Option<usize>,
+        table: String,
+        problem: String,
+    },
+
     #[error("{}: missing key `{key}`: {hint}", path.display())]
     MissingKey {
         path: PathBuf,
@@ -277,6 +286,7 @@ impl Error {
             Error::ConflictingSchema { .. } => "ConflictingSchema",
             Error::UndefinedSchema { .. } => "UndefinedSchema",
             Error::MissingKey { .. } => "MissingKey",
+            Error::InvalidEntry { .. } => "InvalidEntry",
             Error::UnknownTable { .. } => "UnknownTable",
             Error::SourceRead { .. } => "SourceRead",
             Error::UnrecognizedSource { .. } => "UnrecognizedSource",

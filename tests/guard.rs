@@ -559,7 +559,8 @@ mod batches_are_dml {
             .unwrap();
         let err = guard.check("SELECT * FROM shadow.projects").unwrap_err();
         assert!(
-            err.to_string().contains("\"shadow.projects\", which has no gitlab_schema"),
+            err.to_string()
+                .contains("\"shadow.projects\", which has no gitlab_schema"),
             "{err}"
         );
     }

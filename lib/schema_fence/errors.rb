@@ -14,6 +14,10 @@ module SchemaFence
   # A table names a gitlab_schema that the schema definitions (db/gitlab_schemas) do not define.
   class UndefinedSchemaError < Error; end
 
+  # A dictionary entry with a blank table name or an empty, blank, ~ or malformed gitlab_schema;
+  # the message starts with "path:line:".
+  class InvalidEntryError < Error; end
+
   # A db/docs, schema definition or database connection file lacks a required key.
   class MissingKeyError < Error; end
 
