@@ -99,6 +99,12 @@ RSpec.describe SchemaFence::Status, :postgres do
                         /no migration "main_9" on main, ci \(known ids: main_1, main_2, ci_1; see rake schema_fence:status\)/)
       expect { status.find("nope") }.to raise_error(SchemaFence::UnknownMigrationError, /known ids: main_1/)
     end
+
+    it "reads ids as decimal: a leading zero is not octal, an 8 or 9 after it is no error" do
+      expect(status.find("main_01").id).to eq("main_1")
+      expect(status.find("main_002").id).to eq("main_2")
+      expect { status.find("main_09") }.to raise_error(SchemaFence::UnknownMigrationError, /no migration "main_09"/)
+    end
   end
 
   it "writes the time left in the two largest units, and rates with thousands separated" do

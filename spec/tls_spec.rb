@@ -65,8 +65,10 @@ RSpec.describe "TLS on the core's own connections (libpq's sslmode)", :postgres 
 
   it "refuses a certificate signed by another CA with verify-ca" do
     runner = SchemaFence::Runner.new(url: url(sslmode: "verify-ca", sslrootcert: @certs.other_ca), database: "main")
-    expect { runner.fence }.to raise_error(SchemaFence::ConnectionError,
-                                           /sslmode=verify-ca\): error performing TLS handshake: certificate verify failed: self-signed certificate in certificate chain\z/)
+    expect { runner.fence }.to raise_error(SchemaFence::ConnectionError) { |e|
+      expect(e.message).to end_with("(sslmode=verify-ca): error performing TLS handshake: certificate verify " \
+                                    "failed: self-signed certificate in certificate chain")
+    }
   end
 
   it "says what to give when verification has no root certificate" do
