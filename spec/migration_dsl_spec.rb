@@ -241,6 +241,14 @@ RSpec.describe "the migration DSL on real PostgreSQL", :postgres do
       untouched!
     end
 
+    it "refuses job arguments nested 10,000 deep with a clear error, not a SystemStackError" do
+      code = "deep = 10_000.times.reduce(1) { |inner, _| [inner] }; " \
+             'queue_batched_background_migration("A", :ci_builds, :id, deep, job_interval: 60)'
+      expect { queue(:gitlab_ci, code) }
+        .to raise_error(SchemaFence::InvalidJobArgumentsError, /nest deeper than 32 levels/)
+      untouched!
+    end
+
     it "refuses a zero or negative batch size" do
       expect { queue(:gitlab_ci, 'queue_batched_background_migration("A", :ci_builds, :id, job_interval: 60, batch_size: 0)') }
         .to raise_error(SchemaFence::InvalidArgumentError, /batch_size.*got 0/)

@@ -6,6 +6,9 @@ module SchemaFence
   # Job arguments are stored as jsonb and compared as part of a migration's key, so only values
   # that survive a JSON round trip unchanged are accepted (no silent to_s of arbitrary objects).
   module JobArguments
+    # How deeply Arrays and Hashes may nest (a job's arguments are a few flat values in practice).
+    MAX_DEPTH = 32
+
     module_function
 
     # @return [String] the arguments as a JSON array
@@ -15,18 +18,24 @@ module SchemaFence
       JSON.generate(arguments)
     end
 
-    # @raise [InvalidJobArgumentsError] when +value+ (at +path+) is not a JSON value
-    def check(value, path)
+    # @raise [InvalidJobArgumentsError] when +value+ (at +path+) is not a JSON value, or nests
+    #   deeper than {MAX_DEPTH}
+    def check(value, path, depth = 0)
+      if depth > MAX_DEPTH
+        raise InvalidJobArgumentsError, "job arguments nest deeper than #{MAX_DEPTH} levels " \
+                                        "(at #{path[0, 80]}...); pass flat values"
+      end
+
       case value
       when nil, true, false, String, Integer then nil
       when Float then check_float(value, path)
       when Symbol
         invalid(path, value, "is a Symbol, which JSON would turn into a String; pass #{value.to_s.inspect}")
-      when Array then value.each_with_index { |v, i| check(v, "#{path}[#{i}]") }
+      when Array then value.each_with_index { |v, i| check(v, "#{path}[#{i}]", depth + 1) }
       when Hash
         value.each do |k, v|
           invalid("#{path} key", k, "is not a String") unless k.is_a?(String)
-          check(v, "#{path}[#{k.inspect}]")
+          check(v, "#{path}[#{k.inspect}]", depth + 1)
         end
       else
         invalid(path, value, "is a #{value.class}, which cannot be stored as JSON")

@@ -190,7 +190,7 @@ module SchemaFence
       namespace = SchemaFence.configuration.job_namespace
       qualified = namespace ? "#{namespace}::#{name}" : name
       klass = Object.const_get(qualified)
-      return klass if klass < BatchedMigrationJob
+      return klass if klass.is_a?(Class) && klass < BatchedMigrationJob
 
       raise Error, "#{qualified} is not a SchemaFence::BatchedMigrationJob"
     rescue NameError

@@ -282,15 +282,13 @@ impl Runner {
                 let fetched = if statements.prepared() {
                     statements.query_opt(client, sql::FETCH_WITH_IDENTITY, &[&allowed, &limit])
                 } else {
-                    Runner::begin(client, statements, &local).and_then(|mut tx| {
-                        let row = statements.query_opt(
-                            &mut tx,
-                            sql::FETCH_WITH_IDENTITY,
-                            &[&allowed, &limit],
-                        )?;
-                        tx.commit()?;
-                        Ok(row)
-                    })
+                    // BEGIN and the SET LOCALs in one round trip, the fetch, COMMIT: three.
+                    client.batch_execute(&format!("BEGIN; {local}"))?;
+                    let row =
+                        statements.query_opt(client, sql::FETCH_WITH_IDENTITY, &[&allowed, &limit]);
+                    let end = if row.is_ok() { "COMMIT" } else { "ROLLBACK" };
+                    client.batch_execute(end)?;
+                    row
                 };
                 let row = match fetched {
                     Err(Error::Database {
