@@ -8,22 +8,28 @@ use crate::error::Result;
 use crate::sql::{quote_ident, quote_table};
 use crate::topology::Topology;
 
-/// `SET LOCAL schema_fence.bypass_lock_writes = on` lets one transaction write anyway
-/// (maintenance, the cleanup of stale copies).
+/// The setting that lets one transaction write anyway (maintenance, the cleanup of stale
+/// copies): its value must be that transaction's id, so only the transaction that set it with
+/// [`BYPASS`] (a local `set_config`) gets through; a session-wide SET lets nothing through.
 pub const BYPASS_SETTING: &str = "schema_fence.bypass_lock_writes";
+
+/// Run inside the maintenance transaction, before its writes.
+pub const BYPASS: &str =
+    "SELECT set_config('schema_fence.bypass_lock_writes', txid_current()::text, true)";
 
 const TRIGGER: &str = "schema_fence_lock_writes";
 
 const FUNCTION: &str = r#"
 CREATE OR REPLACE FUNCTION schema_fence_lock_writes() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF current_setting('schema_fence.bypass_lock_writes', true) = 'on' THEN
+    IF current_setting('schema_fence.bypass_lock_writes', true) = txid_current()::text THEN
         RETURN NULL;
     END IF;
     RAISE EXCEPTION 'table % is write-locked on database %: it belongs to %, which another database owns since the split',
         TG_TABLE_NAME, TG_ARGV[0], TG_ARGV[1]
         USING ERRCODE = 'object_not_in_prerequisite_state',
-              HINT = 'write it on its own database; for maintenance here, SET LOCAL schema_fence.bypass_lock_writes = on';
+              HINT = 'write it on its own database; for maintenance here, run in the transaction: '
+                     'SELECT set_config(''schema_fence.bypass_lock_writes'', txid_current()::text, true)';
 END
 $$
 "#;

@@ -15,7 +15,7 @@ use std::time::Duration;
 use postgres::Client;
 
 pub use cleanup::{cleanup, StaleRow};
-pub use lock_writes::{lock_writes, unlock_writes, BYPASS_SETTING};
+pub use lock_writes::{lock_writes, unlock_writes, BYPASS, BYPASS_SETTING};
 pub use steps::Step;
 
 use crate::connect::{self, Connector};
