@@ -170,9 +170,9 @@ module SchemaFence
     end
 
     def perform_ruby(batch, guard, job)
-      JobConnection.with(connection_class, batch, @database) do
+      JobConnection.with(connection_class, batch, @database) do |connection|
         started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-        GuardHook.with(guard) { job.perform }
+        GuardHook.with(guard, connection) { job.perform }
         { millis: ((Process.clock_gettime(Process::CLOCK_MONOTONIC) - started) * 1000).round }
       end
     end

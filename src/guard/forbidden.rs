@@ -54,6 +54,9 @@ fn node(kind: &str, n: &Value) -> Option<String> {
         "CreateEventTrigStmt" => "CREATE EVENT TRIGGER".to_string(),
         "RuleStmt" => "CREATE RULE".to_string(),
         "ViewStmt" => "CREATE VIEW".to_string(),
+        "ExecuteStmt" => {
+            "EXECUTE of a prepared statement, whose text the guard never saw".to_string()
+        }
         "DropStmt" => return dropped(n),
         "VariableSetStmt" => return setting(n),
         "FuncCall" => return set_config(n),
@@ -144,6 +147,9 @@ mod tests {
             why("DROP TRIGGER t ON ci_builds").as_deref(),
             Some("DROP TRIGGER")
         );
+        assert!(why("EXECUTE prepared_before(1, 2)")
+            .unwrap()
+            .starts_with("EXECUTE"));
     }
 
     #[test]
