@@ -55,6 +55,8 @@ namespace :schema_fence do
                                                                              database: step.database, action: step.action,
                                                                              done: step.done ? "  [done]" : "")
       end
+    rescue SchemaFence::Error => e
+      abort "schema_fence: #{e.message}"
     end
 
     desc "Run the cutover (resumes after the last finished step when run again)"
@@ -66,12 +68,16 @@ namespace :schema_fence do
                                                                          detail: o.detail)
       end
       puts format("cutover finished in %.3fs", Process.clock_gettime(Process::CLOCK_MONOTONIC) - started)
+    rescue SchemaFence::Error => e
+      abort "schema_fence: #{e.message}"
     end
 
     desc "Before the promotion: lift the pause and forget the steps run so far"
     task rollback: "schema_fence:environment" do
       SchemaFence::CutoverTasks.cutover.rollback
       puts "cutover rolled back: claims resumed on the source"
+    rescue SchemaFence::Error => e
+      abort "schema_fence: #{e.message}"
     end
   end
 
@@ -83,5 +89,7 @@ namespace :schema_fence do
       puts "#{name}: #{rows.size} stale row(s)#{delete ? ' deleted' : ''}"
       rows.each { |r| puts "  #{name}_#{r.id} #{r.job_class_name} on #{r.table_name} (#{r.gitlab_schema}), #{r.jobs} jobs" }
     end
+  rescue SchemaFence::Error => e
+    abort "schema_fence: #{e.message}"
   end
 end

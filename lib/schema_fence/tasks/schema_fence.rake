@@ -31,6 +31,8 @@ namespace :schema_fence do
     when "text" then puts status.to_text
     else abort "schema_fence: unknown FORMAT #{format.inspect}: use text or json"
     end
+  rescue SchemaFence::Error => e
+    abort "schema_fence: #{e.message}"
   end
 
   {
