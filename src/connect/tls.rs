@@ -139,11 +139,74 @@ impl Tls {
         })
     }
 
-    /// The OpenSSL connector for this mode (`None` for `disable`).
+    /// The OpenSSL connector for this mode (`None` for `disable`). Building one loads the
+    /// system's trust store (tens of milliseconds), so each process keeps the ones it built, by
+    /// settings and by the modification times of their files (a rotated certificate is read
+    /// again).
     pub fn connector(&self) -> Result<Option<MakeTlsConnector>> {
         if self.mode == SslMode::Disable {
             return Ok(None);
         }
+        static BUILT: std::sync::OnceLock<
+            std::sync::Mutex<std::collections::HashMap<String, SslConnector>>,
+        > = std::sync::OnceLock::new();
+        let key = self.cache_key();
+        let built = BUILT.get_or_init(Default::default);
+        let cached = built
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .cloned();
+        let ssl = match cached {
+            Some(ssl) => ssl,
+            None => {
+                let ssl = self.build()?;
+                let mut built = built.lock().unwrap_or_else(|p| p.into_inner());
+                if built.len() > 64 {
+                    built.clear();
+                }
+                built.insert(key, ssl.clone());
+                ssl
+            }
+        };
+        let mut connector = MakeTlsConnector::new(ssl);
+        if self.mode != SslMode::VerifyFull {
+            connector.set_callback(|config, _| {
+                config.set_verify_hostname(false);
+                Ok(())
+            });
+        }
+        Ok(Some(connector))
+    }
+
+    fn cache_key(&self) -> String {
+        let stamp = |p: &Path| {
+            std::fs::metadata(p)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos())
+        };
+        let file = |p: &Option<PathBuf>| {
+            p.as_ref()
+                .map(|p| format!("{}@{}", p.display(), stamp(p)))
+                .unwrap_or_default()
+        };
+        let roots = match &self.roots {
+            Roots::File(p) => format!("file:{}@{}", p.display(), stamp(p)),
+            other => format!("{other:?}"),
+        };
+        format!(
+            "{:?}|{roots}|{}|{}|{:?}|{:?}",
+            self.mode,
+            file(&self.cert),
+            file(&self.key),
+            self.min_version.map(|v| format!("{v:?}")),
+            self.max_version.map(|v| format!("{v:?}"))
+        )
+    }
+
+    fn build(&self) -> Result<SslConnector> {
         let mut builder = SslConnector::builder(SslMethod::tls_client()).map_err(tls_error)?;
         builder
             .set_min_proto_version(Some(self.min_version.unwrap_or(SslVersion::TLS1_2)))
@@ -201,14 +264,7 @@ impl Tls {
             }
             _ => {}
         }
-        let mut connector = MakeTlsConnector::new(builder.build());
-        if self.mode != SslMode::VerifyFull {
-            connector.set_callback(|config, _| {
-                config.set_verify_hostname(false);
-                Ok(())
-            });
-        }
-        Ok(Some(connector))
+        Ok(builder.build())
     }
 }
 
