@@ -10,6 +10,17 @@ RSpec.describe SchemaFence::Dictionary, :native do
 
   let(:tmp) { @tmp }
 
+  describe "with a blank or null gitlab_schema (one such entry used to crash Rails boot)" do
+    ["projects:", "projects: ~", "projects: ' '", "projects: \"\""].each do |entry|
+      it "refuses #{entry.inspect} with the file and line, as a SchemaFence::Error" do
+        path = File.join(tmp, "gitlab_schemas.yml")
+        File.write(path, "ci_builds: :gitlab_ci\n#{entry}\n")
+        expect { described_class.load(path) }
+          .to raise_error(SchemaFence::InvalidEntryError, /\A#{Regexp.escape(path)}:2: table "projects": /)
+      end
+    end
+  end
+
   describe "with GitLab's own table map" do
     let(:dictionary) { described_class.load(GitlabFixtures.path("gitlab_schemas.yml")) }
 

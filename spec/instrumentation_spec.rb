@@ -168,7 +168,7 @@ RSpec.describe SchemaFence::Instrumentation, :postgres do
       id = Batches.queue(url, "IncrementDone", "ci_builds", :gitlab_ci)
       w = worker(url, :ci)
       _, epoch = w.fetch
-      PG.connect(url) { |c| c.exec("UPDATE schema_fence_identity SET epoch = epoch + 1") } # what the stamp does
+      Batches.stamp!(url, "epoch = epoch + 1") # what the cutover's stamp does
       log.truncate(0)
       log.rewind
       expect { w.run_migration_batch(id, epoch) }.to raise_error(SchemaFence::EpochChangedError)

@@ -91,7 +91,7 @@ RSpec.describe "the migration DSL on real PostgreSQL", :postgres do
 
     it "marks rows as stale once their database no longer serves the tag" do
       app.migrate(:main)
-      PG.connect(main_url) { |c| c.exec("UPDATE schema_fence_identity SET name = 'ci', serves = '{ci}'") }
+      Batches.stamp!(main_url, "name = 'ci', serves = '{ci}'")
       stale = SchemaFence::Migrations.on(main_url).stale.map(&:job_class_name)
       expect(stale).to eq(["BackfillProjects"])
     end
@@ -238,6 +238,14 @@ RSpec.describe "the migration DSL on real PostgreSQL", :postgres do
         .to raise_error(SchemaFence::InvalidJobArgumentsError, /job_arguments\[0\].*Object/)
       expect { queue(:gitlab_ci, 'queue_batched_background_migration("A", :ci_builds, :id, 0.0 / 0, job_interval: 60)') }
         .to raise_error(SchemaFence::InvalidJobArgumentsError, /finite/)
+      untouched!
+    end
+
+    it "refuses job arguments nested 10,000 deep with a clear error, not a SystemStackError" do
+      code = "deep = 10_000.times.reduce(1) { |inner, _| [inner] }; " \
+             'queue_batched_background_migration("A", :ci_builds, :id, deep, job_interval: 60)'
+      expect { queue(:gitlab_ci, code) }
+        .to raise_error(SchemaFence::InvalidJobArgumentsError, /nest deeper than 32 levels/)
       untouched!
     end
 

@@ -85,9 +85,8 @@ RSpec.describe SchemaFence::Status, :postgres do
     it "says when a cutover holds the claims of a database" do
       main = status.database(:main)
       expect(main.claims_paused).to be(false)
-      PG.connect(SchemaFence.configuration.databases["ci"][:url]) do |c|
-        c.exec("UPDATE schema_fence_identity SET claims_paused = true") # what the cutover's pause step does
-      end
+      # what the cutover's pause step does
+      Batches.stamp!(SchemaFence.configuration.databases["ci"][:url], "claims_paused = true")
       paused = described_class.collect
       expect(paused.database(:ci).claims_paused).to be(true)
       expect(paused.to_text).to include("ci: identity ci serving ci, epoch 0, claims paused by a cutover")
@@ -99,6 +98,12 @@ RSpec.describe SchemaFence::Status, :postgres do
         .to raise_error(SchemaFence::UnknownMigrationError,
                         /no migration "main_9" on main, ci \(known ids: main_1, main_2, ci_1; see rake schema_fence:status\)/)
       expect { status.find("nope") }.to raise_error(SchemaFence::UnknownMigrationError, /known ids: main_1/)
+    end
+
+    it "reads ids as decimal: a leading zero is not octal, an 8 or 9 after it is no error" do
+      expect(status.find("main_01").id).to eq("main_1")
+      expect(status.find("main_002").id).to eq("main_2")
+      expect { status.find("main_09") }.to raise_error(SchemaFence::UnknownMigrationError, /no migration "main_09"/)
     end
   end
 

@@ -68,6 +68,14 @@ RSpec.describe SchemaFence::Worker, :postgres do
       expect(Batches.done_counts(url, "projects")).to eq([250, 0, 0])
       expect(Batches.status(url, id)).to eq(:active)
     end
+
+    it "fails the batch with a SchemaFence::Error when the job class name names a constant that is no class" do
+      Batches.queue(url, "RUBY_VERSION", "ci_builds", :gitlab_ci, batch_size: 250)
+      outcome = worker(url, :ci).run_once
+      expect(outcome.status).to eq(:failed)
+      expect(outcome.error).to be_a(SchemaFence::Error)
+      expect(outcome.error.message).to eq("RUBY_VERSION is not a SchemaFence::BatchedMigrationJob")
+    end
   end
 
   describe "in a process that serves two databases" do

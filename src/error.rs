@@ -41,6 +41,15 @@ pub enum Error {
         defined: Vec<String>,
     },
 
+    /// A dictionary entry with a blank table name or an unusable gitlab_schema.
+    #[error("{}:{}: table {table:?}: {problem}", path.display(), line.map_or("?".to_string(), |l| l.to_string()))]
+    InvalidEntry {
+        path: PathBuf,
+        line: Option<usize>,
+        table: String,
+        problem: String,
+    },
+
     #[error("{}: missing key `{key}`: {hint}", path.display())]
     MissingKey {
         path: PathBuf,
@@ -156,6 +165,23 @@ pub enum Error {
     },
 
     #[error(
+        "connection for database {database:?} reached a database whose identity ({identity_name:?}) \
+         was stamped in another physical database (system_identifier {stamped_system_identifier}, \
+         database oid {stamped_database_oid}) than the one it is in (system_identifier \
+         {found_system_identifier}, database oid {found_database_oid}): it is a copy (a restore into \
+         another cluster, or CREATE DATABASE ... TEMPLATE), so nothing is fetched or run. If the \
+         copy is deliberate, adopt it: rake schema_fence:identity:adopt (SchemaFence::Identity.adopt)"
+    )]
+    IdentityMismatch {
+        database: String,
+        identity_name: String,
+        stamped_system_identifier: i64,
+        stamped_database_oid: i64,
+        found_system_identifier: i64,
+        found_database_oid: i64,
+    },
+
+    #[error(
         "the identity epoch of database {database:?} changed from {expected} to {found} since the fetch \
          (a cutover happened): the claim is refused; fetch again"
     )]
@@ -177,6 +203,20 @@ pub enum Error {
         claimed: String,
         found: String,
     },
+
+    /// A connection could not be opened; `sslmode` is the mode in effect.
+    #[error("cannot connect to PostgreSQL at {target} (sslmode={sslmode}): {message}")]
+    Connection {
+        target: String,
+        sslmode: &'static str,
+        message: String,
+        sqlstate: Option<String>,
+    },
+
+    /// The call was interrupted (Thread#raise, Timeout, Ctrl-C, Sidekiq's shutdown): the running
+    /// query was cancelled on the server and waits ended.
+    #[error("interrupted: {what} was cancelled")]
+    Interrupted { what: String },
 
     #[error("lost the connection to PostgreSQL: {message}")]
     ConnectionLost { message: String },
@@ -243,6 +283,13 @@ pub enum Error {
         statement: Box<str>,
     },
 
+    /// The statement guard refused a statement that is not DML (a batch is DML).
+    #[error(
+        "statement not sent: a batch runs DML only, and this is {what}, which the statement guard \
+         cannot see into or which changes how later statements are read; statement: {statement}"
+    )]
+    ForbiddenStatement { what: String, statement: String },
+
     #[error(
         "statement not sent: the statement guard cannot parse it (PostgreSQL's parser says: \
          {message}); statement: {statement}"
@@ -258,6 +305,7 @@ impl Error {
             Error::ConflictingSchema { .. } => "ConflictingSchema",
             Error::UndefinedSchema { .. } => "UndefinedSchema",
             Error::MissingKey { .. } => "MissingKey",
+            Error::InvalidEntry { .. } => "InvalidEntry",
             Error::UnknownTable { .. } => "UnknownTable",
             Error::SourceRead { .. } => "SourceRead",
             Error::UnrecognizedSource { .. } => "UnrecognizedSource",
@@ -276,8 +324,11 @@ impl Error {
             Error::ColumnNotFound { .. } => "ColumnNotFound",
             Error::MisroutedConnection { .. } => "MisroutedConnection",
             Error::EpochChanged { .. } => "EpochChanged",
+            Error::IdentityMismatch { .. } => "IdentityMismatch",
             Error::JobConnectionMismatch { .. } => "JobConnectionMismatch",
             Error::ConnectionLost { .. } => "ConnectionLost",
+            Error::Connection { .. } => "Connection",
+            Error::Interrupted { .. } => "Interrupted",
             Error::CutoverTimeout { .. } => "CutoverTimeout",
             Error::CutoverOrder { .. } => "CutoverOrder",
             Error::CutoverPastPromotion { .. } => "CutoverPastPromotion",
@@ -288,6 +339,7 @@ impl Error {
             Error::CutoverConnection { .. } => "CutoverConnection",
             Error::CrossDatabaseAccess { .. } => "CrossDatabaseAccess",
             Error::GuardParse { .. } => "GuardParse",
+            Error::ForbiddenStatement { .. } => "ForbiddenStatement",
         }
     }
 

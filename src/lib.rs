@@ -6,10 +6,12 @@
 #![allow(clippy::result_large_err)]
 
 pub mod batching;
+pub mod connect;
 pub mod cutover;
 pub mod dictionary;
 pub mod error;
 pub mod guard;
+pub mod interrupt;
 pub mod runner;
 pub mod sql;
 pub mod store;

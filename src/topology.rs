@@ -109,6 +109,26 @@ impl Topology {
                 }
             }
         }
+        // A chain of fallbacks must end: a <-> b (or longer) would leave no owner.
+        for (db, path) in self.databases.iter().zip(paths) {
+            let mut chain = vec![db.name.as_str()];
+            let mut at = db;
+            while let Some(next) = at.fallback_database.as_deref() {
+                if chain.contains(&next) {
+                    chain.push(next);
+                    return Err(Error::Topology {
+                        path: path.clone(),
+                        message: format!(
+                            "the fallback databases form a cycle ({}): each database must fall back, \
+                             directly or through others, to one that falls back to none",
+                            chain.join(" -> ")
+                        ),
+                    });
+                }
+                chain.push(next);
+                at = self.database(next).expect("checked above");
+            }
+        }
         Ok(())
     }
 

@@ -152,12 +152,22 @@ fn a_split_in_the_middle_of_the_migrations_continues_each_on_its_own_database() 
         "{err}"
     );
     let mut bypass = connect(&source_url);
-    let mut tx = bypass.transaction().unwrap();
-    tx.batch_execute(&format!("SET LOCAL {} = on", cutover::BYPASS_SETTING))
+    // A session-wide SET of the setting lets nothing through, not even the old "on".
+    bypass
+        .batch_execute(&format!("SET {} = on", cutover::BYPASS_SETTING))
         .unwrap();
+    assert!(bypass
+        .execute("UPDATE ci_builds SET done = done WHERE id = 1", &[])
+        .is_err());
+    let mut tx = bypass.transaction().unwrap();
+    tx.batch_execute(cutover::BYPASS).unwrap();
     tx.execute("UPDATE ci_builds SET done = done WHERE id = 1", &[])
         .unwrap();
     tx.commit().unwrap();
+    // The next transaction of the same session is locked again.
+    assert!(bypass
+        .execute("UPDATE ci_builds SET done = done WHERE id = 1", &[])
+        .is_err());
 
     // Stale rows: listed, then deleted only when asked.
     let listed = cutover::cleanup(&mut connect(&source_url), &topology(), false).unwrap();

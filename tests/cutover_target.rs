@@ -50,13 +50,13 @@ fn cutover(source_url: &str, target_url: &str) -> Cutover {
     Cutover::new(config, topology(), dictionary()).unwrap()
 }
 
-/// Whether the source was touched: paused, fenced, or given a cutover log.
+/// Whether the source was touched: paused, fenced or locked, or given a cutover log.
 fn untouched(url: &str) -> bool {
     let row = connect(url)
         .query_one(
             "SELECT (SELECT claims_paused FROM schema_fence_identity), \
                     to_regclass('schema_fence_cutover_log') IS NULL, \
-                    NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname LIKE 'schema_fence%')",
+                    NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname IN ('schema_fence_fence', 'schema_fence_lock_writes'))",
             &[],
         )
         .unwrap();
@@ -117,8 +117,15 @@ fn a_replica_whose_identity_differs_is_refused() {
     connect(&replica.url("app"))
         .query_one("SELECT pg_wal_replay_pause()", &[])
         .unwrap();
+    // As the library's own stamp does it (the identity's trigger refuses any other write).
     connect(&source_url)
-        .execute("UPDATE schema_fence_identity SET epoch = 5", &[])
+        .execute(
+            &format!(
+                "UPDATE public.schema_fence_identity SET epoch = 5 FROM {} WHERE singleton",
+                schema_fence::store::schema::STAMP
+            ),
+            &[],
+        )
         .unwrap();
     let message = refusal(cutover(&source_url, &replica.url("app")).execute(|_| {}));
     assert!(

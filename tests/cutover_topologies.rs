@@ -234,8 +234,8 @@ fn a_partition_created_after_the_cutover_refuses_rows_and_is_locked_fully_once_r
     let mut client = connect(&source_url);
     let mut tx = client.transaction().unwrap();
     tx.batch_execute(&format!(
-        "SET LOCAL {} = on; INSERT INTO ci_job_artifacts VALUES (7, 101)",
-        cutover::BYPASS_SETTING
+        "{}; INSERT INTO ci_job_artifacts VALUES (7, 101)",
+        cutover::BYPASS
     ))
     .unwrap();
     tx.commit().unwrap();

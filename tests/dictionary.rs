@@ -318,3 +318,70 @@ fn a_database_connections_directory_is_refused_with_a_pointer_to_topology() {
     assert!(matches!(err, Error::UnrecognizedSource { .. }));
     assert!(err.to_string().contains("Topology"), "{err}");
 }
+
+mod bad_entries {
+    use super::*;
+
+    #[test]
+    fn an_empty_blank_or_null_schema_is_refused_with_path_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        for (value, says) in [
+            ("", "an empty gitlab_schema"),
+            (" ~", "gitlab_schema ~ (YAML's null)"),
+            (" ' '", "a blank gitlab_schema (\" \")"),
+            (" ''", "an empty gitlab_schema"),
+            (
+                " gitlab main",
+                "gitlab_schema \"gitlab main\", which is not a schema name",
+            ),
+        ] {
+            let path = common::write(
+                dir.path(),
+                "gitlab_schemas.yml",
+                &format!("ci_builds: :gitlab_ci\nprojects:{value}\n"),
+            );
+            let err = schema_fence::Dictionary::load(&[&path]).unwrap_err();
+            let message = err.to_string();
+            assert_eq!(err.kind(), "InvalidEntry", "{message}");
+            assert!(
+                message.starts_with(&format!("{}:2: table \"projects\": {says}", path.display())),
+                "{value:?}: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_db_docs_file_with_a_blank_schema_names_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let docs = dir.path().join("db/docs");
+        common::write(
+            &docs,
+            "projects.yml",
+            "---\ntable_name: projects\ngitlab_schema: ''\n",
+        );
+        let err = schema_fence::Dictionary::load(&[&docs]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("projects.yml:3: table \"projects\": an empty gitlab_schema"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_300_000_line_flat_map_loads_in_linear_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let text: String = (0..300_000)
+            .map(|i| format!("table_{i}: :gitlab_main\n"))
+            .collect();
+        let path = common::write(dir.path(), "big.yml", &text);
+        let started = std::time::Instant::now();
+        let dictionary = schema_fence::Dictionary::load(&[&path]).unwrap();
+        assert_eq!(dictionary.len(), 300_000);
+        // Debug builds on a shared machine: far below the minutes a quadratic lookup takes.
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+}

@@ -235,7 +235,11 @@ fn every_fixture_table_resolves_the_same_in_every_form() {
     let dict = dictionary();
     let strategy = (
         prop::sample::select(flat_tables().clone()),
-        prop::sample::select(vec!["public.", "gitlab_partitions_dynamic.", "x."]),
+        prop::sample::select(vec![
+            "public.",
+            "gitlab_partitions_dynamic.",
+            "gitlab_partitions_static.",
+        ]),
         1u64..u64::MAX,
     );
     fuzz(
@@ -246,6 +250,8 @@ fn every_fixture_table_resolves_the_same_in_every_form() {
             let schema = dict.table_schema(&table);
             prop_assert!(schema.is_some(), "{} does not resolve", table);
             prop_assert_eq!(dict.table_schema(&format!("{pg_schema}{table}")), schema);
+            // Another PostgreSQL schema's relation of that name is not the table.
+            prop_assert_eq!(dict.table_schema(&format!("shadow.{table}")), None);
             let partition_name = format!("{table}_{partition}");
             if dict.resolve(&partition_name).map(|r| r.rule) == Some(schema_fence::Rule::Exact) {
                 return Ok(false);

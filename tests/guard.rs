@@ -522,3 +522,46 @@ fn the_refusal_keeps_error_small() {
         std::mem::size_of::<Error>()
     );
 }
+
+mod batches_are_dml {
+    use super::*;
+
+    #[test]
+    fn a_do_block_is_refused_unsent_naming_what_it_is() {
+        let (_dir, guard) = main_guard();
+        let err = guard
+            .check("DO $$ BEGIN UPDATE ci_builds SET id = id; END $$")
+            .unwrap_err();
+        assert!(matches!(err, Error::ForbiddenStatement { .. }), "{err}");
+        assert!(err.to_string().contains("this is a DO block"), "{err}");
+    }
+
+    #[test]
+    fn changing_the_search_path_inside_a_batch_is_refused() {
+        let (_dir, guard) = main_guard();
+        for sql in [
+            "SET search_path = shadow, public",
+            "SELECT set_config('search_path', 'shadow', true)",
+            "SET LOCAL schema_fence.bypass_lock_writes = on",
+        ] {
+            let err = guard.check(sql).unwrap_err();
+            assert_eq!(err.kind(), "ForbiddenStatement", "{sql}");
+        }
+        guard.check("SET LOCAL statement_timeout = '5s'").unwrap();
+    }
+
+    #[test]
+    fn a_name_in_another_postgresql_schema_is_not_the_public_table_of_that_name() {
+        let (_dir, guard) = main_guard();
+        guard.check("SELECT * FROM public.projects").unwrap();
+        guard
+            .check("SELECT * FROM gitlab_partitions_dynamic.projects_101")
+            .unwrap();
+        let err = guard.check("SELECT * FROM shadow.projects").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("\"shadow.projects\", which has no gitlab_schema"),
+            "{err}"
+        );
+    }
+}

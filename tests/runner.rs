@@ -160,7 +160,13 @@ mod fencing {
         let (ids, epoch) = main.fetch().unwrap();
         assert_eq!(ids, vec![id]);
         connect(&url)
-            .execute("UPDATE schema_fence_identity SET epoch = epoch + 1", &[])
+            .execute(
+                &format!(
+                    "UPDATE schema_fence_identity SET epoch = epoch + 1 FROM {}",
+                    schema_fence::store::schema::STAMP
+                ),
+                &[],
+            )
             .unwrap();
         let err = main.claim_migration(id, Some(epoch)).unwrap_err();
         assert!(

@@ -203,3 +203,34 @@ fn upgrading_refuses_unresolvable_rows_listing_them_and_changes_nothing() {
         .get(0);
     assert_eq!(columns, 2);
 }
+
+#[test]
+fn a_status_change_succeeds_only_from_the_statuses_that_allow_it() {
+    use store::Status;
+    let dir = tempfile::tempdir().unwrap();
+    let dict = dictionary(dir.path());
+    let mut client = connect(&fresh_database("conditional_status"));
+    with_tables(&mut client);
+    store::install(&mut client, "ci", &strings(&["ci"]), None).unwrap();
+    let mut req = QueueRequest::new("BackfillCiBuilds", "ci_builds", "id");
+    req.restriction = Some("gitlab_ci".into());
+    let QueueOutcome::Queued { id, .. } = store::queue(&mut client, &dict, &req).unwrap() else {
+        panic!("not queued")
+    };
+    let status = |c: &mut postgres::Client| store::migrations::list(c).unwrap()[0].status;
+    assert!(store::migrations::set_status(&mut client, id, Status::Paused).unwrap());
+    assert!(!store::migrations::set_status(&mut client, id, Status::Paused).unwrap());
+    assert!(store::migrations::set_status(&mut client, id, Status::Active).unwrap());
+    // A runner finished it meanwhile: a pause read before that must not overwrite it.
+    client
+        .execute(
+            "UPDATE batched_background_migrations SET status = 3 WHERE id = $1",
+            &[&id],
+        )
+        .unwrap();
+    assert!(!store::migrations::set_status(&mut client, id, Status::Paused).unwrap());
+    assert_eq!(status(&mut client), Status::Finished);
+    assert!(!store::migrations::set_status(&mut client, id, Status::Active).unwrap());
+    assert!(store::migrations::set_status(&mut client, id, Status::Finalized).unwrap());
+    assert_eq!(status(&mut client), Status::Finalized);
+}

@@ -62,3 +62,26 @@ fn a_connection_file_without_gitlab_schemas_names_the_key() {
         "{err}"
     );
 }
+
+#[test]
+fn a_cycle_of_fallbacks_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let connections = dir.path().join("database_connections");
+    common::write(
+        &connections,
+        "main.yaml",
+        "name: main\ngitlab_schemas: [gitlab_main]\nfallback_database: ci\n",
+    );
+    common::write(
+        &connections,
+        "ci.yaml",
+        "name: ci\ngitlab_schemas: [gitlab_ci]\nfallback_database: main\n",
+    );
+    let err = schema_fence::Topology::load(&connections).unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains("form a cycle"), "{message}");
+    assert!(
+        message.contains("ci -> main -> ci") || message.contains("main -> ci -> main"),
+        "{message}"
+    );
+}

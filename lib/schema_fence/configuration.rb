@@ -19,6 +19,12 @@ module SchemaFence
     # claimed again (GitLab's stuck-job timeout, an hour).
     attr_accessor :lease, :max_attempts, :job_namespace, :stuck_after
 
+    # Timeouts of the core's own connections, in seconds: each bookkeeping statement (claim,
+    # complete, fail, fetch), waiting for a lock in bookkeeping, and each statement of a SQL job.
+    # The connect timeout is the connection's own (+connect_timeout+ in the URL or database.yml;
+    # 10 seconds when it gives none).
+    attr_accessor :statement_timeout, :lock_timeout, :job_statement_timeout
+
     def initialize
       @dictionary_paths = []
       @topology_path = nil
@@ -27,6 +33,9 @@ module SchemaFence
       @max_attempts = 3
       @stuck_after = 3600
       @job_namespace = nil
+      @statement_timeout = 30
+      @lock_timeout = 5
+      @job_statement_timeout = 120
       @mutex = Mutex.new
     end
 

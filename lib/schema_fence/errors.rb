@@ -14,6 +14,10 @@ module SchemaFence
   # A table names a gitlab_schema that the schema definitions (db/gitlab_schemas) do not define.
   class UndefinedSchemaError < Error; end
 
+  # A dictionary entry with a blank table name or an empty, blank, ~ or malformed gitlab_schema;
+  # the message starts with "path:line:".
+  class InvalidEntryError < Error; end
+
   # A db/docs, schema definition or database connection file lacks a required key.
   class MissingKeyError < Error; end
 
@@ -36,6 +40,19 @@ end
 module SchemaFence
   # PostgreSQL refused a statement of the tracking store; the message is the server's.
   class DatabaseError < Error; end
+
+  # The core could not open a connection (refused, authentication, TLS: the message names the
+  # target, the sslmode in effect and the server's or the TLS library's reason).
+  class ConnectionError < Error; end
+
+  # A native call was interrupted (Thread#raise, Timeout, Ctrl-C): its query was cancelled on the
+  # server and its waits ended.
+  class InterruptedError < Error; end
+
+  # The identity was stamped in another physical database than the one reached (a restore into
+  # another cluster, a CREATE DATABASE ... TEMPLATE copy); the message names both. Adopt a
+  # deliberate copy with SchemaFence::Identity.adopt (rake schema_fence:identity:adopt).
+  class IdentityMismatchError < Error; end
 
   # The database has no identity row yet: install schema_fence on it first.
   class IdentityMissingError < Error; end
@@ -95,6 +112,12 @@ module SchemaFence
   # connection's allowed gitlab_schemas, writes one outside the migration's gitlab_schema
   # (gitlab_shared and gitlab_internal aside), or names a table the dictionary does not know.
   class CrossDatabaseAccessError < Error; end
+
+  # The statement guard refused a statement of a batch that is not DML: a DO block, DDL of a
+  # function, procedure, trigger, rule or view, or SET / RESET / set_config of search_path, role,
+  # session_replication_role, standard_conforming_strings or a schema_fence.* setting. It is not
+  # sent.
+  class ForbiddenStatementError < CrossDatabaseAccessError; end
 
   # The statement guard could not parse a statement with PostgreSQL's parser, so did not send it.
   class GuardParseError < Error; end

@@ -20,6 +20,21 @@ module SchemaFence
                                                       "run the schema_fence install migration on it first")
     end
 
+    # Adopts a copy of a database on purpose (a restore into another cluster, a CREATE DATABASE
+    # ... TEMPLATE): workers refuse a copy (IdentityMismatchError) until its identity is stamped
+    # where it now is. The epoch goes up, so no view from before the adoption can claim.
+    #
+    # @param connection [String, PG::Connection, ActiveRecord::ConnectionAdapters::AbstractAdapter]
+    # @param name [String, Symbol] the logical database it is now
+    # @param serves [Array<String, Symbol>] the logical databases it serves (name among them)
+    # @return [Identity]
+    # @raise [InvalidArgumentError] when name is not among serves; nothing is changed
+    # @raise [IdentityMissingError] when the database has no identity to adopt
+    def self.adopt(connection, name:, serves:)
+      fields = Store._adopt(Connection.native(connection), name.to_s, Array(serves).map(&:to_s))
+      new(name: fields[0], serves: fields[1], epoch: fields[2], stamped_at: fields[3]).freeze
+    end
+
     # The gitlab_schemas this physical database serves now.
     # @return [Array<Symbol>]
     def allowed_schemas(topology = SchemaFence.topology)

@@ -12,6 +12,7 @@ module SchemaFence
     # @param connection_class [Class] the ActiveRecord class whose pool the job uses
     # @param batch [Batch] the claimed batch
     # @param database [String] the worker's logical database, for messages
+    # @yieldparam connection [ActiveRecord::ConnectionAdapters::AbstractAdapter] the job's connection
     # @yield runs the job
     # @raise [JobConnectionMismatchError] when the connection reaches another database (the job
     #   is not run)
@@ -25,7 +26,7 @@ module SchemaFence
       begin
         batch.check_connection!(database, connection)
         idle_before = idle?(connection)
-        result = yield
+        result = yield(connection)
         refuse_open_transaction(batch, connection) if idle_before
         clean = true
         result

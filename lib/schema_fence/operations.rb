@@ -28,7 +28,7 @@ module SchemaFence
     def pause(id, status: Status.collect)
       entry, url = live(status, id)
       expect_status!(entry, %i[active], "paused")
-      Store._set_status(url, entry.row_id, "paused")
+      changed!(entry, "paused") { Store._set_status(url, entry.row_id, "paused") }
       "#{describe(entry)} paused"
     end
 
@@ -40,7 +40,7 @@ module SchemaFence
     def resume(id, status: Status.collect)
       entry, url = live(status, id)
       expect_status!(entry, %i[paused], "resumed")
-      Store._set_status(url, entry.row_id, "active")
+      changed!(entry, "resumed") { Store._set_status(url, entry.row_id, "active") }
       "#{describe(entry)} resumed"
     end
 
@@ -82,8 +82,18 @@ module SchemaFence
                                    "#{hint(entry.id, result)}"
       end
 
-      Store._set_status(url, entry.row_id, "finalized")
+      changed!(entry, "finalized") { Store._set_status(url, entry.row_id, "finalized") }
       "#{describe(entry)} finalized"
+    end
+
+    # Runs the conditional status change (the block); when it changed nothing, a runner or
+    # another operator changed the status since it was read.
+    def changed!(entry, done)
+      return if yield
+
+      raise MigrationStateError, "#{describe(entry)} was not #{done}: its status changed from #{entry.status} " \
+                                 "meanwhile (a worker or another operator); nothing was changed. See rake " \
+                                 "schema_fence:status"
     end
 
     # The entry of +id+ and its database's URL, refusing a stale row.

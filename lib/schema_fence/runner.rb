@@ -14,10 +14,15 @@ module SchemaFence
     # @param fetch_limit [Integer] migrations a fetch returns (one per table), and a claim tries
     # @param stuck_after [Numeric] seconds a job left running without a lease of ours (by GitLab's
     #   own worker) stays untouched before it is claimed again: GitLab's hour by default
+    # @param statement_timeout [Numeric] seconds each bookkeeping statement may take
+    # @param lock_timeout [Numeric] seconds bookkeeping may wait for a lock
+    # @param job_statement_timeout [Numeric] seconds each statement of a SQL job may take (hitting
+    #   it halves the batch)
     def self.new(url:, database:, topology: SchemaFence.topology, lease: 300, max_attempts: 3, owner: nil,
-                 fetch_limit: 8, stuck_after: 3600)
+                 fetch_limit: 8, stuck_after: 3600, statement_timeout: 30, lock_timeout: 5, job_statement_timeout: 120)
       _new(url, database.to_s, topology,
-           [Float(lease), Integer(max_attempts), owner, Integer(fetch_limit), Float(stuck_after)])
+           [Float(lease), Integer(max_attempts), owner, Integer(fetch_limit), Float(stuck_after)],
+           [Float(statement_timeout), Float(lock_timeout), Float(job_statement_timeout)])
     end
 
     # @return [Symbol] :recorded, :migration_finished, :migration_failed or :lease_lost

@@ -132,7 +132,8 @@ module SchemaFence
       raise UnknownMigrationError, unknown_message(id) unless db
       raise UnknownMigrationError, "#{id}: #{db.note}" unless db.state == :owner
 
-      db.migrations.find { |m| m.row_id == Integer(row_id) } || raise(UnknownMigrationError, unknown_message(id))
+      # Decimal always: "main_010" is migration 10, never octal 8.
+      db.migrations.find { |m| m.row_id == Integer(row_id, 10) } || raise(UnknownMigrationError, unknown_message(id))
     end
 
     # @return [Hash]

@@ -1,5 +1,7 @@
 # frozen_string_literal: true
 
+require "English"
+
 module SchemaFence
   # Runs batches for one logical database: fences on the identity, claims, runs the job (a SQL
   # job in Rust, or a BatchedMigrationJob on the ActiveRecord connection with the statement
@@ -49,7 +51,9 @@ module SchemaFence
     def runner
       config = SchemaFence.configuration
       @runner ||= Runner.new(url: @url, database: @database, topology: @topology, lease: config.lease,
-                             max_attempts: config.max_attempts, stuck_after: config.stuck_after)
+                             max_attempts: config.max_attempts, stuck_after: config.stuck_after,
+                             statement_timeout: config.statement_timeout, lock_timeout: config.lock_timeout,
+                             job_statement_timeout: config.job_statement_timeout)
     end
 
     # Claims and runs one batch of any migration this database serves.
@@ -124,13 +128,20 @@ module SchemaFence
       payload = Instrumentation.batch_payload(@database, batch)
       started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
       Instrumentation.instrument(:batch_start, payload.dup)
+      recorded = false
       begin
         metrics = perform(batch)
         completion = runner.complete(batch, metrics)
+        recorded = true
       rescue StandardError => e
         raise if e.is_a?(MisroutedConnectionError)
 
+        recorded = true
         return failed(batch, e, payload, started)
+      ensure
+        # Interrupted (Thread#raise, Timeout, Sidekiq's shutdown): the native call cancelled its
+        # query; the batch is recorded failed, so it is retried while it has attempts left.
+        interrupted(batch, $ERROR_INFO) unless recorded
       end
       Instrumentation.instrument(:batch_finish, payload.merge(completion:, metrics:, duration: since(started)))
       Outcome.new(status: :ran, batch:, completion:)
@@ -148,6 +159,13 @@ module SchemaFence
       Outcome.new(status: :failed, batch:, completion:, error:)
     end
 
+    def interrupted(batch, error)
+      reason = error ? "#{error.class}: #{error.message}" : "the thread was interrupted"
+      runner.fail(batch, "interrupted: #{reason}", timed_out: false)
+    rescue StandardError
+      nil # the lease expires and another worker takes the batch over
+    end
+
     def since(started)
       Process.clock_gettime(Process::CLOCK_MONOTONIC) - started
     end
@@ -163,9 +181,9 @@ module SchemaFence
     end
 
     def perform_ruby(batch, guard, job)
-      JobConnection.with(connection_class, batch, @database) do
+      JobConnection.with(connection_class, batch, @database) do |connection|
         started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-        GuardHook.with(guard) { job.perform }
+        GuardHook.with(guard, connection) { job.perform }
         { millis: ((Process.clock_gettime(Process::CLOCK_MONOTONIC) - started) * 1000).round }
       end
     end

@@ -35,6 +35,15 @@ module Batches
     end
   end
 
+  # Writes the identity as the library's own stamp does (the identity's trigger rejects other
+  # writes): +assignments+ is the SET list, e.g. "epoch = epoch + 1".
+  def stamp!(url, assignments)
+    PG.connect(url) do |c|
+      c.exec("UPDATE public.schema_fence_identity SET #{assignments} " \
+             "FROM (SELECT set_config('schema_fence.stamp', txid_current()::text, true)) AS stamp")
+    end
+  end
+
   def status(url, id)
     SchemaFence::Migrations.on(url).find_by_id(id)&.status
   end

@@ -17,9 +17,14 @@ use crate::error::Result;
 use crate::sql::quote_ident;
 use crate::topology::Topology;
 
-/// `SET LOCAL schema_fence.bypass_lock_writes = on` lets one transaction write anyway
-/// (maintenance, the cleanup of stale copies).
+/// The setting that lets one transaction write anyway (maintenance, the cleanup of stale
+/// copies): its value must be that transaction's id, so only the transaction that set it with
+/// [`BYPASS`] (a local `set_config`) gets through; a session-wide SET lets nothing through.
 pub const BYPASS_SETTING: &str = "schema_fence.bypass_lock_writes";
+
+/// Run inside the maintenance transaction, before its writes.
+pub const BYPASS: &str =
+    "SELECT set_config('schema_fence.bypass_lock_writes', txid_current()::text, true)";
 
 const TRIGGER: &str = "schema_fence_lock_writes";
 const ROW_TRIGGER: &str = "schema_fence_lock_writes_rows";
@@ -27,7 +32,7 @@ const ROW_TRIGGER: &str = "schema_fence_lock_writes_rows";
 const FUNCTION: &str = r#"
 CREATE OR REPLACE FUNCTION schema_fence_lock_writes() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF current_setting('schema_fence.bypass_lock_writes', true) = 'on' THEN
+    IF current_setting('schema_fence.bypass_lock_writes', true) = txid_current()::text THEN
         IF TG_LEVEL = 'ROW' THEN
             IF TG_OP = 'DELETE' THEN
                 RETURN OLD;
@@ -39,7 +44,8 @@ BEGIN
     RAISE EXCEPTION 'table % is write-locked on database %: it belongs to %, which another database owns since the split',
         TG_TABLE_NAME, TG_ARGV[0], TG_ARGV[1]
         USING ERRCODE = 'object_not_in_prerequisite_state',
-              HINT = 'write it on its own database; for maintenance here, SET LOCAL schema_fence.bypass_lock_writes = on';
+              HINT = 'write it on its own database; for maintenance here, run in the transaction: '
+                     'SELECT set_config(''schema_fence.bypass_lock_writes'', txid_current()::text, true)';
 END
 $$
 "#;

@@ -21,11 +21,11 @@ mod verify;
 
 use std::time::Duration;
 
-use postgres::{Client, NoTls};
+use postgres::Client;
 
 pub use cleanup::{cleanup, StaleRow};
 pub use fence::SQLSTATE as FENCE_SQLSTATE;
-pub use lock_writes::{lock_writes, unlock_writes, BYPASS_SETTING};
+pub use lock_writes::{lock_writes, unlock_writes, BYPASS, BYPASS_SETTING};
 pub use log::{history, LogEntry};
 pub use merge::MergeReport;
 pub use reverse::subscriptions as reverse_subscriptions;
@@ -34,8 +34,10 @@ pub use split::{locked_schemas, Split};
 pub use steps::Step;
 pub use tables::{tables_of, Relation};
 
+use crate::connect::{self, Connector};
 use crate::dictionary::Dictionary;
 use crate::error::{Error, Result};
+use crate::interrupt::Interrupt;
 use crate::topology::Topology;
 
 /// How the replica becomes a primary.
@@ -110,6 +112,8 @@ pub struct Cutover {
     config: CutoverConfig,
     topology: Topology,
     dictionary: std::sync::Arc<Dictionary>,
+    /// Ends the waits and cancels the queries of the call in progress.
+    interrupt: Interrupt,
 }
 
 impl Cutover {
@@ -136,6 +140,7 @@ impl Cutover {
             config,
             topology,
             dictionary,
+            interrupt: Interrupt::new(),
         })
     }
 
@@ -148,12 +153,38 @@ impl Cutover {
         format!("{}->{}", self.config.source, self.config.target)
     }
 
+    /// The handle another thread fires to interrupt a call in progress (its waits end, its
+    /// queries are cancelled); the step it interrupts is not recorded finished, so `execute`
+    /// resumes it.
+    pub fn interrupt(&self) -> Interrupt {
+        self.interrupt.clone()
+    }
+
+    pub(crate) fn interrupt_handle(&self) -> &Interrupt {
+        &self.interrupt
+    }
+
     pub(crate) fn source(&self) -> Result<Client> {
-        connect(&self.config.source_url, &self.config.source)
+        self.connect(&self.config.source_url, &self.config.source)
     }
 
     pub(crate) fn target(&self) -> Result<Client> {
-        connect(&self.config.target_url, &self.config.target)
+        self.connect(&self.config.target_url, &self.config.target)
+    }
+
+    fn connect(&self, url: &str, database: &str) -> Result<Client> {
+        self.interrupt.check("the cutover")?;
+        let cutover_error = |e: Error| Error::CutoverConnection {
+            database: database.to_string(),
+            message: e.to_string(),
+        };
+        let connector = Connector::new(url, &connect::application_name(database, "cutover"))
+            .map_err(cutover_error)?;
+        let client = connector
+            .connect_with(&self.interrupt)
+            .map_err(cutover_error)?;
+        self.interrupt.register(&connector, &client);
+        Ok(client)
     }
 
     /// How the cutover names its target in the log: host, port and database of the URL (no
@@ -203,6 +234,7 @@ impl Cutover {
 
     /// Every step with what it will do; reads the log and the tables, changes nothing.
     pub fn plan(&self) -> Result<Vec<PlannedStep>> {
+        self.interrupt.forget_connections();
         let mut source = self.source()?;
         let done = log::finished_steps(&mut source, &self.name())?;
         let split = self.split_on(&mut source)?;
@@ -240,6 +272,14 @@ impl Cutover {
     /// Runs one step (or skips it when an earlier run finished it), recording it in the log.
     /// Verify records itself only once it passed: a wrong target changes nothing anywhere.
     pub fn run_step(&self, step: Step) -> Result<StepOutcome> {
+        self.interrupt.forget_connections();
+        self.run_step_on(step).map_err(|e| {
+            self.interrupt
+                .explain(e, &format!("cutover step {}", step.name()))
+        })
+    }
+
+    fn run_step_on(&self, step: Step) -> Result<StepOutcome> {
         let mut source = self.source()?;
         self.check_logged_target(&mut source)?;
         let name = self.name();
@@ -360,6 +400,7 @@ impl Cutover {
     /// the pause, forgets the steps run so far, and returns true. After it, returns false when the
     /// rollback steps may run, and refuses a cutover without reverse replication.
     pub fn rollback_before_promotion(&self) -> Result<bool> {
+        self.interrupt.forget_connections();
         let mut source = self.source()?;
         self.check_logged_target(&mut source)?;
         log::ensure_table(&mut source)?;
@@ -368,7 +409,10 @@ impl Cutover {
         if !started_promotion {
             let mut tx = source.transaction()?;
             tx.execute(
-                "UPDATE schema_fence_identity SET claims_paused = false WHERE singleton",
+                &format!(
+                    "UPDATE public.schema_fence_identity SET claims_paused = false FROM {} WHERE singleton",
+                    crate::store::schema::STAMP
+                ),
                 &[],
             )?;
             fence::lift(&mut tx)?;
@@ -408,6 +452,7 @@ impl Cutover {
     /// Runs one step of the rollback after the promotion (or skips it when an earlier run
     /// finished it), recording it in the log.
     pub fn run_rollback_step(&self, step: RollbackStep) -> Result<RollbackOutcome> {
+        self.interrupt.forget_connections();
         let mut source = self.source()?;
         self.check_logged_target(&mut source)?;
         let name = self.rollback_name();
@@ -498,11 +543,4 @@ fn address(url: &str) -> String {
         .unwrap_or_default();
     let port = config.get_ports().first().copied().unwrap_or(5432);
     format!("{host}:{port}/{}", config.get_dbname().unwrap_or(""))
-}
-
-fn connect(url: &str, database: &str) -> Result<Client> {
-    Client::connect(url, NoTls).map_err(|e| Error::CutoverConnection {
-        database: database.to_string(),
-        message: crate::error::describe_pg_error(&e),
-    })
 }

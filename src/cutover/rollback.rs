@@ -10,6 +10,7 @@ use super::split::Split;
 use super::tables::{self, tables_of};
 use super::{fence, lock_writes, merge, reverse, sequences, Cutover};
 use crate::error::{Error, Result};
+use crate::store::schema::{HERE, STAMP};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RollbackStep {
@@ -89,7 +90,10 @@ pub(super) fn run(
             let paused = step == RollbackStep::Pause;
             for db in [&mut cutover.source()?, &mut cutover.target()?] {
                 db.execute(
-                    "UPDATE schema_fence_identity SET claims_paused = $1 WHERE singleton",
+                    &format!(
+                        "UPDATE public.schema_fence_identity SET claims_paused = $1 FROM {} WHERE singleton",
+                        STAMP
+                    ),
                     &[&paused],
                 )?;
             }
@@ -100,7 +104,7 @@ pub(super) fn run(
         }
         RollbackStep::Drain => {
             for db in [&mut cutover.source()?, &mut cutover.target()?] {
-                super::steps::drain(db, config.drain_timeout)?;
+                super::steps::drain(db, config.drain_timeout, cutover.interrupt_handle())?;
             }
             Ok("no live batch lease on either side".into())
         }
@@ -147,6 +151,9 @@ pub(super) fn run(
             let mut source = cutover.source()?;
             let mut tx = source.transaction()?;
             let unlocked = lock_writes::unlock_writes(&mut tx)?;
+            // A cutover stopped between its promotion and its lock_writes step left the fence on
+            // the source (found by the model check, docs/model.md): lift it with the locks.
+            fence::lift(&mut tx)?;
             // Whatever the source still must not take (an earlier split's tables) is locked again.
             let relocked = lock_writes::lock_writes(
                 &mut tx,
@@ -256,7 +263,7 @@ fn stamp(cutover: &Cutover, split: &Split, epoch_before: Option<i64>) -> Result<
     let epoch_of = |db: &mut Client| -> Result<i64> {
         Ok(db
             .query_one(
-                "SELECT epoch FROM schema_fence_identity WHERE singleton",
+                "SELECT epoch FROM public.schema_fence_identity WHERE singleton",
                 &[],
             )?
             .get(0))
@@ -269,15 +276,20 @@ fn stamp(cutover: &Cutover, split: &Split, epoch_before: Option<i64>) -> Result<
     let retired: Vec<String> = vec![];
     // Identities stamped before retirement existed refused an empty serves.
     target.batch_execute(
-        "ALTER TABLE schema_fence_identity DROP CONSTRAINT IF EXISTS schema_fence_identity_serves_check",
+        "ALTER TABLE public.schema_fence_identity DROP CONSTRAINT IF EXISTS schema_fence_identity_serves_check",
     )?;
     target.execute(
-        "UPDATE schema_fence_identity SET serves = $1, epoch = $2, stamped_at = now() WHERE singleton",
+        &format!(
+            "UPDATE public.schema_fence_identity SET serves = $1, epoch = $2, stamped_at = now(), \
+             (system_identifier, database_oid) = ({HERE}) FROM {STAMP} WHERE singleton"
+        ),
         &[&retired, &epoch],
     )?;
     source.execute(
-        "UPDATE schema_fence_identity SET name = $1, serves = $2, epoch = $3, stamped_at = now() \
-         WHERE singleton",
+        &format!(
+            "UPDATE public.schema_fence_identity SET name = $1, serves = $2, epoch = $3, stamped_at = now(), \
+             (system_identifier, database_oid) = ({HERE}) FROM {STAMP} WHERE singleton"
+        ),
         &[&config.source, &split.before, &epoch],
     )?;
     Ok(format!(

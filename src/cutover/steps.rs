@@ -8,6 +8,7 @@ use super::split::Split;
 use super::tables::{self, tables_of};
 use super::{fence, lock_writes, reverse, verify, CutoverConfig, Promotion};
 use crate::error::{Error, Result};
+use crate::interrupt::Interrupt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Step {
@@ -162,7 +163,11 @@ pub(super) fn run(
             set_paused(&mut cutover.source()?, true)?;
             Ok("claims paused on the source".into())
         }
-        Step::Drain => drain(&mut cutover.source()?, config.drain_timeout),
+        Step::Drain => drain(
+            &mut cutover.source()?,
+            config.drain_timeout,
+            cutover.interrupt_handle(),
+        ),
         Step::Fence => {
             let mut source = cutover.source()?;
             let schemas = split.moving_schemas(cutover.topology())?;
@@ -181,7 +186,7 @@ pub(super) fn run(
         Step::CatchUp => catch_up(cutover, config.catch_up_timeout),
         Step::Promote => {
             let mut target = cutover.target()?;
-            let promoted = promote(&mut target, config)?;
+            let promoted = promote(&mut target, config, cutover.interrupt_handle())?;
             if !config.reversible {
                 return Ok(promoted);
             }
@@ -240,7 +245,10 @@ pub(super) fn run(
 
 fn set_paused(db: &mut Client, paused: bool) -> Result<()> {
     let updated = db.execute(
-        "UPDATE schema_fence_identity SET claims_paused = $1 WHERE singleton",
+        &format!(
+            "UPDATE public.schema_fence_identity SET claims_paused = $1 FROM {} WHERE singleton",
+            crate::store::schema::STAMP
+        ),
         &[&paused],
     )?;
     if updated == 0 {
@@ -250,6 +258,7 @@ fn set_paused(db: &mut Client, paused: bool) -> Result<()> {
 }
 
 fn wait_until(
+    interrupt: &Interrupt,
     step: Step,
     timeout: Duration,
     mut check: impl FnMut() -> Result<Option<String>>,
@@ -267,13 +276,21 @@ fn wait_until(
                 waiting_for: describe(),
             });
         }
-        std::thread::sleep(Duration::from_millis(20));
+        interrupt.sleep(
+            Duration::from_millis(20),
+            &format!("the wait of cutover step {}", step.name()),
+        )?;
     }
 }
 
-pub(super) fn drain(source: &mut Client, timeout: Duration) -> Result<String> {
+pub(super) fn drain(
+    source: &mut Client,
+    timeout: Duration,
+    interrupt: &Interrupt,
+) -> Result<String> {
     let mut live = 0i64;
     wait_until(
+        interrupt,
         Step::Drain,
         timeout,
         || {
@@ -297,6 +314,7 @@ fn catch_up(cutover: &super::Cutover, timeout: Duration) -> Result<String> {
         .get(0);
     let mut target = cutover.target()?;
     wait_until(
+        cutover.interrupt_handle(),
         Step::CatchUp,
         timeout,
         || {
@@ -319,7 +337,7 @@ fn catch_up(cutover: &super::Cutover, timeout: Duration) -> Result<String> {
     )
 }
 
-fn promote(target: &mut Client, config: &CutoverConfig) -> Result<String> {
+fn promote(target: &mut Client, config: &CutoverConfig, interrupt: &Interrupt) -> Result<String> {
     let recovering: bool = target.query_one("SELECT pg_is_in_recovery()", &[])?.get(0);
     if !recovering {
         return Ok("the replica was already promoted".into());
@@ -339,6 +357,7 @@ fn promote(target: &mut Client, config: &CutoverConfig) -> Result<String> {
         return Ok("promoted with pg_promote()".into());
     }
     wait_until(
+        interrupt,
         Step::Promote,
         config.promote_timeout,
         || {
@@ -356,7 +375,7 @@ fn stamp(cutover: &super::Cutover, split: &Split, epoch_before: Option<i64>) -> 
     let epoch_of = |db: &mut Client| -> Result<i64> {
         Ok(db
             .query_one(
-                "SELECT epoch FROM schema_fence_identity WHERE singleton",
+                "SELECT epoch FROM public.schema_fence_identity WHERE singleton",
                 &[],
             )?
             .get(0))
@@ -369,8 +388,12 @@ fn stamp(cutover: &super::Cutover, split: &Split, epoch_before: Option<i64>) -> 
     };
     let write = |db: &mut postgres::Transaction<'_>, name: &str, serves: &[String]| -> Result<()> {
         db.execute(
-            "UPDATE schema_fence_identity SET name = $1, serves = $2, epoch = $3, stamped_at = now() \
-             WHERE singleton",
+            &format!(
+                "UPDATE public.schema_fence_identity SET name = $1, serves = $2, epoch = $3, \
+                 stamped_at = now(), (system_identifier, database_oid) = ({}) FROM {} WHERE singleton",
+                crate::store::schema::HERE,
+                crate::store::schema::STAMP
+            ),
             &[&name, &serves, &epoch],
         )?;
         Ok(())

@@ -55,6 +55,22 @@ impl Builder {
 
     pub fn add(&mut self, kind: Kind, table: &str, schema: &str, origin: Origin) -> Result<()> {
         let schema = schema.strip_prefix(':').unwrap_or(schema);
+        if let Some(problem) = blank_name(table).or_else(|| invalid_schema(schema)) {
+            // A db/docs record keeps no line: find its gitlab_schema key (the cold path only).
+            let line = origin.line.or_else(|| {
+                std::fs::read_to_string(&origin.path).ok().and_then(|text| {
+                    text.lines()
+                        .position(|l| l.starts_with("gitlab_schema:"))
+                        .map(|i| i + 1)
+                })
+            });
+            return Err(Error::InvalidEntry {
+                path: origin.path,
+                line,
+                table: table.to_string(),
+                problem,
+            });
+        }
         let id = self.intern(schema);
         self.first_use
             .entry(id)
@@ -114,4 +130,29 @@ impl Builder {
         self.dict.shared = self.intern(GITLAB_SHARED);
         Ok(self.dict)
     }
+}
+
+/// Why a table name is unusable, if it is.
+fn blank_name(table: &str) -> Option<String> {
+    (table.trim().is_empty()).then(|| "the table name is blank".to_string())
+}
+
+/// Why a gitlab_schema is unusable, if it is: empty, `~` (YAML's null), or not a name.
+fn invalid_schema(schema: &str) -> Option<String> {
+    let valid = !schema.is_empty()
+        && schema.len() <= 63
+        && schema
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !schema.as_bytes()[0].is_ascii_digit();
+    if valid {
+        return None;
+    }
+    let shown = match schema.trim() {
+        "" if schema.is_empty() => "an empty gitlab_schema".to_string(),
+        "" => format!("a blank gitlab_schema ({schema:?})"),
+        "~" | "null" => "gitlab_schema ~ (YAML's null)".to_string(),
+        _ => format!("gitlab_schema {schema:?}, which is not a schema name"),
+    };
+    Some(format!("{shown}; give one such as gitlab_main"))
 }

@@ -42,6 +42,13 @@ pub struct Resolution {
     pub rule: Rule,
 }
 
+/// The PostgreSQL schemas of GitLab's tables: `public` and the partition schemas.
+pub const OWN_SCHEMAS: &[&str] = &[
+    "public",
+    "gitlab_partitions_dynamic",
+    "gitlab_partitions_static",
+];
+
 impl Dictionary {
     pub fn resolve(&self, name: &str) -> Option<Resolution> {
         let (pg_schema, table) = match name.split_once('.') {
@@ -54,6 +61,14 @@ impl Dictionary {
             || table.starts_with("pg_")
         {
             return found(self.internal, Rule::Internal);
+        }
+        // A name in another PostgreSQL schema (a view shadowing a table, say) is not the table of
+        // `public` with that name: it resolves only as the dictionary names it, schema and all.
+        if pg_schema.is_some_and(|s| !OWN_SCHEMAS.contains(&s)) {
+            return self
+                .tables
+                .get(name)
+                .and_then(|e| found(e.schema, Rule::Exact));
         }
         if let Some(e) = self.tables.get(table) {
             return found(e.schema, Rule::Exact);

@@ -63,10 +63,11 @@ fn load_flat_file(builder: &mut Builder, path: &Path) -> Result<()> {
     let text = yaml::read(path)?;
     let entries: Option<FlatMap> = yaml::parse(path, &text)?;
     builder.add_source(path);
+    let lines = key_lines(&text);
     for (table, schema) in entries.map(|m| m.0).unwrap_or_default() {
         let origin = Origin {
             path: path.to_path_buf(),
-            line: line_of_key(&text, &table),
+            line: lines.get(table.as_str()).copied(),
         };
         builder.add(Kind::Live, &table, &schema, origin)?;
     }
@@ -99,14 +100,25 @@ impl<'de> Deserialize<'de> for FlatMap {
     }
 }
 
-/// Only called for error messages, so a linear scan is fine.
-fn line_of_key(text: &str, key: &str) -> Option<usize> {
-    text.lines()
-        .position(|l| {
-            l.strip_prefix(key)
-                .is_some_and(|rest| rest.trim_start().starts_with(':'))
-        })
-        .map(|i| i + 1)
+/// The line of each top-level key (its first one), in one pass: the load stays linear in the
+/// file's size.
+fn key_lines(text: &str) -> rustc_hash::FxHashMap<&str, usize> {
+    let mut lines = rustc_hash::FxHashMap::default();
+    for (i, line) in text.lines().enumerate() {
+        if line.starts_with([' ', '\t', '#', '-']) {
+            continue;
+        }
+        let Some((key, _)) = line.split_once(':') else {
+            continue;
+        };
+        let key = key.trim_end();
+        let key = key
+            .strip_prefix(['"', '\''])
+            .and_then(|k| k.strip_suffix(['"', '\'']))
+            .unwrap_or(key);
+        lines.entry(key).or_insert(i + 1);
+    }
+    lines
 }
 
 #[derive(Clone, Copy)]

@@ -6,6 +6,7 @@
 //! Verdicts are cached by statement text: the dictionary, the allowed schemas and the tag are
 //! fixed for a guard, so a statement seen before costs one hash lookup.
 
+mod forbidden;
 mod net;
 mod walk;
 
@@ -65,6 +66,8 @@ enum Verdict {
         written: bool,
     },
     Unparsable(String),
+    /// Not DML: what it is.
+    Forbidden(String),
 }
 
 impl<D: Deref<Target = Dictionary>> Guard<D> {
@@ -111,6 +114,10 @@ impl<D: Deref<Target = Dictionary>> Guard<D> {
                 statement: excerpt(sql).into(),
             }),
             Verdict::Unparsable(message) => Err(parse_error(message, sql)),
+            Verdict::Forbidden(what) => Err(Error::ForbiddenStatement {
+                what: what.clone(),
+                statement: excerpt(sql),
+            }),
         }
     }
 
@@ -135,13 +142,19 @@ impl<D: Deref<Target = Dictionary>> Guard<D> {
         if let Some(hit) = self.read_cache().entries.get(sql) {
             return Arc::clone(hit);
         }
-        let tables = tables(sql).map_err(|e| match e {
+        let parsed = parse(sql).map_err(|e| match e {
             Error::GuardParse { message, .. } => message,
             other => other.to_string(),
         });
-        let verdict = match &tables {
-            Ok(tables) => self.verdict(tables),
-            Err(message) => Verdict::Unparsable(message.clone()),
+        let forbidden = parsed
+            .as_ref()
+            .ok()
+            .and_then(|p| forbidden::forbidden(&p.protobuf));
+        let tables = parsed.map(|p| walk::tables(&p.protobuf));
+        let verdict = match (&tables, forbidden) {
+            (_, Some(what)) => Verdict::Forbidden(what),
+            (Ok(tables), None) => self.verdict(tables),
+            (Err(message), None) => Verdict::Unparsable(message.clone()),
         };
         let analysis = Arc::new(Analysis { tables, verdict });
         self.remember(sql, &analysis);
@@ -184,14 +197,17 @@ impl<D: Deref<Target = Dictionary>> Guard<D> {
 
 /// The tables `sql` reads and writes, parsed with PostgreSQL's parser; no dictionary needed.
 pub fn tables(sql: &str) -> Result<Tables> {
-    let parsed = pg_query::parse(sql, 0).map_err(|e| {
+    Ok(walk::tables(&parse(sql)?.protobuf))
+}
+
+fn parse(sql: &str) -> Result<pg_query::ParseResult> {
+    pg_query::parse(sql, 0).map_err(|e| {
         let message = match e {
             pg_query::Error::Parse(m) => m,
             other => other.to_string(),
         };
         parse_error(&message, sql)
-    })?;
-    Ok(walk::tables(&parsed.protobuf))
+    })
 }
 
 fn parse_error(message: &str, sql: &str) -> Error {

@@ -211,6 +211,30 @@ fn migration_exhausted(
     Ok(last.is_some_and(|l| l >= max))
 }
 
+/// Completing in the caller's transaction (behind a pooler every statement is in one).
+pub(super) fn complete_in(
+    tx: &mut Transaction<'_>,
+    st: &mut Statements,
+    batch: &Batch,
+    owner: &str,
+    metrics_json: &str,
+    max_attempts: Limits,
+) -> Result<Completion> {
+    let Some(done) = st.query_opt(
+        tx,
+        sql::COMPLETE_JOB,
+        &[&batch.job_id, &owner, &metrics_json],
+    )?
+    else {
+        return Ok(Completion::LeaseLost);
+    };
+    if done.get::<_, Option<bool>>(0) == Some(true) {
+        st.query_one(tx, sql::LOCK_MIGRATION_ROW, &[&batch.migration_id])?;
+        return finish_if_done(tx, st, batch.migration_id, max_attempts);
+    }
+    Ok(Completion::Recorded)
+}
+
 /// Completing is one statement, atomic on its own; only finishing the migration takes a
 /// transaction.
 pub(super) fn complete(

@@ -1,5 +1,6 @@
 //! Identity fencing (DESIGN.md section 7): a worker for database D proves it reached D.
 
+use super::reach::Place;
 use crate::error::{Error, Result};
 use crate::store::Identity;
 use crate::topology::Topology;
@@ -34,9 +35,57 @@ pub fn fence(identity: &Identity, database: &str, topology: &Topology) -> Result
     })
 }
 
+/// Refuses an identity stamped in another physical database than the one reached: a copy (a
+/// restore into another cluster, `CREATE DATABASE ... TEMPLATE`). A promoted replica keeps the
+/// cluster's `system_identifier` and the database oid, so an HA failover passes. An identity
+/// stamped before the place was recorded (`None`) passes until it is stamped again.
+pub fn check_place(
+    database: &str,
+    identity_name: &str,
+    recorded: Option<Place>,
+    here: Place,
+) -> Result<()> {
+    match recorded {
+        Some(stamped) if stamped != here => Err(Error::IdentityMismatch {
+            database: database.to_string(),
+            identity_name: identity_name.to_string(),
+            stamped_system_identifier: stamped.system_identifier,
+            stamped_database_oid: stamped.database_oid,
+            found_system_identifier: here.system_identifier,
+            found_database_oid: here.database_oid,
+        }),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_identity_stamped_elsewhere_is_refused_naming_both_places() {
+        let stamped = Place {
+            system_identifier: 7,
+            database_oid: 16384,
+        };
+        let copy = Place {
+            system_identifier: 7,
+            database_oid: 16999,
+        };
+        assert!(check_place("main", "main", Some(stamped), stamped).is_ok());
+        assert!(check_place("main", "main", None, copy).is_ok());
+        let err = check_place("main", "main", Some(stamped), copy).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains("system_identifier 7, database oid 16384"),
+            "{message}"
+        );
+        assert!(
+            message.contains("system_identifier 7, database oid 16999"),
+            "{message}"
+        );
+        assert_eq!(err.kind(), "IdentityMismatch");
+    }
     use crate::topology::Database;
 
     fn topology() -> Topology {

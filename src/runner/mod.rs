@@ -14,7 +14,7 @@ mod statements;
 
 use std::time::Duration;
 
-use postgres::{Client, NoTls, Transaction};
+use postgres::{Client, Transaction};
 
 use statements::Statements;
 
@@ -23,7 +23,9 @@ pub use fence::{fence, Fence};
 pub use reach::{Place, Reach};
 pub use sql_job::SqlJobReport;
 
+use crate::connect::{self, Connector};
 use crate::error::{Error, Result};
+use crate::interrupt::Interrupt;
 use crate::store::Identity;
 use crate::topology::Topology;
 
@@ -41,6 +43,12 @@ pub struct RunnerOptions {
     /// How long a job running without a lease of ours (GitLab's own worker's) may stay
     /// untouched before it counts as abandoned: GitLab's stuck-job timeout, an hour.
     pub stuck_after: Duration,
+    /// Bound on each bookkeeping statement (claim, complete, fail, fetch).
+    pub statement_timeout: Duration,
+    /// Bound on waiting for a lock in bookkeeping (another session holding a tracking row).
+    pub lock_timeout: Duration,
+    /// Bound on each statement of a SQL job; hitting it halves the batch.
+    pub job_statement_timeout: Duration,
 }
 
 impl RunnerOptions {
@@ -67,6 +75,9 @@ impl Default for RunnerOptions {
             fetch_limit: 8,
             owner: None,
             stuck_after: Duration::from_secs(3600),
+            statement_timeout: Duration::from_secs(30),
+            lock_timeout: Duration::from_secs(5),
+            job_statement_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -98,6 +109,12 @@ pub struct Runner {
     client_pid: u32,
     /// Statements prepared on `client`, by SQL text.
     statements: Statements,
+    /// The parsed connection string (read on first use).
+    connector: Option<Connector>,
+    /// Ends waits and cancels the running query from another thread.
+    interrupt: Interrupt,
+    /// The registration of `client`'s cancel token with `interrupt`.
+    cancel_id: Option<u64>,
     /// Where `client` is connected (read once per connection).
     place: Place,
     /// The identity (name, serves) the last fetch saw, and the allowed schemas derived from it.
@@ -116,6 +133,9 @@ impl Runner {
             client: None,
             client_pid: 0,
             statements: Statements::default(),
+            connector: None,
+            interrupt: Interrupt::new(),
+            cancel_id: None,
             place: Place::default(),
             last_allowed: None,
         }
@@ -131,6 +151,35 @@ impl Runner {
 
     pub fn options(&self) -> &RunnerOptions {
         &self.options
+    }
+
+    /// The handle another thread fires to interrupt this runner's call in progress.
+    pub fn interrupt(&self) -> Interrupt {
+        self.interrupt.clone()
+    }
+
+    /// The settings of every bookkeeping transaction: the generic plan (the planner's custom plan
+    /// for a fetch with LIMIT 1 walks far more rows; measured 4x slower) and the timeouts.
+    fn settings_sql(&self, scope: &str) -> String {
+        format!(
+            "SET {scope} plan_cache_mode = force_generic_plan; \
+             SET {scope} statement_timeout = {}; SET {scope} lock_timeout = {}",
+            self.options.statement_timeout.as_millis().max(1),
+            self.options.lock_timeout.as_millis().max(1)
+        )
+    }
+
+    /// Opens a bookkeeping transaction; behind a pooler its settings are `SET LOCAL` in it.
+    fn begin<'a>(
+        client: &'a mut Client,
+        statements: &Statements,
+        local_settings: &str,
+    ) -> Result<Transaction<'a>> {
+        let mut tx = client.transaction()?;
+        if !statements.prepared() {
+            tx.batch_execute(local_settings)?;
+        }
+        Ok(tx)
     }
 
     /// The connection, opened on first use, again after a fork, and again after the server
@@ -153,15 +202,28 @@ impl Runner {
         }
         if self.client.is_none() {
             self.statements.clear();
-            let mut client = Client::connect(&self.url, NoTls)?;
-            // Every statement here is prepared once and runs with its generic plan: the planner's
-            // custom plan for a fetch with LIMIT 1 walks far more rows (measured: 4x slower).
-            client.batch_execute("SET plan_cache_mode = force_generic_plan")?;
-            let row = client.query_one(reach::PLACE, &[])?;
+            if self.connector.is_none() {
+                let name = connect::application_name(&self.database, "runner");
+                self.connector = Some(Connector::new(&self.url, &name)?);
+            }
+            self.interrupt.check("connecting")?;
+            let connector = self.connector.as_ref().expect("parsed above");
+            let mut client = connector.connect_with(&self.interrupt)?;
+            self.statements = Statements::new(connector.prepared_statements());
+            if connector.prepared_statements() {
+                // A session of our own: its settings hold for the session.
+                client.batch_execute(&self.settings_sql("SESSION"))?;
+            }
+            // One round trip, nothing prepared (safe behind a pooler too).
+            let row = client.query_typed_one(reach::PLACE, &[])?;
             self.place = Place {
                 system_identifier: row.get(0),
                 database_oid: row.get(1),
             };
+            if let Some(id) = self.cancel_id.take() {
+                self.interrupt.unregister(id);
+            }
+            self.cancel_id = Some(self.interrupt.register(connector, &client));
             self.client = Some(client);
             self.client_pid = pid;
         }
@@ -177,6 +239,7 @@ impl Runner {
         mut work: impl FnMut(&mut Runner) -> Result<T>,
     ) -> Result<T> {
         match work(self) {
+            Err(e) if self.interrupt.is_fired() => Err(self.interrupt.explain(e, "the call")),
             Err(Error::Database { .. }) if self.client.as_ref().is_some_and(|c| c.is_closed()) => {
                 self.client = None;
                 work(self)
@@ -189,9 +252,14 @@ impl Runner {
         }
     }
 
-    /// The identity of the database this runner reaches.
+    /// The identity of the database this runner reaches, refused when it was stamped in another
+    /// physical database (a copy).
     pub fn identity(&mut self) -> Result<Identity> {
-        self.with_retry(|r| crate::store::identity::require(r.client()?))
+        self.with_retry(|r| {
+            let (identity, recorded) = crate::store::identity::require_with_place(r.client()?)?;
+            fence::check_place(&r.database, &identity.name, recorded, r.place)?;
+            Ok(identity)
+        })
     }
 
     /// Fences on the identity without claiming anything.
@@ -235,12 +303,20 @@ impl Runner {
                     .clone()
                     .map(|(_, allowed)| allowed)
                     .unwrap_or_default();
+                let local = r.settings_sql("LOCAL");
                 let (client, statements) = r.connection()?;
-                let row = match statements.query_opt(
-                    client,
-                    sql::FETCH_WITH_IDENTITY,
-                    &[&allowed, &limit],
-                ) {
+                let fetched = if statements.prepared() {
+                    statements.query_opt(client, sql::FETCH_WITH_IDENTITY, &[&allowed, &limit])
+                } else {
+                    // BEGIN and the SET LOCALs in one round trip, the fetch, COMMIT: three.
+                    client.batch_execute(&format!("BEGIN; {local}"))?;
+                    let row =
+                        statements.query_opt(client, sql::FETCH_WITH_IDENTITY, &[&allowed, &limit]);
+                    let end = if row.is_ok() { "COMMIT" } else { "ROLLBACK" };
+                    client.batch_execute(end)?;
+                    row
+                };
+                let row = match fetched {
                     Err(Error::Database {
                         sqlstate: Some(code),
                         ..
@@ -253,6 +329,12 @@ impl Runner {
                     epoch: row.get(2),
                     stamped_at: String::new(),
                 };
+                fence::check_place(
+                    &r.database,
+                    &identity.name,
+                    recorded_place(&row, 4, 5),
+                    r.place,
+                )?;
                 let seen = (identity.name.clone(), identity.serves.clone());
                 if r.last_allowed
                     .as_ref()
@@ -282,15 +364,17 @@ impl Runner {
         let topology = self.topology.clone();
         let owner = self.owner.clone();
         let options = self.options.clone();
+        let local = self.settings_sql("LOCAL");
         self.connection()?;
         let place = self.place;
         let (client, statements) = self.connection()?;
-        let mut tx = client.transaction()?;
-        let (seen, _) = read_identity(&mut tx, statements, false)?;
+        let mut tx = Runner::begin(client, statements, &local)?;
+        let (seen, _, recorded) = read_identity(&mut tx, statements, false)?;
+        fence::check_place(&database, &seen.name, recorded, place)?;
         if let Fence::Idle { owner } = fence(&seen, &database, &topology)? {
             return Ok(Claim::Idle { owner });
         }
-        let (identity, paused) = read_identity(&mut tx, statements, true)?;
+        let (identity, paused, _) = read_identity(&mut tx, statements, true)?;
         let allowed = match fence(&identity, &database, &topology)? {
             Fence::Idle { owner } => return Ok(Claim::Idle { owner }),
             Fence::Work { allowed, .. } => allowed,
@@ -343,15 +427,29 @@ impl Runner {
         self.with_retry(|r| {
             let owner = r.owner.clone();
             let max_attempts = r.options.limits();
+            let local = r.settings_sql("LOCAL");
             let (client, statements) = r.connection()?;
-            batch::complete(
-                client,
+            if statements.prepared() {
+                return batch::complete(
+                    client,
+                    statements,
+                    batch,
+                    &owner,
+                    metrics_json,
+                    max_attempts,
+                );
+            }
+            let mut tx = Runner::begin(client, statements, &local)?;
+            let done = batch::complete_in(
+                &mut tx,
                 statements,
                 batch,
                 &owner,
                 metrics_json,
                 max_attempts,
-            )
+            )?;
+            tx.commit()?;
+            Ok(done)
         })
     }
 
@@ -361,8 +459,9 @@ impl Runner {
         self.with_retry(|r| {
             let owner = r.owner.clone();
             let max_attempts = r.options.limits();
+            let local = r.settings_sql("LOCAL");
             let (client, statements) = r.connection()?;
-            let mut tx = client.transaction()?;
+            let mut tx = Runner::begin(client, statements, &local)?;
             let done = batch::fail(
                 &mut tx,
                 statements,
@@ -379,8 +478,16 @@ impl Runner {
 
     /// Runs a SQL job batch entirely here: `statement` with `$1`/`$2` bound to each sub-batch.
     pub fn run_sql_batch(&mut self, batch: &Batch, statement: &str) -> Result<SqlJobReport> {
-        let client = self.client()?;
-        sql_job::run(client, batch, statement)
+        let interrupt = self.interrupt.clone();
+        let timeouts = (
+            self.options.job_statement_timeout,
+            self.options.statement_timeout,
+            self.options.lock_timeout,
+        );
+        let (client, statements) = self.connection()?;
+        let prepared = statements.prepared();
+        sql_job::run(client, prepared, &interrupt, batch, statement, timeouts)
+            .map_err(|e| interrupt.explain(e, &format!("the SQL job of batch {}", batch.job_id)))
     }
 
     /// Claims and runs SQL-job batches of any migration whose job class `statement_for` knows,
@@ -418,26 +525,19 @@ fn read_identity(
     tx: &mut Transaction<'_>,
     statements: &mut Statements,
     lock: bool,
-) -> Result<(Identity, bool)> {
+) -> Result<(Identity, bool, Option<Place>)> {
     let sql = if lock {
         sql::IDENTITY_FOR_SHARE
     } else {
         sql::IDENTITY
     };
-    let read = match statements.get(tx, sql) {
-        Ok(statement) => statement,
+    let row = match statements.query_opt(tx, sql, &[]) {
+        Ok(row) => row.ok_or(Error::IdentityMissing)?,
         Err(Error::Database {
             sqlstate: Some(code),
             ..
         }) if code == "42P01" => return Err(Error::IdentityMissing),
         Err(e) => return Err(e),
-    };
-    let row = match tx.query_opt(&read, &[]) {
-        Ok(row) => row.ok_or(Error::IdentityMissing)?,
-        Err(e) if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) => {
-            return Err(Error::IdentityMissing)
-        }
-        Err(e) => return Err(e.into()),
     };
     Ok((
         Identity {
@@ -447,7 +547,18 @@ fn read_identity(
             stamped_at: String::new(),
         },
         row.get(3),
+        recorded_place(&row, 4, 5),
     ))
+}
+
+/// The place an identity row records it was stamped in (none before it was recorded).
+fn recorded_place(row: &postgres::Row, sysid: usize, oid: usize) -> Option<Place> {
+    let system_identifier: Option<i64> = row.get(sysid);
+    let database_oid: Option<i64> = row.get(oid);
+    Some(Place {
+        system_identifier: system_identifier?,
+        database_oid: database_oid?,
+    })
 }
 
 fn default_owner() -> String {

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 pub const REACH: &str = "SELECT i.name, i.epoch, \
     (SELECT system_identifier FROM pg_control_system())::bigint, \
     (SELECT oid FROM pg_database WHERE datname = current_database())::bigint \
-    FROM schema_fence_identity i WHERE i.singleton";
+    FROM public.schema_fence_identity i WHERE i.singleton";
 
 /// Where the physical database lives; fixed for a connection's whole life, so the runner reads it
 /// once per connection.

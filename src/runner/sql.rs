@@ -5,13 +5,14 @@ use crate::batching::Strategy;
 use crate::error::Result;
 use crate::sql::{quote_ident, quote_table};
 
-pub const IDENTITY: &str =
-    "SELECT name, serves, epoch, claims_paused FROM schema_fence_identity WHERE singleton";
+/// The identity, where it was stamped (NULL before that was recorded) and the pause flag.
+pub const IDENTITY: &str = "SELECT name, serves, epoch, claims_paused, system_identifier, \
+    database_oid FROM public.schema_fence_identity WHERE singleton";
 
 /// Identity under a share lock: a cutover's stamp (an UPDATE) waits until the claim commits, so
 /// the epoch a claim checks cannot change under it.
-pub const IDENTITY_FOR_SHARE: &str = "SELECT name, serves, epoch, claims_paused \
-    FROM schema_fence_identity WHERE singleton FOR SHARE";
+pub const IDENTITY_FOR_SHARE: &str = "SELECT name, serves, epoch, claims_paused, \
+    system_identifier, database_oid FROM public.schema_fence_identity WHERE singleton FOR SHARE";
 
 /// The fetch of DESIGN.md section 7: per table, the oldest executable migration of the allowed
 /// schemas (`$1`: active or finalizing, not on hold, runnable by this library; GitLab's
@@ -50,7 +51,7 @@ LIMIT $2
 pub const FETCH_WITH_IDENTITY: &str = concat!(
     "SELECT i.name, i.serves, i.epoch, ARRAY(",
     executable_migrations!(),
-    ") FROM schema_fence_identity i WHERE i.singleton"
+    "), i.system_identifier, i.database_oid FROM public.schema_fence_identity i WHERE i.singleton"
 );
 
 /// The fetch inside a claim, skipping migrations another worker is claiming.

@@ -1,23 +1,78 @@
-//! Statements prepared once per connection: every round trip after the first skips parsing and
-//! planning on the server side, which keeps fetch and bookkeeping cheap.
+//! How the runner sends its statements. On a session of its own (the default) each statement is
+//! prepared once per connection and runs with its generic plan: every round trip after the first
+//! skips parsing and planning, which keeps fetch and bookkeeping cheap. Behind a transaction
+//! pooler (PgBouncer, `prepared_statements=false`) nothing may outlive a transaction: each
+//! statement is parsed, bound and run in one round trip as the unnamed statement (a single Sync,
+//! so the pooler cannot split it across server connections), and the settings of the session
+//! mode are `SET LOCAL` in each transaction instead.
 
 use std::collections::HashMap;
 
-use postgres::types::ToSql;
+use postgres::types::{ToSql, Type};
 use postgres::{GenericClient, Row, Statement};
 
 use crate::error::Result;
 
-#[derive(Default)]
-pub(crate) struct Statements(HashMap<String, Statement>);
+/// A parameter and the PostgreSQL type it is sent as (for the unprepared path, which has no
+/// server-side description to learn types from).
+pub(crate) trait Param: ToSql + Sync {
+    fn pg_type(&self) -> Type;
+    fn as_sql(&self) -> &(dyn ToSql + Sync);
+}
+
+macro_rules! param {
+    ($t:ty, $pg:expr) => {
+        impl Param for $t {
+            fn pg_type(&self) -> Type {
+                $pg
+            }
+            fn as_sql(&self) -> &(dyn ToSql + Sync) {
+                self
+            }
+        }
+    };
+}
+
+param!(i16, Type::INT2);
+param!(i32, Type::INT4);
+param!(i64, Type::INT8);
+param!(f64, Type::FLOAT8);
+param!(bool, Type::BOOL);
+param!(String, Type::TEXT);
+param!(&str, Type::TEXT);
+param!(Vec<String>, Type::TEXT_ARRAY);
+param!(&[String], Type::TEXT_ARRAY);
+
+pub(crate) struct Statements {
+    prepared: bool,
+    cache: HashMap<String, Statement>,
+}
+
+impl Default for Statements {
+    fn default() -> Self {
+        Statements::new(true)
+    }
+}
 
 impl Statements {
-    pub(crate) fn get(&mut self, tx: &mut impl GenericClient, sql: &str) -> Result<Statement> {
-        if let Some(statement) = self.0.get(sql) {
+    pub(crate) fn new(prepared: bool) -> Statements {
+        Statements {
+            prepared,
+            cache: HashMap::new(),
+        }
+    }
+
+    /// Whether statements stay prepared on the session.
+    pub(crate) fn prepared(&self) -> bool {
+        self.prepared
+    }
+
+    fn get(&mut self, tx: &mut impl GenericClient, sql: &str) -> Result<Statement> {
+        if let Some(statement) = self.cache.get(sql) {
             return Ok(statement.clone());
         }
         let statement = tx.prepare(sql)?;
-        self.0.insert(sql.to_string(), statement.clone());
+        self.cache.insert(sql.to_string(), statement.clone());
         Ok(statement)
     }
 
@@ -25,44 +80,66 @@ impl Statements {
         &mut self,
         tx: &mut impl GenericClient,
         sql: &str,
-        params: &[&(dyn ToSql + Sync)],
+        params: &[&dyn Param],
     ) -> Result<Vec<Row>> {
+        if !self.prepared {
+            let typed: Vec<(&(dyn ToSql + Sync), Type)> =
+                params.iter().map(|p| (p.as_sql(), p.pg_type())).collect();
+            return Ok(tx.query_typed(sql, &typed)?);
+        }
         let statement = self.get(tx, sql)?;
-        Ok(tx.query(&statement, params)?)
+        let untyped: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_sql()).collect();
+        Ok(tx.query(&statement, &untyped)?)
     }
 
     pub(crate) fn query_opt(
         &mut self,
         tx: &mut impl GenericClient,
         sql: &str,
-        params: &[&(dyn ToSql + Sync)],
+        params: &[&dyn Param],
     ) -> Result<Option<Row>> {
-        let statement = self.get(tx, sql)?;
-        Ok(tx.query_opt(&statement, params)?)
+        let mut rows = self.query(tx, sql, params)?;
+        match rows.len() {
+            0 => Ok(None),
+            1 => Ok(rows.pop()),
+            n => Err(crate::error::Error::Database {
+                message: format!("expected at most one row, got {n}"),
+                sqlstate: None,
+            }),
+        }
     }
 
     pub(crate) fn query_one(
         &mut self,
         tx: &mut impl GenericClient,
         sql: &str,
-        params: &[&(dyn ToSql + Sync)],
+        params: &[&dyn Param],
     ) -> Result<Row> {
-        let statement = self.get(tx, sql)?;
-        Ok(tx.query_one(&statement, params)?)
+        self.query_opt(tx, sql, params)?
+            .ok_or_else(|| crate::error::Error::Database {
+                message: "expected one row, got none".into(),
+                sqlstate: None,
+            })
     }
 
     pub(crate) fn execute(
         &mut self,
         tx: &mut impl GenericClient,
         sql: &str,
-        params: &[&(dyn ToSql + Sync)],
+        params: &[&dyn Param],
     ) -> Result<u64> {
+        if !self.prepared {
+            let typed: Vec<(&(dyn ToSql + Sync), Type)> =
+                params.iter().map(|p| (p.as_sql(), p.pg_type())).collect();
+            return Ok(tx.execute_typed(sql, &typed)?);
+        }
         let statement = self.get(tx, sql)?;
-        Ok(tx.execute(&statement, params)?)
+        let untyped: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_sql()).collect();
+        Ok(tx.execute(&statement, &untyped)?)
     }
 
     /// Forgets every statement: they belonged to a connection that is gone.
     pub(crate) fn clear(&mut self) {
-        self.0.clear();
+        self.cache.clear();
     }
 }

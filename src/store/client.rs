@@ -52,12 +52,27 @@ impl From<postgres::Error> for Error {
     }
 }
 
+/// A parameter type left for the server to infer (OID 0), as a prepared statement would.
+fn unspecified() -> Type {
+    Type::new(
+        "unspecified".into(),
+        0,
+        postgres::types::Kind::Pseudo,
+        "pg_catalog".into(),
+    )
+}
+
 impl<C: GenericClient> Db for C {
+    /// Parse, bind and run in one round trip as the unnamed statement: nothing is prepared on the
+    /// session, so it is safe behind a transaction pooler even outside a transaction.
     fn query(&mut self, sql: &str, params: &[Option<&str>]) -> Result<Vec<Row>> {
         let params: Vec<TextParam> = params.iter().map(|p| TextParam(*p)).collect();
-        let refs: Vec<&(dyn ToSql + Sync)> =
-            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-        let rows = GenericClient::query(self, sql, &refs)?;
+        let ty = unspecified();
+        let typed: Vec<(&(dyn ToSql + Sync), Type)> = params
+            .iter()
+            .map(|p| (p as &(dyn ToSql + Sync), ty.clone()))
+            .collect();
+        let rows = GenericClient::query_typed(self, sql, &typed)?;
         rows.iter()
             .map(|row| (0..row.len()).map(|i| column_text(row, i)).collect())
             .collect()

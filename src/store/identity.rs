@@ -1,7 +1,10 @@
-//! The identity row: which logical databases a physical database serves, and since when.
+//! The identity row: which logical databases a physical database serves, since when, and the
+//! physical database it was stamped in. Only this library writes it (install, cutover, adopt):
+//! every write joins [`schema::STAMP`], which the identity table's trigger requires.
 
-use super::{int, text, Db};
+use super::{int, opt_int, schema, text, Db};
 use crate::error::{Error, Result};
+use crate::runner::Place;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -11,13 +14,21 @@ pub struct Identity {
     pub stamped_at: String,
 }
 
-const READ: &str = "SELECT name, array_to_json(serves)::text, epoch::text, stamped_at::text \
-                    FROM schema_fence_identity WHERE singleton";
+/// Schema-qualified: a `schema_fence_identity` earlier in `search_path` is never read.
+const READ: &str = "SELECT name, array_to_json(serves)::text, epoch::text, stamped_at::text, \
+                    system_identifier::text, database_oid::text \
+                    FROM public.schema_fence_identity WHERE singleton";
 
 /// Reads the identity of the database `db` reached; `None` when none was stamped yet.
 pub fn read(db: &mut dyn Db) -> Result<Option<Identity>> {
+    Ok(read_with_place(db)?.map(|(identity, _)| identity))
+}
+
+/// The identity and the place it records it was stamped in (`None` for an identity stamped
+/// before places were recorded).
+pub fn read_with_place(db: &mut dyn Db) -> Result<Option<(Identity, Option<Place>)>> {
     let exists = db.query(
-        "SELECT to_regclass('schema_fence_identity') IS NOT NULL",
+        "SELECT to_regclass('public.schema_fence_identity') IS NOT NULL",
         &[],
     )?;
     if text(&exists[0], 0)? != "t" {
@@ -31,12 +42,22 @@ pub fn read(db: &mut dyn Db) -> Result<Option<Identity>> {
         message: format!("schema_fence_identity.serves is not a text array: {e}"),
         sqlstate: None,
     })?;
-    Ok(Some(Identity {
-        name: text(row, 0)?.to_string(),
-        serves,
-        epoch: int(row, 2)?,
-        stamped_at: text(row, 3)?.to_string(),
-    }))
+    let place = match (opt_int(row, 4)?, opt_int(row, 5)?) {
+        (Some(system_identifier), Some(database_oid)) => Some(Place {
+            system_identifier,
+            database_oid,
+        }),
+        _ => None,
+    };
+    Ok(Some((
+        Identity {
+            name: text(row, 0)?.to_string(),
+            serves,
+            epoch: int(row, 2)?,
+            stamped_at: text(row, 3)?.to_string(),
+        },
+        place,
+    )))
 }
 
 /// Reads the identity, or explains how to create it.
@@ -44,11 +65,28 @@ pub fn require(db: &mut dyn Db) -> Result<Identity> {
     read(db)?.ok_or(Error::IdentityMissing)
 }
 
+/// [`read_with_place`], or explains how to create the identity.
+pub fn require_with_place(db: &mut dyn Db) -> Result<(Identity, Option<Place>)> {
+    read_with_place(db)?.ok_or(Error::IdentityMissing)
+}
+
 /// Stamps the first identity of a database. Stamping again for a database it already serves
-/// changes nothing; for any other database it is refused, since that connection is mis-pointed.
+/// changes nothing (but records the place of an identity stamped before places were recorded);
+/// for any other database it is refused, since that connection is mis-pointed.
 pub fn stamp_initial(db: &mut dyn Db, name: &str, serves: &[String]) -> Result<Identity> {
-    if let Some(existing) = read(db)? {
+    if let Some((existing, place)) = read_with_place(db)? {
         if existing.serves.iter().any(|s| s == name) {
+            if place.is_none() {
+                db.query(
+                    &format!(
+                        "UPDATE public.schema_fence_identity \
+                         SET (system_identifier, database_oid) = ({}) FROM {} WHERE singleton",
+                        schema::HERE,
+                        schema::STAMP
+                    ),
+                    &[],
+                )?;
+            }
             return Ok(existing);
         }
         return Err(Error::IdentityConflict {
@@ -59,8 +97,51 @@ pub fn stamp_initial(db: &mut dyn Db, name: &str, serves: &[String]) -> Result<I
     }
     let serves_json = serde_json::to_string(serves).expect("a list of strings serialises");
     db.query(
-        "INSERT INTO schema_fence_identity (name, serves, epoch) \
-         VALUES ($1, ARRAY(SELECT jsonb_array_elements_text($2::jsonb)), 0)",
+        &format!(
+            "INSERT INTO public.schema_fence_identity \
+             (name, serves, epoch, system_identifier, database_oid) \
+             SELECT $1, ARRAY(SELECT jsonb_array_elements_text($2::jsonb)), 0, {} FROM {}",
+            schema::HERE,
+            schema::STAMP
+        ),
+        &[Some(name), Some(&serves_json)],
+    )?;
+    require(db)
+}
+
+/// Adopts a copy of a database on purpose (a restore into another cluster, a `CREATE DATABASE
+/// ... TEMPLATE`): its identity becomes `name` serving `serves`, stamped here, at the next
+/// epoch (so a view of the identity from before cannot claim).
+pub fn adopt(db: &mut dyn Db, name: &str, serves: &[String]) -> Result<Identity> {
+    if name.trim().is_empty() || !serves.iter().any(|s| s == name) {
+        return Err(Error::InvalidArgument {
+            what: "identity".into(),
+            problem: format!(
+                "name {name:?} must be one of the databases it serves ({})",
+                serves.join(", ")
+            ),
+        });
+    }
+    if let Some(blank) = serves.iter().find(|s| s.trim().is_empty()) {
+        return Err(Error::InvalidArgument {
+            what: "identity".into(),
+            problem: format!("serves holds a blank database name {blank:?}"),
+        });
+    }
+    if read(db)?.is_none() {
+        return Err(Error::IdentityMissing);
+    }
+    let serves_json = serde_json::to_string(serves).expect("a list of strings serialises");
+    db.query(
+        &format!(
+            "UPDATE public.schema_fence_identity \
+             SET name = $1, serves = ARRAY(SELECT jsonb_array_elements_text($2::jsonb)), \
+                 epoch = epoch + 1, stamped_at = now(), \
+                 (system_identifier, database_oid) = ({}) \
+             FROM {} WHERE singleton",
+            schema::HERE,
+            schema::STAMP
+        ),
         &[Some(name), Some(&serves_json)],
     )?;
     require(db)

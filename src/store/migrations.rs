@@ -29,6 +29,17 @@ impl Status {
         })
     }
 
+    /// The statuses an operator's change may move a migration to this one from (the one
+    /// transition table of the steering operations; the runner's own moves are its statements').
+    pub fn changed_from(self) -> &'static [Status] {
+        match self {
+            Status::Paused => &[Status::Active],
+            Status::Active => &[Status::Paused, Status::Failed],
+            Status::Finalized => &[Status::Finished],
+            Status::Finished | Status::Failed | Status::Finalizing | Status::Unknown(_) => &[],
+        }
+    }
+
     pub fn code(self) -> i16 {
         match self {
             Status::Paused => 0,
@@ -164,14 +175,25 @@ fn parse(row: &Row) -> Result<MigrationRow> {
     })
 }
 
-/// Sets a migration's status (pause, resume, finalize); returns whether the row exists.
+/// Changes a migration's status (pause, resume, finalize) in one statement that succeeds only
+/// from the statuses [`Status::changed_from`] allows, so it never overwrites what a runner has
+/// just written; returns whether it changed.
 pub fn set_status(db: &mut dyn Db, id: i64, status: Status) -> Result<bool> {
     let code = status.code().to_string();
     let id = id.to_string();
+    let from = format!(
+        "{{{}}}",
+        status
+            .changed_from()
+            .iter()
+            .map(|s| s.code().to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
     let rows = db.query(
         "UPDATE batched_background_migrations SET status = $2::smallint, updated_at = now() \
-         WHERE id = $1::bigint RETURNING id",
-        &[Some(&id), Some(&code)],
+         WHERE id = $1::bigint AND status = ANY($3::smallint[]) RETURNING id",
+        &[Some(&id), Some(&code), Some(&from)],
     )?;
     Ok(!rows.is_empty())
 }

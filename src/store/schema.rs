@@ -1,9 +1,12 @@
 //! The DDL of the tracking tables and the identity table. Statements are idempotent so the
 //! install can run on every database, again and again.
 
-/// The identity of a physical database: exactly one row (DESIGN.md section 5).
+/// The identity of a physical database: exactly one row (DESIGN.md section 5), always in `public`
+/// and always read schema-qualified, so a table of that name earlier in `search_path` is never
+/// read. It records the physical database it was stamped in (`system_identifier`, database oid),
+/// and a trigger rejects every write but the library's own stamp (see [`STAMP`]).
 pub const CREATE_IDENTITY: &str = r#"
-CREATE TABLE IF NOT EXISTS schema_fence_identity (
+CREATE TABLE IF NOT EXISTS public.schema_fence_identity (
     singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     name text NOT NULL CHECK (char_length(name) <= 255),
     -- Empty for a retired database (the target of a cutover that was rolled back).
@@ -13,7 +16,45 @@ CREATE TABLE IF NOT EXISTS schema_fence_identity (
     -- Set by the cutover's pause step: no new batch is claimed while true (replicated with the data).
     claims_paused boolean NOT NULL DEFAULT false
 );
+
+ALTER TABLE public.schema_fence_identity
+    ADD COLUMN IF NOT EXISTS system_identifier bigint,
+    ADD COLUMN IF NOT EXISTS database_oid bigint;
+
+CREATE OR REPLACE FUNCTION public.schema_fence_identity_guard() RETURNS trigger
+LANGUAGE plpgsql AS $guard$
+BEGIN
+    IF current_setting('schema_fence.stamp', true) IS DISTINCT FROM txid_current()::text THEN
+        RAISE EXCEPTION 'schema_fence_identity is written only by schema_fence itself (install, cutover, adopt)'
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'to take over a copy of a database on purpose, run rake schema_fence:identity:adopt '
+                         '(SchemaFence::Identity.adopt)';
+    END IF;
+    IF TG_LEVEL = 'STATEMENT' THEN
+        RETURN NULL;
+    END IF;
+    RETURN COALESCE(NEW, OLD);
+END
+$guard$;
+
+CREATE OR REPLACE TRIGGER schema_fence_identity_guard
+    BEFORE INSERT OR UPDATE OR DELETE ON public.schema_fence_identity
+    FOR EACH ROW EXECUTE FUNCTION public.schema_fence_identity_guard();
+
+CREATE OR REPLACE TRIGGER schema_fence_identity_guard_truncate
+    BEFORE TRUNCATE ON public.schema_fence_identity
+    FOR EACH STATEMENT EXECUTE FUNCTION public.schema_fence_identity_guard();
 "#;
+
+/// A one-row subquery that allows writing the identity in this transaction only: the trigger
+/// compares the setting with the transaction's id, so a session-wide SET of it allows nothing.
+/// Join it in the writing statement (`FROM STAMP` / `SELECT ... FROM STAMP`).
+pub const STAMP: &str =
+    "(SELECT set_config('schema_fence.stamp', txid_current()::text, true)) AS schema_fence_stamp";
+
+/// Where the connection is: the cluster's `system_identifier` and the database's oid.
+pub const HERE: &str = "(SELECT system_identifier FROM pg_control_system())::bigint, \
+    (SELECT oid FROM pg_database WHERE datname = current_database())::bigint";
 
 /// GitLab's tracking tables as GitLab's `db/structure.sql` has them now (the fixture
 /// `batched_background_migrations.sql`): no defaults on the timestamps, so every write of this
@@ -125,10 +166,10 @@ CREATE TABLE IF NOT EXISTS batched_background_migration_job_transition_logs_defa
 /// Columns this library adds to GitLab's tables, and the indexes; run after the tables exist
 /// (also after an upgrade of GitLab-shaped tables).
 pub const CREATE_EXTRAS: &str = r#"
-ALTER TABLE schema_fence_identity
+ALTER TABLE public.schema_fence_identity
     ADD COLUMN IF NOT EXISTS claims_paused boolean NOT NULL DEFAULT false;
 -- Older installs refused an empty serves; a retired database serves nothing.
-ALTER TABLE schema_fence_identity DROP CONSTRAINT IF EXISTS schema_fence_identity_serves_check;
+ALTER TABLE public.schema_fence_identity DROP CONSTRAINT IF EXISTS schema_fence_identity_serves_check;
 
 ALTER TABLE batched_background_migration_jobs
     ADD COLUMN IF NOT EXISTS lease_owner text,
@@ -171,5 +212,6 @@ pub const DROP_ALL: &str = r#"
 DROP TABLE IF EXISTS batched_background_migration_job_transition_logs;
 DROP TABLE IF EXISTS batched_background_migration_jobs;
 DROP TABLE IF EXISTS batched_background_migrations;
-DROP TABLE IF EXISTS schema_fence_identity;
+DROP TABLE IF EXISTS public.schema_fence_identity;
+DROP FUNCTION IF EXISTS public.schema_fence_identity_guard();
 "#;

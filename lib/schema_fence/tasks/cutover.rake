@@ -56,6 +56,8 @@ namespace :schema_fence do
                                                                              database: step.database, action: step.action,
                                                                              done: step.done ? "  [done]" : "")
       end
+    rescue SchemaFence::Error => e
+      abort "schema_fence: #{e.message}"
     end
 
     desc "Run the cutover (resumes after the last finished step when run again)"
@@ -71,6 +73,8 @@ namespace :schema_fence do
       puts format("cutover finished in %<took>.3fs; claim pause %<pause>.3fs, write window of the moving tables " \
                   "%<write>.3fs", took: Process.clock_gettime(Process::CLOCK_MONOTONIC) - started,
                                   pause: windows.claim_pause || 0, write: windows.write || 0)
+    rescue SchemaFence::Error => e
+      abort "schema_fence: #{e.message}"
     end
 
     desc "Undo the cutover: before the promotion lift the fence and the pause; after it, merge back and retire the target"
@@ -81,6 +85,8 @@ namespace :schema_fence do
                                                                          detail: o.detail)
       end
       puts(outcomes.empty? ? "cutover rolled back: writes and claims resumed on the source" : "rollback finished")
+    rescue SchemaFence::Error => e
+      abort "schema_fence: #{e.message}"
     end
   end
 
@@ -90,6 +96,8 @@ namespace :schema_fence do
       tables = SchemaFence::Cutover.lock_writes(SchemaFence::CutoverTasks.configured_url(name))
       puts "#{name}: #{tables.size} table(s) write-locked"
     end
+  rescue SchemaFence::Error => e
+    abort "schema_fence: #{e.message}"
   end
 
   desc "List the stale tracking rows of every configured database (DELETE=1 deletes them with their jobs)"
@@ -100,5 +108,7 @@ namespace :schema_fence do
       puts "#{name}: #{rows.size} stale row(s)#{delete ? ' deleted' : ''}"
       rows.each { |r| puts "  #{name}_#{r.id} #{r.job_class_name} on #{r.table_name} (#{r.gitlab_schema}), #{r.jobs} jobs" }
     end
+  rescue SchemaFence::Error => e
+    abort "schema_fence: #{e.message}"
   end
 end

@@ -12,6 +12,7 @@
 #   rake schema_fence:finalize[ci_3]         # runs the remaining batches here, then marks it finalized
 #   rake schema_fence:retag                  # rows whose tag differs from their table's gitlab_schema
 #   APPLY=1 rake schema_fence:retag          # ... retagged, in one transaction per database
+#   rake schema_fence:identity:adopt[ci,ci] URL=postgres://...   # a deliberate copy becomes ci serving ci
 #
 # Each refuses an unknown id (naming the known ones) and a stale row, exiting with status 1.
 
@@ -32,6 +33,8 @@ namespace :schema_fence do
     when "text" then puts status.to_text
     else abort "schema_fence: unknown FORMAT #{format.inspect}: use text or json"
     end
+  rescue SchemaFence::Error => e
+    abort "schema_fence: #{e.message}"
   end
 
   {
@@ -65,6 +68,23 @@ namespace :schema_fence do
       end
 
       puts "#{name}: #{SchemaFence::Install.retag(url, apply: true).changes.size} row(s) retagged"
+    end
+  rescue SchemaFence::Error => e
+    abort "schema_fence: #{e.message}"
+  end
+
+  namespace :identity do
+    desc "Adopt a deliberate copy of a database: adopt[name,serves...] with URL=, e.g. adopt[ci,ci]"
+    task :adopt, [:name] => :environment do |_task, args|
+      url = ENV.fetch("URL", "")
+      abort "schema_fence: give the copy's URL=postgres://... and its name, e.g. adopt[ci,ci]" \
+        if url.empty? || args[:name].nil?
+
+      serves = args.extras.empty? ? [args[:name]] : args.extras
+      identity = SchemaFence::Identity.adopt(url, name: args[:name], serves:)
+      puts "adopted: #{identity.name} serving #{identity.serves.join(', ')} at epoch #{identity.epoch}"
+    rescue SchemaFence::Error => e
+      abort "schema_fence: #{e.message}"
     end
   end
 end

@@ -12,7 +12,7 @@ use super::topology::Topology;
 use super::{errors, gvl};
 
 #[magnus::wrap(class = "SchemaFence::Cutover", free_immediately, size)]
-pub(crate) struct Cutover(core::Cutover);
+pub(crate) struct Cutover(core::Cutover, schema_fence::interrupt::Interrupt);
 
 fn seconds(ruby: &Ruby, what: &str, value: f64) -> Result<Duration, Error> {
     if value.is_finite() && value > 0.0 {
@@ -49,7 +49,10 @@ impl Cutover {
             reversible,
         };
         core::Cutover::new(config, topology.inner.clone(), dictionary.inner.clone())
-            .map(Self)
+            .map(|c| {
+                let interrupt = c.interrupt();
+                Self(c, interrupt)
+            })
             .map_err(|e| errors::to_ruby(ruby, e))
     }
 
@@ -60,9 +63,19 @@ impl Cutover {
         gvl::without_gvl(ruby, work)?.map_err(|e| errors::to_ruby(ruby, e))
     }
 
+    /// Like `with`, interruptible: Ruby's interrupts end the cutover's waits and cancel its queries.
+    fn on<T: Send>(
+        ruby: &Ruby,
+        rb_self: &Self,
+        work: impl FnOnce(&core::Cutover) -> schema_fence::Result<T> + Send,
+    ) -> Result<T, Error> {
+        gvl::interruptible(ruby, &rb_self.1, || work(&rb_self.0))?
+            .map_err(|e| errors::to_ruby(ruby, e))
+    }
+
     /// `[[step, database, action, done], ...]`
     fn plan(ruby: &Ruby, rb_self: &Self) -> Result<RArray, Error> {
-        let plan = Self::with(ruby, || rb_self.0.plan())?;
+        let plan = Self::on(ruby, rb_self, |c| c.plan())?;
         let list = ruby.ary_new_capa(plan.len());
         for p in plan {
             list.push((p.step.name(), p.database, p.action, p.done))?;
@@ -86,7 +99,7 @@ impl Cutover {
                 ),
             )
         })?;
-        let outcome = Self::with(ruby, || rb_self.0.run_step(step))?;
+        let outcome = Self::on(ruby, rb_self, |c| c.run_step(step))?;
         Ok((
             outcome.step.name().to_string(),
             outcome.database,
@@ -98,7 +111,7 @@ impl Cutover {
 
     /// `[claim_pause_seconds, write_window_seconds]`, nil until measured.
     fn windows(ruby: &Ruby, rb_self: &Self) -> Result<(Option<f64>, Option<f64>), Error> {
-        let w = Self::with(ruby, || rb_self.0.windows())?;
+        let w = Self::on(ruby, rb_self, |c| c.windows())?;
         Ok((
             w.claim_pause.map(|d| d.as_secs_f64()),
             w.write.map(|d| d.as_secs_f64()),
@@ -121,7 +134,7 @@ impl Cutover {
                 ),
             )
         })?;
-        let o = Self::with(ruby, || rb_self.0.run_rollback_step(step))?;
+        let o = Self::on(ruby, rb_self, |c| c.run_rollback_step(step))?;
         Ok((
             o.step.name().to_string(),
             o.database,
@@ -133,16 +146,16 @@ impl Cutover {
 
     /// Whether the rollback runs the steps after the promotion (else it lifts the pause: done).
     fn rollback_before_promotion(ruby: &Ruby, rb_self: &Self) -> Result<bool, Error> {
-        Self::with(ruby, || rb_self.0.rollback_before_promotion())
+        Self::on(ruby, rb_self, |c| c.rollback_before_promotion())
     }
 
     fn finish_rollback(ruby: &Ruby, rb_self: &Self) -> Result<(), Error> {
-        Self::with(ruby, || rb_self.0.finish_rollback())
+        Self::on(ruby, rb_self, |c| c.finish_rollback())
     }
 
     /// `[bytes, seconds]` of the reverse replication, or nil.
     fn reverse_lag(ruby: &Ruby, rb_self: &Self) -> Result<Option<(i64, Option<f64>)>, Error> {
-        Self::with(ruby, || rb_self.0.reverse_lag())
+        Self::on(ruby, rb_self, |c| c.reverse_lag())
     }
 
     fn rollback_steps(ruby: &Ruby) -> RArray {
@@ -158,7 +171,7 @@ impl Cutover {
 fn cleanup(ruby: &Ruby, url: String, topology: &Topology, delete: bool) -> Result<RArray, Error> {
     let topology = topology.inner.clone();
     let stale = Cutover::with(ruby, move || {
-        let mut client = postgres::Client::connect(&url, postgres::NoTls)?;
+        let mut client = schema_fence::connect::connect(&url, None, "cleanup")?;
         core::cleanup(&mut client, &topology, delete)
     })?;
     let list = ruby.ary_new_capa(stale.len());
@@ -176,7 +189,7 @@ fn cleanup(ruby: &Ruby, url: String, topology: &Topology, delete: bool) -> Resul
 
 fn unlock_writes(ruby: &Ruby, url: String) -> Result<Vec<String>, Error> {
     Cutover::with(ruby, move || {
-        let mut client = postgres::Client::connect(&url, postgres::NoTls)?;
+        let mut client = schema_fence::connect::connect(&url, None, "unlock_writes")?;
         core::unlock_writes(&mut client)
     })
 }
@@ -184,7 +197,7 @@ fn unlock_writes(ruby: &Ruby, url: String) -> Result<Vec<String>, Error> {
 /// `[[cutover, step, database, started_at, finished_at, detail], ...]`, newest first.
 fn history(ruby: &Ruby, url: String, limit: i64) -> Result<RArray, Error> {
     let entries = Cutover::with(ruby, move || {
-        let mut client = postgres::Client::connect(&url, postgres::NoTls)?;
+        let mut client = schema_fence::connect::connect(&url, None, "history")?;
         core::history(&mut client, limit)
     })?;
     let list = ruby.ary_new_capa(entries.len());
@@ -205,7 +218,7 @@ fn history(ruby: &Ruby, url: String, limit: i64) -> Result<RArray, Error> {
 /// subscribes to.
 fn reverse_subscriptions(ruby: &Ruby, url: String) -> Result<Vec<(String, Option<f64>)>, Error> {
     Cutover::with(ruby, move || {
-        let mut client = postgres::Client::connect(&url, postgres::NoTls)?;
+        let mut client = schema_fence::connect::connect(&url, None, "reverse_replications")?;
         core::reverse_subscriptions(&mut client)
     })
 }
@@ -223,7 +236,7 @@ fn relock(
 ) -> Result<Vec<String>, Error> {
     let (dictionary, topology) = (dictionary.inner.clone(), topology.inner.clone());
     let locked = Cutover::with(ruby, move || {
-        let mut client = postgres::Client::connect(&url, postgres::NoTls)?;
+        let mut client = schema_fence::connect::connect(&url, None, "lock_writes")?;
         core::relock(&mut client, &dictionary, &topology)
     })?;
     Ok(locked.into_iter().map(|r| r.name).collect())

@@ -12,7 +12,11 @@ use super::topology::Topology;
 use super::{errors, gvl};
 
 #[magnus::wrap(class = "SchemaFence::Runner", free_immediately, size)]
-pub(crate) struct Runner(Mutex<core::Runner>);
+pub(crate) struct Runner {
+    inner: Mutex<core::Runner>,
+    /// Fired by Ruby's unblocking function; outside the lock, which the call holds.
+    interrupt: schema_fence::interrupt::Interrupt,
+}
 
 #[magnus::wrap(class = "SchemaFence::Batch", free_immediately, size)]
 pub(crate) struct Batch(core::Batch);
@@ -24,8 +28,23 @@ impl Runner {
         database: String,
         topology: &Topology,
         settings: (f64, i64, Option<String>, i64, f64),
+        timeouts: (f64, f64, f64),
     ) -> Result<Self, Error> {
         let (lease_seconds, max_attempts, owner, fetch_limit, stuck_after) = settings;
+        let (statement_timeout, lock_timeout, job_statement_timeout) = timeouts;
+        for (what, value) in [
+            ("statement_timeout", statement_timeout),
+            ("lock_timeout", lock_timeout),
+            ("job_statement_timeout", job_statement_timeout),
+        ] {
+            if !(value.is_finite() && value > 0.0) {
+                return Err(errors::raise(
+                    ruby,
+                    "InvalidArgumentError",
+                    format!("invalid {what}: must be a positive number of seconds, got {value}"),
+                ));
+            }
+        }
         let valid = lease_seconds > 0.0
             && lease_seconds.is_finite()
             && stuck_after > 0.0
@@ -49,13 +68,15 @@ impl Runner {
             owner,
             fetch_limit,
             stuck_after: Duration::from_secs_f64(stuck_after),
+            statement_timeout: Duration::from_secs_f64(statement_timeout),
+            lock_timeout: Duration::from_secs_f64(lock_timeout),
+            job_statement_timeout: Duration::from_secs_f64(job_statement_timeout),
         };
-        Ok(Self(Mutex::new(core::Runner::new(
-            &url,
-            &database,
-            topology.inner.clone(),
-            options,
-        ))))
+        let runner = core::Runner::new(&url, &database, topology.inner.clone(), options);
+        Ok(Self {
+            interrupt: runner.interrupt(),
+            inner: Mutex::new(runner),
+        })
     }
 
     /// Runs `work` on the runner without the GVL, mapping core errors to Ruby exceptions.
@@ -64,15 +85,15 @@ impl Runner {
         rb_self: &Self,
         work: impl FnOnce(&mut core::Runner) -> schema_fence::Result<T> + Send,
     ) -> Result<T, Error> {
-        let outcome = gvl::without_gvl(ruby, || {
-            let mut runner = rb_self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let outcome = gvl::interruptible(ruby, &rb_self.interrupt, || {
+            let mut runner = rb_self.inner.lock().unwrap_or_else(|p| p.into_inner());
             work(&mut runner)
         })?;
         outcome.map_err(|e| errors::to_ruby(ruby, e))
     }
 
     fn owner(&self) -> String {
-        self.0
+        self.inner
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .owner()
@@ -80,7 +101,7 @@ impl Runner {
     }
 
     fn database(&self) -> String {
-        self.0
+        self.inner
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .database()
@@ -260,7 +281,7 @@ impl Batch {
 
 pub(crate) fn init(ruby: &Ruby, module: &RModule) -> Result<(), Error> {
     let runner = module.define_class("Runner", ruby.class_object())?;
-    runner.define_singleton_method("_new", function!(Runner::new, 4))?;
+    runner.define_singleton_method("_new", function!(Runner::new, 5))?;
     runner.define_singleton_method("fetch_sql", function!(fetch_sql, 0))?;
     runner.define_singleton_method("reach_sql", function!(reach_sql, 0))?;
     runner.define_method("owner", method!(Runner::owner, 0))?;

@@ -77,12 +77,22 @@ fn on_connection<T: Send>(
 ) -> Result<T, Error> {
     if let Some(url) = RString::from_value(conn) {
         let url = url.to_string()?;
-        let outcome = gvl::without_gvl(ruby, move || {
-            let mut client = postgres::Client::connect(&url, postgres::NoTls)?;
-            let mut tx = client.transaction()?;
-            let value = work(&mut tx)?;
-            tx.commit()?;
-            Ok(value)
+        let interrupt = schema_fence::interrupt::Interrupt::new();
+        let outcome = gvl::interruptible(ruby, &interrupt, || {
+            let connector = schema_fence::connect::Connector::new(
+                &url,
+                &schema_fence::connect::application_name(&database_of(&url), "store"),
+            )?;
+            let mut client = connector.connect_with(&interrupt)?;
+            let id = interrupt.register(&connector, &client);
+            let outcome = (|| {
+                let mut tx = client.transaction()?;
+                let value = work(&mut tx)?;
+                tx.commit()?;
+                Ok(value)
+            })();
+            interrupt.unregister(id);
+            outcome.map_err(|e| interrupt.explain(e, "the store call"))
         })?;
         return outcome.map_err(|e| errors::to_ruby(ruby, e));
     }
@@ -97,6 +107,14 @@ fn on_connection<T: Send>(
         (Err(_), Some(raised)) => Err(raised),
         (Err(e), None) => Err(errors::to_ruby(ruby, e)),
     }
+}
+
+/// The PostgreSQL database a URL names (for the application_name).
+fn database_of(url: &str) -> String {
+    schema_fence::connect::Conninfo::parse(url)
+        .ok()
+        .and_then(|info| info.get("dbname").map(str::to_string))
+        .unwrap_or_default()
 }
 
 fn identity_fields(ruby: &Ruby, identity: &store::Identity) -> RArray {
@@ -150,6 +168,12 @@ fn retag(ruby: &Ruby, conn: Value, dictionary: &Dictionary, apply: bool) -> Resu
 fn identity(ruby: &Ruby, conn: Value) -> Result<Option<RArray>, Error> {
     let found = on_connection(ruby, conn, store::identity::read)?;
     Ok(found.map(|i| identity_fields(ruby, &i)))
+}
+
+/// `[name, serves, epoch, stamped_at]` after adopting the database as `name` serving `serves`.
+fn adopt(ruby: &Ruby, conn: Value, name: String, serves: Vec<String>) -> Result<RArray, Error> {
+    let adopted = on_connection(ruby, conn, |db| store::identity::adopt(db, &name, &serves))?;
+    Ok(identity_fields(ruby, &adopted))
 }
 
 fn schema_sql(ruby: &Ruby) -> RArray {
@@ -353,6 +377,7 @@ pub(crate) fn init(_ruby: &Ruby, module: &RModule) -> Result<(), Error> {
     store.define_singleton_method("_identity", function!(identity, 1))?;
     store.define_singleton_method("_retag", function!(retag, 3))?;
     store.define_singleton_method("_schema_sql", function!(schema_sql, 0))?;
+    store.define_singleton_method("_adopt", function!(adopt, 3))?;
     store.define_singleton_method("_queue", function!(queue, 3))?;
     store.define_singleton_method("_delete", function!(delete, 3))?;
     store.define_singleton_method("_tag", function!(tag, 3))?;
