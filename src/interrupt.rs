@@ -42,8 +42,14 @@ impl Interrupt {
         Interrupt::default()
     }
 
-    /// Starts a call: clears an earlier firing.
+    /// Starts a call: clears an earlier firing. Waits (briefly) until the cancel requests of an
+    /// earlier firing are all sent: one still on its way could cancel this call's first query
+    /// (the server ignores a cancel that reaches an idle session).
     pub fn arm(&self) {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while self.0.cancelling.load(Ordering::SeqCst) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         self.0.fired.store(false, Ordering::SeqCst);
         self.0.busy.store(true, Ordering::SeqCst);
     }

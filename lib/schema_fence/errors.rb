@@ -41,10 +41,6 @@ module SchemaFence
   # PostgreSQL refused a statement of the tracking store; the message is the server's.
   class DatabaseError < Error; end
 
-  # The core could not open a connection (refused, authentication, TLS: the message names the
-  # target, the sslmode in effect and the server's or the TLS library's reason).
-  class ConnectionError < Error; end
-
   # A native call was interrupted (Thread#raise, Timeout, Ctrl-C): its query was cancelled on the
   # server and its waits ended.
   class InterruptedError < Error; end
@@ -103,6 +99,11 @@ module SchemaFence
 
   # The connection to PostgreSQL was lost (a restart or failover) and could not be reopened.
   class ConnectionLostError < Error; end
+
+  # The core could not open a connection (refused, a server shutting down, authentication, TLS:
+  # the message names the target, the sslmode in effect and the server's or the TLS library's
+  # reason). A ConnectionLostError, so code retrying lost connections retries this too.
+  class ConnectionError < ConnectionLostError; end
 
   # ensure_batched_background_migration_is_finished could not finish the migration; the message
   # says which one and the command to finish it.
