@@ -39,6 +39,12 @@ module SchemaFence
       @mutex = Mutex.new
     end
 
+    # The worker settings, as {Runner.new} takes them.
+    # @return [Hash]
+    def runner_options
+      { lease:, max_attempts:, stuck_after:, statement_timeout:, lock_timeout:, job_statement_timeout: }
+    end
+
     # Declares how workers reach a database: a PostgreSQL URL, an ActiveRecord class connected
     # to it (jobs run on its connection), or both (the URL is then derived when missing).
     #

@@ -49,11 +49,7 @@ module SchemaFence
 
     # The native runner (its connection is reopened in a forked child).
     def runner
-      config = SchemaFence.configuration
-      @runner ||= Runner.new(url: @url, database: @database, topology: @topology, lease: config.lease,
-                             max_attempts: config.max_attempts, stuck_after: config.stuck_after,
-                             statement_timeout: config.statement_timeout, lock_timeout: config.lock_timeout,
-                             job_statement_timeout: config.job_statement_timeout)
+      @runner ||= Runner.new(url: @url, database: @database, topology: @topology, **SchemaFence.configuration.runner_options)
     end
 
     # Claims and runs one batch of any migration this database serves.
