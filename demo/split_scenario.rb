@@ -11,7 +11,7 @@ require "tmpdir"
 # replica, idle until the split), and the cutover in the middle of the batches. Used by bin/demo
 # and by spec/cutover_spec.rb.
 class SplitScenario
-  FIXTURES = File.expand_path("../../shared/fixtures/gitlab", __dir__)
+  FIXTURES = ENV.fetch("SCHEMA_FENCE_FIXTURES") { File.expand_path("../../shared/fixtures/gitlab", __dir__) }
   TABLES = { "projects" => :gitlab_main, "ci_builds" => :gitlab_ci,
              "loose_foreign_keys_deleted_records" => :gitlab_shared }.freeze
   JOBS = TABLES.keys.to_h { |table| ["Increment#{table.split('_').map(&:capitalize).join}", table] }.freeze
