@@ -9,9 +9,10 @@ module SchemaFence
   #   the topology from {TOPOLOGY_PATH}, unless the app set them (config/initializers/schema_fence.rb
   #   runs after this and may set them again);
   # - once the app is loaded (and again on each code reload), every database of the topology that
-  #   has a database.yml entry and was not configured by the app: through the app's abstract
-  #   class for it when there is one (+ApplicationRecord+ for the primary, +Ci::ApplicationRecord+
-  #   or +CiRecord+ for +ci+, ...), otherwise through the URL of its configuration;
+  #   has a database.yml entry (hidden ones included) and was not configured by the app: through
+  #   the app's abstract class for it when there is one (+ApplicationRecord+ for the primary,
+  #   +Ci::ApplicationRecord+ or +CiRecord+ for +ci+, ...), otherwise through the URL of its
+  #   configuration; and a database without an entry through its fallback's connection;
   # - {MigrationHelpers} in every migration (prepended to ActiveRecord::Migration);
   # - the rake tasks (lib/schema_fence/tasks/*.rake) and {LogSubscriber}, which writes to the
   #   Rails logger unless {Configuration#logger} is set.
@@ -58,7 +59,10 @@ module SchemaFence
       end
 
       # Configures each database of the topology that has a Rails database configuration in +env+,
-      # in database.yml's order, leaving alone the databases the app configured itself.
+      # in database.yml's order, leaving alone the databases the app configured itself; then each
+      # database that has none but falls back to one that is configured (ci before the split,
+      # on Rails 6.1, which has no hidden entries): it reaches its fallback's database, whose
+      # identity serves it, so its worker idles there instead of failing for want of a connection.
       #
       # @param env [String] the Rails environment
       # @return [Array<String>] the databases configured by this call
@@ -66,15 +70,31 @@ module SchemaFence
         return [] unless configuration.topology_path
 
         known = SchemaFence.topology.database_names.map(&:to_s)
-        ActiveRecord::Base.configurations.configs_for(env_name: env).filter_map do |db_config|
+        own = db_configs(env).filter_map do |db_config|
           name = db_config.name
           next unless known.include?(name)
-          next if configuration.databases.key?(name) && !@configured.include?(name)
+          next unless configurable?(name, configuration)
 
           klass = connection_class_for(name)
           klass ? configuration.database(name, connection_class: klass) : configuration.database(name, url: url_of(db_config))
           @configured |= [name]
           name
+        end
+        own + configure_fallbacks(env, known, configuration)
+      end
+
+      # Every database configuration of +env+, hidden ones included: Rails 7.0+ leaves out of
+      # +configs_for+ the entries marked +database_tasks: false+ (a database that still shares its
+      # owner's) unless asked with +include_hidden: true+; Rails 6.1 has no hidden entries and no
+      # such keyword.
+      #
+      # @return [Array<ActiveRecord::DatabaseConfigurations::DatabaseConfig>]
+      def db_configs(env)
+        configurations = ActiveRecord::Base.configurations
+        if ActiveRecord::VERSION::MAJOR >= 7
+          configurations.configs_for(env_name: env, include_hidden: true)
+        else
+          configurations.configs_for(env_name: env)
         end
       end
 
@@ -95,6 +115,24 @@ module SchemaFence
       end
 
       private
+
+      def configurable?(name, configuration)
+        !configuration.databases.key?(name) || @configured.include?(name)
+      end
+
+      def configure_fallbacks(env, known, configuration)
+        known.filter_map do |name|
+          next unless configurable?(name, configuration) && db_configs(env).none? { |c| c.name == name }
+
+          fallback = SchemaFence.topology.database(name).fallback_database
+          settings = fallback && configuration.databases[fallback.to_s]
+          next unless settings
+
+          configuration.database(name, **settings)
+          @configured |= [name]
+          name
+        end
+      end
 
       def url_of(db_config)
         Connection.url_for_config(db_config.configuration_hash)
