@@ -41,7 +41,13 @@ module SchemaFence
 
     rake_tasks do
       Dir[File.join(__dir__, "tasks", "*.rake")].each { |file| load file }
+      Railtie.stamp_after_schema_loads
     end
+
+    # The tasks that load a schema into a database (schema.rb or structure.sql; Rails 6.1 has
+    # both db:schema:load and db:structure:load, 7.x one db:schema:load for either format, and
+    # db:prepare loads without invoking it), and the environment whose databases they load.
+    SCHEMA_LOADS = /\Adb:(?<test>test:)?(schema:load|structure:load|load_schema|load_structure|prepare|setup)(:\w+)?\z/
 
     @configured = []
 
@@ -83,18 +89,21 @@ module SchemaFence
         own + configure_fallbacks(env, known, configuration)
       end
 
-      # Every database configuration of +env+, hidden ones included: Rails 7.0+ leaves out of
-      # +configs_for+ the entries marked +database_tasks: false+ (a database that still shares its
-      # owner's) unless asked with +include_hidden: true+; Rails 6.1 has no hidden entries and no
-      # such keyword.
-      #
-      # @return [Array<ActiveRecord::DatabaseConfigurations::DatabaseConfig>]
+      # Every database configuration of +env+, hidden ones included (see {RailsConfigs.all}).
       def db_configs(env)
-        configurations = ActiveRecord::Base.configurations
-        if ActiveRecord::VERSION::MAJOR >= 7
-          configurations.configs_for(env_name: env, include_hidden: true)
-        else
-          configurations.configs_for(env_name: env)
+        RailsConfigs.all(env)
+      end
+
+      # After every task that loads a schema, stamps the identity of the databases it loaded (see
+      # {IdentityStamp}): a loaded schema has the tracking tables but not the identity row.
+      #
+      # @return [void]
+      def stamp_after_schema_loads
+        Rake::Task.tasks.each do |task|
+          match = SCHEMA_LOADS.match(task.name)
+          next unless match
+
+          task.enhance { IdentityStamp.stamp(match[:test] ? "test" : Rails.env) }
         end
       end
 

@@ -1,0 +1,38 @@
+# frozen_string_literal: true
+
+module SchemaFence
+  # Stamps the identity of databases whose schema was loaded rather than migrated.
+  #
+  # A schema.rb or structure.sql holds the tracking tables but not the identity row (it is data)
+  # nor what the dumps leave out, so after +db:schema:load+, +db:structure:load+, +db:setup+ or
+  # +db:prepare+ a database has tables and no identity, and every worker refuses it. The Railtie
+  # runs {stamp} after those tasks (+rake schema_fence:identity:stamp+ by hand); it runs the
+  # install on each database of the environment whose schema has the identity table: the
+  # identity is stamped as the install migration would have, and what the dump left out (this
+  # library's indexes) is created again. Nothing happens on a database that already has one.
+  module IdentityStamp
+    module_function
+
+    # @param env [String] the Rails environment whose databases to stamp
+    # @return [Array<Identity>] the identity of each database that has the tracking tables
+    def stamp(env = Rails.env)
+      return [] unless SchemaFence.configuration.topology_path
+
+      known = SchemaFence.topology.database_names.map(&:to_s)
+      all = RailsConfigs.all(env)
+      configs = all.select { |c| known.include?(c.name) && RailsConfigs.database_tasks?(c) }
+      configs.uniq { |c| RailsConfigs.physical(c.configuration_hash) }.filter_map do |db_config|
+        url = Connection.url_for_config(db_config.configuration_hash)
+        next unless installed?(url)
+
+        serves = Install.serves_in(db_config.name, db_config, all)
+        Install.up(url, name: db_config.name, serves:).identity
+      end
+    end
+
+    def installed?(url)
+      require "pg"
+      PG.connect(url) { |c| c.exec("SELECT to_regclass('public.schema_fence_identity') IS NOT NULL").getvalue(0, 0) == "t" }
+    end
+  end
+end
