@@ -38,11 +38,12 @@ RSpec.describe "Installing into a Rails app", :postgres do
   let(:app) { @app }
 
   describe "rails generate schema_fence:install" do
-    it "writes the tracking-table migration with a timestamp, a copy of the gem's template" do
+    it "writes the tracking-table migration with a timestamp: the gem's template, of the app's Rails version" do
       migrations = app.glob("db/migrate/*.rb")
       expect(migrations).to match([%r{\Adb/migrate/\d{14}_install_schema_fence\.rb\z}])
       template = File.read(File.expand_path("../lib/schema_fence/templates/install_schema_fence.rb", __dir__))
-      expect(app.read(migrations.first)).to eq(template)
+      expect(app.read(migrations.first))
+        .to eq(template.sub("ActiveRecord::Migration[6.1]", "ActiveRecord::Migration[#{RailsSkeleton::VERSION}]"))
       expect(@generate.out).to match(%r{create +db/migrate/\d{14}_install_schema_fence\.rb})
     end
 
@@ -59,6 +60,13 @@ RSpec.describe "Installing into a Rails app", :postgres do
       expect(initializer).to include("SchemaFence.configure do |c|",
                                      'class: "MainBatchedMigrationSchedulerWorker"',
                                      'class: "CiBatchedMigrationSchedulerWorker"')
+    end
+
+    it "writes files that boot without a warning: nothing is autoloaded during initialization" do
+      result = app.rails!("runner", "puts :booted")
+      expect(result.out.lines.last).to eq("booted\n")
+      expect(result.err).not_to match(/warn|deprecat/i)
+      expect(app.read("log/development.log")).not_to match(/DEPRECATION|autoloaded/)
     end
 
     it "writes files that load: the workers include the modules and name their database" do
@@ -133,6 +141,37 @@ RSpec.describe "Installing into a Rails app", :postgres do
       tasks = app.rails!("-T", "schema_fence").out
       expect(tasks).to include("schema_fence:status", "schema_fence:pause[id]", "schema_fence:finalize[id]",
                                "schema_fence:cutover:plan")
+    end
+  end
+
+  # ci falls back to main and has no database of its own: on Rails 6.1 it has no database.yml
+  # entry; on Rails 7 it may have one marked database_tasks: false, which configs_for hides.
+  shared_entries = { "no ci entry" => ->(url) { { "main" => url } } }
+  if ActiveRecord::VERSION::MAJOR >= 7
+    shared_entries["a ci entry with database_tasks: false"] =
+      ->(url) { { "main" => url, "ci" => { url:, database_tasks: false } } }
+  end
+  shared_entries.each do |label, entries|
+    describe "into an app whose ci still shares main's database, with #{label}" do
+      before(:all) do
+        @lone_dir = Dir.mktmpdir("schema_fence-rails-lone")
+        @lone_url = Clusters.fresh_database("rails_lone")
+        @lone = RailsSkeleton.new(@lone_dir, databases: entries.call(@lone_url))
+        FileUtils.cp_r(GitlabFixtures.path("database_connections"), File.join(@lone_dir, "db"))
+        @lone.write("lib/gitlab/database/gitlab_schemas.yml", "ci_builds: :gitlab_ci\nprojects: :gitlab_main\n")
+        @lone.rails!("generate", "schema_fence:install")
+        @lone_migrate = @lone.rails!("db:migrate")
+      end
+
+      after(:all) { FileUtils.rm_rf(@lone_dir) }
+
+      it "stamps main serving main and ci, and ci's scheduler idles on main's database instead of failing" do
+        expect(@lone_migrate.out).to include("schema_fence installed: main serving main, ci (epoch 0)")
+        result = @lone.rails!("runner", <<~RUBY)
+          puts [CiBatchedMigrationSchedulerWorker.new.perform, SchemaFence::Worker.for(:ci).run_once.status].inspect
+        RUBY
+        expect(result.out.lines.last).to eq("[[], :idle]\n")
+      end
     end
   end
 

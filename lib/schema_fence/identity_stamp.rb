@@ -14,8 +14,9 @@ module SchemaFence
     module_function
 
     # @param env [String] the Rails environment whose databases to stamp
+    # @param out [IO, nil] where to say each database's identity
     # @return [Array<Identity>] the identity of each database that has the tracking tables
-    def stamp(env = Rails.env)
+    def stamp(env = Rails.env, out: nil)
       return [] unless SchemaFence.configuration.topology_path
 
       known = SchemaFence.topology.database_names.map(&:to_s)
@@ -26,7 +27,9 @@ module SchemaFence
         next unless installed?(url)
 
         serves = Install.serves_in(db_config.name, db_config, all)
-        Install.up(url, name: db_config.name, serves:).identity
+        identity = Install.up(url, name: db_config.name, serves:).identity
+        out&.puts "schema_fence identity: #{identity.name} serving #{identity.serves.join(', ')} (epoch #{identity.epoch})"
+        identity
       end
     end
 

@@ -103,7 +103,7 @@ module SchemaFence
           match = SCHEMA_LOADS.match(task.name)
           next unless match
 
-          task.enhance { IdentityStamp.stamp(match[:test] ? "test" : Rails.env) }
+          task.enhance { IdentityStamp.stamp(match[:test] ? "test" : Rails.env, out: $stdout) }
         end
       end
 

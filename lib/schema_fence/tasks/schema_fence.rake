@@ -55,9 +55,7 @@ namespace :schema_fence do
     desc "Stamp the identity of each database whose loaded schema has none (run after db:schema:load " \
          "and db:structure:load by the Railtie; RAILS_ENV picks the databases)"
     task stamp: :environment do
-      SchemaFence::IdentityStamp.stamp(Rails.env).each do |identity|
-        puts "schema_fence identity: #{identity.name} serving #{identity.serves.join(', ')} (epoch #{identity.epoch})"
-      end
+      SchemaFence::IdentityStamp.stamp(Rails.env, out: $stdout)
     end
   end
 end
