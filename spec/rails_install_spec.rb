@@ -57,9 +57,9 @@ RSpec.describe "Installing into a Rails app", :postgres do
       expect(app.read("app/workers/batched_migration_execution_worker.rb"))
         .to include("class BatchedMigrationExecutionWorker", "include SchemaFence::Sidekiq::ExecutionWorker")
       initializer = app.read("config/initializers/schema_fence.rb")
-      expect(initializer).to include("SchemaFence.configure do |c|",
-                                     'class: "MainBatchedMigrationSchedulerWorker"',
-                                     'class: "CiBatchedMigrationSchedulerWorker"')
+      expect(initializer).to include("SchemaFence.configure do |c|", "config.on(:startup)",
+                                     "schedulers = %w[CiBatchedMigrationSchedulerWorker MainBatchedMigrationSchedulerWorker]",
+                                     "Sidekiq::Cron::Job.create", "SchemaFence::Sidekiq::Clock.start(schedulers, every: 60)")
     end
 
     it "writes files that boot without a warning: nothing is autoloaded during initialization" do

@@ -43,6 +43,9 @@ module SchemaFence
       require "uri"
       userinfo = [config[:username], config[:password]].compact.map { |p| URI.encode_www_form_component(p) }.join(":")
       host = config[:host] || "localhost"
+      # A Unix-socket directory (host: /var/run/postgresql) goes into the URL percent-encoded,
+      # which libpq and the core's client both read as a socket path.
+      host = URI.encode_www_form_component(host) if host.start_with?("/")
       port = config[:port] ? ":#{config[:port]}" : ""
       "postgres://#{userinfo}#{userinfo.empty? ? '' : '@'}#{host}#{port}/#{URI.encode_www_form_component(config[:database])}"
     end
