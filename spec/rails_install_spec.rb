@@ -206,3 +206,24 @@ RSpec.describe "Installing into a Rails app", :postgres do
     end
   end
 end
+
+RSpec.describe "A Rails app connected through a Unix socket", :postgres do
+  it "migrates, stamps and runs its worker with host: set to the socket directory" do
+    cluster = Clusters.primary
+    Clusters.skip_example("needs the suite's own cluster (its socket directory)") unless cluster.is_a?(SchemaFence::Cluster)
+    name = URI.parse(Clusters.fresh_database("rails_socket")).path.delete_prefix("/")
+    port = URI.parse(cluster.url).port
+    Dir.mktmpdir("schema_fence-rails-socket") do |dir|
+      app = RailsSkeleton.new(dir, databases: { "main" => { host: File.dirname(cluster.data_dir), port:, database: name,
+                                                            username: "postgres" } })
+      FileUtils.cp_r(GitlabFixtures.path("database_connections"), File.join(dir, "db"))
+      app.write("lib/gitlab/database/gitlab_schemas.yml", "ci_builds: :gitlab_ci\nprojects: :gitlab_main\n")
+      app.rails!("generate", "schema_fence:install")
+      expect(app.rails!("db:migrate").out).to include("schema_fence installed: main serving main, ci (epoch 0)")
+      result = app.rails!("runner", "puts [SchemaFence.configuration.databases['main'][:url], " \
+                                    "SchemaFence::Worker.for(:main).run_once.status].inspect")
+      socket = URI.encode_www_form_component(File.dirname(cluster.data_dir))
+      expect(result.out.lines.last).to eq(%(["postgres://postgres@#{socket}:#{port}/#{name}", :nothing]\n))
+    end
+  end
+end

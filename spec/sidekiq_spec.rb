@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
 require "sidekiq"
+require "schema_fence/sidekiq"
 require "rbconfig"
 
 RSpec.describe "Sidekiq workers", :postgres do
