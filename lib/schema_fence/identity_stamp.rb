@@ -19,10 +19,8 @@ module SchemaFence
     def stamp(env = Rails.env, out: nil)
       return [] unless SchemaFence.configuration.topology_path
 
-      known = SchemaFence.topology.database_names.map(&:to_s)
       all = RailsConfigs.all(env)
-      configs = all.select { |c| known.include?(c.name) && RailsConfigs.database_tasks?(c) }
-      configs.uniq { |c| RailsConfigs.physical(c.configuration_hash) }.filter_map do |db_config|
+      physical_databases(all).filter_map do |db_config|
         url = Connection.url_for_config(db_config.configuration_hash)
         next unless installed?(url)
 
@@ -31,6 +29,14 @@ module SchemaFence
         out&.puts "schema_fence identity: #{identity.name} serving #{identity.serves.join(', ')} (epoch #{identity.epoch})"
         identity
       end
+    end
+
+    # One configuration per physical database: the first of the topology's databases that has
+    # database tasks (a database that shares it is covered by its stamp).
+    def physical_databases(configs)
+      known = SchemaFence.topology.database_names.map(&:to_s)
+      configs.select { |c| known.include?(c.name) && RailsConfigs.database_tasks?(c) }
+             .uniq { |c| RailsConfigs.physical(c.configuration_hash) }
     end
 
     def installed?(url)

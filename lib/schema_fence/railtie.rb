@@ -47,7 +47,7 @@ module SchemaFence
     # The tasks that load a schema into a database (schema.rb or structure.sql; Rails 6.1 has
     # both db:schema:load and db:structure:load, 7.x one db:schema:load for either format, and
     # db:prepare loads without invoking it), and the environment whose databases they load.
-    SCHEMA_LOADS = /\Adb:(?<test>test:)?(schema:load|structure:load|load_schema|load_structure|prepare|setup)(:\w+)?\z/
+    SCHEMA_LOADS = /\Adb:(?<test>test:)?(?:schema:load|structure:load|load_schema|load_structure|prepare|setup)(?::\w+)?\z/
 
     @configured = []
 

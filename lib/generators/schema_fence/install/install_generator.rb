@@ -66,8 +66,8 @@ module SchemaFence
       # The gem's template, as a migration of this app's Rails version (Migration[7.2] on Rails 7.2):
       # a migration keeps the behaviour of the version it names.
       def install_migration_source
-        File.read(MIGRATION_TEMPLATE).sub("ActiveRecord::Migration[6.1]", "ActiveRecord::Migration[#{migration_version}]")
-                                      .chomp
+        source = File.read(MIGRATION_TEMPLATE)
+        source.sub("ActiveRecord::Migration[6.1]", "ActiveRecord::Migration[#{migration_version}]").chomp
       end
 
       def migration_version
