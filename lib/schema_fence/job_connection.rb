@@ -17,6 +17,8 @@ module SchemaFence
     #   is not run)
     def with(connection_class, batch, database)
       pool = connection_class.connection_pool
+      # Rails 7.2+: lease_connection (pool.connection is its deprecated name there); Rails 6.1
+      # and 7.0-7.1: pool.connection, the same per-thread checkout.
       connection = pool.respond_to?(:lease_connection) ? pool.lease_connection : pool.connection
       clean = false
       begin
