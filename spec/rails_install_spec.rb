@@ -111,7 +111,9 @@ RSpec.describe "Installing into a Rails app", :postgres do
     end
 
     it "gives every migration the DSL, and logs the enqueue to the Rails log" do
-      app.write("db/migrate/20990101000001_create_ci_builds.rb", <<~RUBY)
+      # After the install migration, and not in the future: Rails 7.2 refuses a timestamp past tomorrow.
+      migration = "db/migrate/#{(Time.now.utc + 60).strftime('%Y%m%d%H%M%S')}_create_ci_builds.rb"
+      app.write(migration, <<~RUBY)
         class CreateCiBuilds < ActiveRecord::Migration[6.1]
           restrict_gitlab_migration gitlab_schema: :gitlab_ci
 
@@ -131,7 +133,7 @@ RSpec.describe "Installing into a Rails app", :postgres do
       expect(app.read("log/development.log"))
         .to match(/schema_fence enqueue ci: BackfillCiBuilds on ci_builds\.id queued as migration 1, tagged gitlab_ci/)
     ensure
-      FileUtils.rm_f(File.join(app.root, "db/migrate/20990101000001_create_ci_builds.rb"))
+      FileUtils.rm_f(File.join(app.root, migration)) if migration
     end
 
     it "loads the rake tasks" do

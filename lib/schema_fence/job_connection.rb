@@ -19,6 +19,11 @@ module SchemaFence
       pool = connection_class.connection_pool
       # Rails 7.2+: lease_connection (pool.connection is its deprecated name there); Rails 6.1
       # and 7.0-7.1: pool.connection, the same per-thread checkout.
+      # A thread that already holds a connection of this pool (a migration running
+      # ensure_batched_background_migration_is_finished inline) keeps it: the batch runs on it and
+      # leaves it to its owner. Rails 7.2's migrator takes its connection from the pool on each
+      # call, so releasing it would move the migration, and its advisory lock, to another one.
+      owned = !pool.active_connection?
       connection = pool.respond_to?(:lease_connection) ? pool.lease_connection : pool.connection
       clean = false
       begin
@@ -28,8 +33,12 @@ module SchemaFence
         clean = true
         result
       ensure
-        clean ? pool.release_connection : discard(pool, connection)
+        hand_back(pool, connection, clean:) if owned
       end
+    end
+
+    def hand_back(pool, connection, clean:)
+      clean ? pool.release_connection : discard(pool, connection)
     end
 
     # A job that ends inside a transaction it opened itself (a raw BEGIN) has committed nothing:
