@@ -128,8 +128,10 @@ module SchemaFence
     def finalize_inline(id)
       identity = Identity.read!(connection)
       say "Finalizing batched background migration #{id} on #{identity.name}"
-      worker = Worker.new(database: identity.name, url: Connection.url_for(ActiveRecord::Base),
-                          connection_class: ActiveRecord::Base)
+      # Ruby jobs run on a connection of their own (the worker's connection class for this URL),
+      # not on the migration's: that one is inside the migration's transaction, where a batch
+      # recorded as done could still be rolled back with the migration.
+      worker = Worker.new(database: identity.name, url: Connection.url_for(ActiveRecord::Base))
       status = worker.finish(id)
       Store._set_status(Connection.native(connection), id, "finalized") if status == :finished
       migration_status(id)
