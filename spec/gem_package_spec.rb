@@ -28,12 +28,9 @@ RSpec.describe "the schema_fence gem" do
     run!({}, "gem", "build", "schema_fence.gemspec", "--output", gem_file, chdir: root)
 
     gem_home = File.join(@dir, "gems")
-    # The stack's own target folder, kept between runs, so that the release build reuses the
-    # compiled dependencies (the gem's own crates are new sources on every install and build
-    # again): the same folder as `rake compile` for the Makefile around cargo, which builds with
-    # the same flags; a folder of its own under rb_sys, whose RUSTFLAGS differ.
-    base = ENV.fetch("CARGO_TARGET_DIR", File.join(root, "target"))
-    target = Gem::Specification.find_all_by_name("rb_sys").any? ? File.join(base, "gem") : base
+    # Kept between runs (bin/test puts it outside the clone), so that the release build reuses the
+    # compiled dependencies; the gem's own crates are new sources on every install and build again.
+    target = ENV.fetch("SCHEMA_FENCE_GEM_TARGET") { File.join(ENV.fetch("CARGO_TARGET_DIR", File.join(root, "target")), "gem") }
     env = { "GEM_HOME" => gem_home, "CARGO_TARGET_DIR" => target, "RB_SYS_CARGO_TARGET_DIR" => target,
             "CARGO_NET_OFFLINE" => "true" }
     run!(env, "gem", "install", "--local", "--no-document", gem_file, chdir: @dir)
