@@ -14,9 +14,14 @@ Gem::Specification.new do |spec|
   spec.authors = ["schema_fence developers"]
   spec.license = "MIT"
   spec.required_ruby_version = ">= 3.1"
+  # What the build of the native extension needs ships too: the core crate (src/), the binding
+  # crate (ext/), the workspace manifest and its lock file, and the testkit crates the workspace
+  # names (crates/: built only by rake compile in the repository, never by the gem's install). A
+  # built .so never ships: it is built against the installing Ruby.
   spec.files = Dir["lib/**/*.rb", "lib/**/*.rake", "lib/**/*.erb", "lib/generators/**/templates/*", "src/**/*.rs",
-                   "ext/**/*.{rs,toml}", "Cargo.toml", "Cargo.lock",
+                   "ext/**/*.{rs,toml,rb}", "crates/**/*.{rs,toml}", "Cargo.toml", "Cargo.lock",
                    "Rakefile", "README.md", "CHANGELOG.md"]
+  spec.extensions = ["ext/schema_fence/extconf.rb"]
   spec.require_paths = ["lib"]
   spec.add_dependency "activerecord", ">= 6.1"
   spec.add_dependency "pg", ">= 1.2"

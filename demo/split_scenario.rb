@@ -20,7 +20,7 @@ class SplitScenario
   include SplitApplication
   include SplitCutover
 
-  FIXTURES = File.expand_path("../../shared/fixtures/gitlab", __dir__)
+  FIXTURES = ENV.fetch("SCHEMA_FENCE_FIXTURES") { File.expand_path("../../shared/fixtures/gitlab", __dir__) }
   # table => [gitlab_schema, kind of job]: each gitlab_schema has a migration with a SQL job and
   # one with a Ruby job. sec's tables stay on main when ci splits off.
   PLAN = {

@@ -38,11 +38,12 @@ RSpec.describe "Installing into a Rails app", :postgres do
   let(:app) { @app }
 
   describe "rails generate schema_fence:install" do
-    it "writes the tracking-table migration with a timestamp, a copy of the gem's template" do
+    it "writes the tracking-table migration with a timestamp: the gem's template, of the app's Rails version" do
       migrations = app.glob("db/migrate/*.rb")
       expect(migrations).to match([%r{\Adb/migrate/\d{14}_install_schema_fence\.rb\z}])
       template = File.read(File.expand_path("../lib/schema_fence/templates/install_schema_fence.rb", __dir__))
-      expect(app.read(migrations.first)).to eq(template)
+      expect(app.read(migrations.first))
+        .to eq(template.sub("ActiveRecord::Migration[6.1]", "ActiveRecord::Migration[#{RailsSkeleton::VERSION}]"))
       expect(@generate.out).to match(%r{create +db/migrate/\d{14}_install_schema_fence\.rb})
     end
 
@@ -56,9 +57,16 @@ RSpec.describe "Installing into a Rails app", :postgres do
       expect(app.read("app/workers/batched_migration_execution_worker.rb"))
         .to include("class BatchedMigrationExecutionWorker", "include SchemaFence::Sidekiq::ExecutionWorker")
       initializer = app.read("config/initializers/schema_fence.rb")
-      expect(initializer).to include("SchemaFence.configure do |c|",
-                                     'class: "MainBatchedMigrationSchedulerWorker"',
-                                     'class: "CiBatchedMigrationSchedulerWorker"')
+      expect(initializer).to include("SchemaFence.configure do |c|", "config.on(:startup)",
+                                     "schedulers = %w[CiBatchedMigrationSchedulerWorker MainBatchedMigrationSchedulerWorker]",
+                                     "Sidekiq::Cron::Job.create", "SchemaFence::Sidekiq::Clock.start(schedulers, every: 60)")
+    end
+
+    it "writes files that boot without a warning: nothing is autoloaded during initialization" do
+      result = app.rails!("runner", "puts :booted")
+      expect(result.out.lines.last).to eq("booted\n")
+      expect(result.err).not_to match(/warn|deprecat/i)
+      expect(app.read("log/development.log")).not_to match(/DEPRECATION|autoloaded/)
     end
 
     it "writes files that load: the workers include the modules and name their database" do
@@ -103,7 +111,9 @@ RSpec.describe "Installing into a Rails app", :postgres do
     end
 
     it "gives every migration the DSL, and logs the enqueue to the Rails log" do
-      app.write("db/migrate/20990101000001_create_ci_builds.rb", <<~RUBY)
+      # After the install migration, and not in the future: Rails 7.2 refuses a timestamp past tomorrow.
+      migration = "db/migrate/#{(Time.now.utc + 60).strftime('%Y%m%d%H%M%S')}_create_ci_builds.rb"
+      app.write(migration, <<~RUBY)
         class CreateCiBuilds < ActiveRecord::Migration[6.1]
           restrict_gitlab_migration gitlab_schema: :gitlab_ci
 
@@ -123,7 +133,7 @@ RSpec.describe "Installing into a Rails app", :postgres do
       expect(app.read("log/development.log"))
         .to match(/schema_fence enqueue ci: BackfillCiBuilds on ci_builds\.id queued as migration 1, tagged gitlab_ci/)
     ensure
-      FileUtils.rm_f(File.join(app.root, "db/migrate/20990101000001_create_ci_builds.rb"))
+      FileUtils.rm_f(File.join(app.root, migration)) if migration
     end
 
     it "loads the rake tasks" do
@@ -133,6 +143,37 @@ RSpec.describe "Installing into a Rails app", :postgres do
       tasks = app.rails!("-T", "schema_fence").out
       expect(tasks).to include("schema_fence:status", "schema_fence:pause[id]", "schema_fence:finalize[id]",
                                "schema_fence:cutover:plan")
+    end
+  end
+
+  # ci falls back to main and has no database of its own: on Rails 6.1 it has no database.yml
+  # entry; on Rails 7 it may have one marked database_tasks: false, which configs_for hides.
+  shared_entries = { "no ci entry" => ->(url) { { "main" => url } } }
+  if ActiveRecord::VERSION::MAJOR >= 7
+    shared_entries["a ci entry with database_tasks: false"] =
+      ->(url) { { "main" => url, "ci" => { url:, database_tasks: false } } }
+  end
+  shared_entries.each do |label, entries|
+    describe "into an app whose ci still shares main's database, with #{label}" do
+      before(:all) do
+        @lone_dir = Dir.mktmpdir("schema_fence-rails-lone")
+        @lone_url = Clusters.fresh_database("rails_lone")
+        @lone = RailsSkeleton.new(@lone_dir, databases: entries.call(@lone_url))
+        FileUtils.cp_r(GitlabFixtures.path("database_connections"), File.join(@lone_dir, "db"))
+        @lone.write("lib/gitlab/database/gitlab_schemas.yml", "ci_builds: :gitlab_ci\nprojects: :gitlab_main\n")
+        @lone.rails!("generate", "schema_fence:install")
+        @lone_migrate = @lone.rails!("db:migrate")
+      end
+
+      after(:all) { FileUtils.rm_rf(@lone_dir) }
+
+      it "stamps main serving main and ci, and ci's scheduler idles on main's database instead of failing" do
+        expect(@lone_migrate.out).to include("schema_fence installed: main serving main, ci (epoch 0)")
+        result = @lone.rails!("runner", <<~RUBY)
+          puts [CiBatchedMigrationSchedulerWorker.new.perform, SchemaFence::Worker.for(:ci).run_once.status].inspect
+        RUBY
+        expect(result.out.lines.last).to eq("[[], :idle]\n")
+      end
     end
   end
 
@@ -164,6 +205,27 @@ RSpec.describe "Installing into a Rails app", :postgres do
       expect(config["urls"].values.map { |u| PG.connect(u) { |c| c.exec("SELECT current_database()").getvalue(0, 0) } })
         .to eq([URI.parse(@shared_url).path.delete_prefix("/")] * 2)
       expect(config["ci"]).to eq("idle")
+    end
+  end
+end
+
+RSpec.describe "A Rails app connected through a Unix socket", :postgres do
+  it "migrates, stamps and runs its worker with host: set to the socket directory" do
+    cluster = Clusters.primary
+    Clusters.skip_example("needs the suite's own cluster (its socket directory)") unless cluster.is_a?(SchemaFence::Cluster)
+    name = URI.parse(Clusters.fresh_database("rails_socket")).path.delete_prefix("/")
+    port = URI.parse(cluster.url).port
+    Dir.mktmpdir("schema_fence-rails-socket") do |dir|
+      app = RailsSkeleton.new(dir, databases: { "main" => { host: File.dirname(cluster.data_dir), port:, database: name,
+                                                            username: "postgres" } })
+      FileUtils.cp_r(GitlabFixtures.path("database_connections"), File.join(dir, "db"))
+      app.write("lib/gitlab/database/gitlab_schemas.yml", "ci_builds: :gitlab_ci\nprojects: :gitlab_main\n")
+      app.rails!("generate", "schema_fence:install")
+      expect(app.rails!("db:migrate").out).to include("schema_fence installed: main serving main, ci (epoch 0)")
+      result = app.rails!("runner", "puts [SchemaFence.configuration.databases['main'][:url], " \
+                                    "SchemaFence::Worker.for(:main).run_once.status].inspect")
+      socket = URI.encode_www_form_component(File.dirname(cluster.data_dir))
+      expect(result.out.lines.last).to eq(%(["postgres://postgres@#{socket}:#{port}/#{name}", :nothing]\n))
     end
   end
 end

@@ -12,6 +12,10 @@ if ENV["SCHEMA_FENCE_GC_STRESS"]
 else
   require "schema_fence/testing"
   Dir[File.join(__dir__, "support", "**", "*.rb")].each { |f| require f }
+  # Rails 7.2+: a connection is leased for a block (with_connection) or a unit of work
+  # (lease_connection), never checked out for good by ActiveRecord::Base.connection; the suite
+  # holds the library to that. Rails 6.1 has no such setting.
+  ActiveRecord.permanent_connection_checkout = :disallowed if ActiveRecord.respond_to?(:permanent_connection_checkout=)
 end
 
 RSpec.configure do |config|

@@ -109,8 +109,9 @@ RSpec.describe SchemaFence::Worker, :postgres do
       expect(ci).not_to equal(main)
       expect(ci.connection_pool).not_to equal(main.connection_pool)
       expect(main.name).to start_with("SchemaFence::WorkerRecord::Db_main_")
-      expect(ci.connection.select_value("SELECT name FROM schema_fence_identity")).to eq("ci")
-      expect(main.connection.select_value("SELECT name FROM schema_fence_identity")).to eq("main")
+      expect(ci.connection_pool.with_connection { |c| c.select_value("SELECT name FROM schema_fence_identity") }).to eq("ci")
+      expect(main.connection_pool.with_connection { |c| c.select_value("SELECT name FROM schema_fence_identity") })
+        .to eq("main")
     end
 
     it "refuses a job connection that reaches another database and records the batch as failed" do

@@ -211,9 +211,21 @@ fn a_catch_up_timeout_leaves_the_source_paused_and_a_rollback_lifts_the_pause() 
         cutover.run_step(step).unwrap();
     }
     // A replica that cannot replay: its server is stopped... so stop replay instead.
-    connect(&target_url)
-        .execute("SELECT pg_wal_replay_pause()", &[])
-        .unwrap();
+    let mut target = connect(&target_url);
+    target.execute("SELECT pg_wal_replay_pause()", &[]).unwrap();
+    // The pause is only requested until replay reaches it: without waiting, the update below
+    // could still be replayed and the catch-up succeed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        let state: String = target
+            .query_one("SELECT pg_get_wal_replay_pause_state()", &[])
+            .unwrap()
+            .get(0);
+        if state == "paused" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     cutover.run_step(Step::Fence).unwrap();
     connect(&source_url)
         .execute("UPDATE projects SET done = done WHERE id = 1", &[])

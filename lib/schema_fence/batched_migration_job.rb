@@ -33,9 +33,14 @@ module SchemaFence
       raise NotImplementedError, "#{self.class.name}#perform"
     end
 
+    # The connection the batch runs on: the one {JobConnection} leased to this thread for the
+    # batch (Rails 7.2+: +lease_connection+, which +connection+ deprecates and
+    # +permanent_connection_checkout = :disallowed+ refuses; Rails 6.1 and 7.0-7.1: +connection+,
+    # the same per-thread connection under its older name).
+    #
     # @return [ActiveRecord::ConnectionAdapters::AbstractAdapter] the worker's database connection
     def connection
-      connection_class.connection
+      connection_class.respond_to?(:lease_connection) ? connection_class.lease_connection : connection_class.connection
     end
 
     # @return [Integer] the batch's first key

@@ -55,24 +55,28 @@ module SchemaFence
     # A database that falls back to +name+ shares its physical database unless the app configures
     # it with its own database (Rails db_config without database_tasks: false).
     def default_serves(connection, name)
-      topology = SchemaFence.topology
-      topology.served_with(name).select do |db|
-        db == name || !own_database?(connection, db)
-      end
+      return SchemaFence.topology.served_with(name) unless defined?(ActiveRecord::Base) && connection.respond_to?(:pool)
+
+      mine = connection.pool.db_config
+      serves_in(name, mine, RailsConfigs.all(mine.env_name))
     end
 
-    def own_database?(connection, db)
-      return false unless defined?(ActiveRecord::Base) && connection.respond_to?(:pool)
+    # The logical databases the physical database of +db_config+ serves as +name+: +name+, and
+    # each that falls back to it without a database of its own among +configs+ (no entry, an
+    # entry marked +database_tasks: false+, or one that reaches the same database).
+    #
+    # @param name [String]
+    # @param db_config [ActiveRecord::DatabaseConfigurations::DatabaseConfig]
+    # @param configs [Array<ActiveRecord::DatabaseConfigurations::DatabaseConfig>]
+    # @return [Array<String>]
+    def serves_in(name, db_config, configs)
+      SchemaFence.topology.served_with(name).select do |db|
+        next true if db == name
 
-      env = connection.pool.db_config.env_name
-      config = ActiveRecord::Base.configurations.configs_for(env_name: env, name: db)
-      return false unless config
-
-      hash = config.configuration_hash
-      return false if hash[:database_tasks] == false
-
-      mine = connection.pool.db_config.configuration_hash
-      %i[host port database].any? { |key| hash[key].to_s != mine[key].to_s }
+        other = configs.find { |c| c.name == db }
+        !other || !RailsConfigs.database_tasks?(other) || other.configuration_hash[:database_tasks] == false ||
+          RailsConfigs.physical(other.configuration_hash) == RailsConfigs.physical(db_config.configuration_hash)
+      end
     end
   end
 end

@@ -18,8 +18,12 @@ module SchemaFence
     #   is not run)
     def with(connection_class, batch, database)
       pool = connection_class.connection_pool
-      # A thread that already holds a connection (a migration finishing a batched migration
-      # inline, inside its own transaction) keeps it: it is the caller's to return.
+      # Rails 7.2+: lease_connection (pool.connection is its deprecated name there); Rails 6.1
+      # and 7.0-7.1: pool.connection, the same per-thread checkout.
+      # A thread that already holds a connection of this pool (a migration running
+      # ensure_batched_background_migration_is_finished inline) keeps it: the batch runs on it and
+      # leaves it to its owner. Rails 7.2's migrator takes its connection from the pool on each
+      # call, so releasing it would move the migration, and its advisory lock, to another one.
       borrowed = pool.active_connection?
       connection = pool.respond_to?(:lease_connection) ? pool.lease_connection : pool.connection
       clean = false

@@ -9,9 +9,10 @@ module SchemaFence
   #   the topology from {TOPOLOGY_PATH}, unless the app set them (config/initializers/schema_fence.rb
   #   runs after this and may set them again);
   # - once the app is loaded (and again on each code reload), every database of the topology that
-  #   has a database.yml entry and was not configured by the app: through the app's abstract
-  #   class for it when there is one (+ApplicationRecord+ for the primary, +Ci::ApplicationRecord+
-  #   or +CiRecord+ for +ci+, ...), otherwise through the URL of its configuration;
+  #   has a database.yml entry (hidden ones included) and was not configured by the app: through
+  #   the app's abstract class for it when there is one (+ApplicationRecord+ for the primary,
+  #   +Ci::ApplicationRecord+ or +CiRecord+ for +ci+, ...), otherwise through the URL of its
+  #   configuration; and a database without an entry through its fallback's connection;
   # - {MigrationHelpers} in every migration (prepended to ActiveRecord::Migration);
   # - the rake tasks (lib/schema_fence/tasks/*.rake) and {LogSubscriber}, which writes to the
   #   Rails logger unless {Configuration#logger} is set.
@@ -40,7 +41,13 @@ module SchemaFence
 
     rake_tasks do
       Dir[File.join(__dir__, "tasks", "*.rake")].each { |file| load file }
+      Railtie.stamp_after_schema_loads
     end
+
+    # The tasks that load a schema into a database (schema.rb or structure.sql; Rails 6.1 has
+    # both db:schema:load and db:structure:load, 7.x one db:schema:load for either format, and
+    # db:prepare loads without invoking it), and the environment whose databases they load.
+    SCHEMA_LOADS = /\Adb:(?<test>test:)?(?:schema:load|structure:load|load_schema|load_structure|prepare|setup)(?::\w+)?\z/
 
     @configured = []
 
@@ -58,7 +65,10 @@ module SchemaFence
       end
 
       # Configures each database of the topology that has a Rails database configuration in +env+,
-      # in database.yml's order, leaving alone the databases the app configured itself.
+      # in database.yml's order, leaving alone the databases the app configured itself; then each
+      # database that has none but falls back to one that is configured (ci before the split,
+      # on Rails 6.1, which has no hidden entries): it reaches its fallback's database, whose
+      # identity serves it, so its worker idles there instead of failing for want of a connection.
       #
       # @param env [String] the Rails environment
       # @return [Array<String>] the databases configured by this call
@@ -66,15 +76,34 @@ module SchemaFence
         return [] unless configuration.topology_path
 
         known = SchemaFence.topology.database_names.map(&:to_s)
-        ActiveRecord::Base.configurations.configs_for(env_name: env).filter_map do |db_config|
+        own = db_configs(env).filter_map do |db_config|
           name = db_config.name
           next unless known.include?(name)
-          next if configuration.databases.key?(name) && !@configured.include?(name)
+          next unless configurable?(name, configuration)
 
           klass = connection_class_for(name)
           klass ? configuration.database(name, connection_class: klass) : configuration.database(name, url: url_of(db_config))
           @configured |= [name]
           name
+        end
+        own + configure_fallbacks(env, known, configuration)
+      end
+
+      # Every database configuration of +env+, hidden ones included (see {RailsConfigs.all}).
+      def db_configs(env)
+        RailsConfigs.all(env)
+      end
+
+      # After every task that loads a schema, stamps the identity of the databases it loaded (see
+      # {IdentityStamp}): a loaded schema has the tracking tables but not the identity row.
+      #
+      # @return [void]
+      def stamp_after_schema_loads
+        Rake::Task.tasks.each do |task|
+          match = SCHEMA_LOADS.match(task.name)
+          next unless match
+
+          task.enhance { IdentityStamp.stamp(match[:test] ? "test" : Rails.env, out: $stdout) }
         end
       end
 
@@ -95,6 +124,24 @@ module SchemaFence
       end
 
       private
+
+      def configurable?(name, configuration)
+        !configuration.databases.key?(name) || @configured.include?(name)
+      end
+
+      def configure_fallbacks(env, known, configuration)
+        known.filter_map do |name|
+          next unless configurable?(name, configuration) && db_configs(env).none? { |c| c.name == name }
+
+          fallback = SchemaFence.topology.database(name).fallback_database
+          settings = fallback && configuration.databases[fallback.to_s]
+          next unless settings
+
+          configuration.database(name, **settings)
+          @configured |= [name]
+          name
+        end
+      end
 
       def url_of(db_config)
         Connection.url_for_config(db_config.configuration_hash)

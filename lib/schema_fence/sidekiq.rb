@@ -2,6 +2,7 @@
 
 require "sidekiq"
 require_relative "../schema_fence"
+require_relative "sidekiq/clock"
 
 module SchemaFence
   # Sidekiq workers, as modules the app's own worker classes include:

@@ -2,9 +2,10 @@
 
 require "yaml"
 
-# GitLab's own data, in ../shared/fixtures/gitlab, and dictionaries written to temporary directories.
+# GitLab's own data, in ../shared/fixtures/gitlab beside the clone (or $SCHEMA_FENCE_FIXTURES: the
+# Debian 13 stack mounts it elsewhere), and dictionaries written to temporary directories.
 module GitlabFixtures
-  ROOT = File.expand_path("../../../shared/fixtures/gitlab", __dir__)
+  ROOT = ENV.fetch("SCHEMA_FENCE_FIXTURES") { File.expand_path("../../../shared/fixtures/gitlab", __dir__) }
 
   module_function
 

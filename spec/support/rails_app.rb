@@ -64,7 +64,7 @@ class RailsApp
     out = StringIO.new
     previous = $stdout
     $stdout = out
-    ActiveRecord::MigrationContext.new(migrate_dir, ActiveRecord::SchemaMigration).migrate
+    migration_context.migrate
     out.string
   rescue StandardError => e
     # ActiveRecord wraps what a migration raised in "An error has occurred, ... canceled"; specs
@@ -85,6 +85,16 @@ class RailsApp
   end
 
   private
+
+  # Rails 7.1+ keeps the schema_migrations table per pool (MigrationContext.new(dir) takes the
+  # pool's); Rails 6.1 and 7.0 want the ActiveRecord::SchemaMigration class.
+  def migration_context
+    if ActiveRecord::VERSION::STRING >= "7.1"
+      ActiveRecord::MigrationContext.new(migrate_dir)
+    else
+      ActiveRecord::MigrationContext.new(migrate_dir, ActiveRecord::SchemaMigration)
+    end
+  end
 
   # Each run loads the migration files again; drop the classes so a second database gets fresh ones.
   def forget_migration_classes

@@ -1,16 +1,20 @@
 # frozen_string_literal: true
 
+require "active_record"
 require "erb"
 require "fileutils"
 require "open3"
 require "rbconfig"
 
-# A Rails 6.1 app written file by file into a temporary directory, as `rails new` would leave it
+# A Rails app of the stack's version (6.1 on Debian 12, 7.2 on Debian 13) written file by file
+# into a temporary directory, as `rails new` would leave it
 # minus what it needs from the network: config/boot.rb puts this gem's lib on the load path
 # where a Gemfile would have `gem "schema_fence"`. Commands run as `ruby bin/rails ...` in a
 # process of their own (a Rails app initializes once per process).
 class RailsSkeleton
   GEM_LIB = File.expand_path("../../lib", __dir__)
+  # The Rails version the app is made with, as `rails new` writes it (load_defaults, Migration[]).
+  VERSION = "#{ActiveRecord::VERSION::MAJOR}.#{ActiveRecord::VERSION::MINOR}".freeze
 
   FILES = {
     "config.ru" => "require_relative \"config/environment\"\nrun Rails.application\n",
@@ -22,14 +26,18 @@ class RailsSkeleton
       require_relative "boot"
       require "rails"
       require "active_record/railtie"
-      require "schema_fence" # Bundler.require would do this
+      require "sidekiq"      # Bundler.require would do these
+      require "schema_fence"
 
       module SkeletonApp
         class Application < Rails::Application
-          config.load_defaults 6.1
+          config.load_defaults #{VERSION}
           config.eager_load = false
           config.secret_key_base = "skeleton"
           config.active_record.dump_schema_after_migration = false
+          config.active_record.schema_format = ENV.fetch("SCHEMA_FORMAT", "ruby").to_sym
+          # Rails 7.2+: the app holds schema_fence to leased connections (see spec_helper).
+          config.active_record.permanent_connection_checkout = :disallowed if ActiveRecord.respond_to?(:permanent_connection_checkout=)
           config.log_level = :debug
         end
       end
@@ -55,11 +63,18 @@ class RailsSkeleton
 
   attr_reader :root
 
-  # @param databases [Hash{String => String}] database.yml entries: name => PostgreSQL URL
+  # @param databases [Hash{String => String, Hash}] database.yml entries: name => PostgreSQL URL
+  #   (or settings, see {database_yml})
   def initialize(root, databases:)
     @root = root
     @databases = databases
     write_app
+  end
+
+  # Rewrites config/database.yml with other entries (name => PostgreSQL URL).
+  def databases=(databases)
+    @databases = databases
+    write("config/database.yml", database_yml)
   end
 
   def write(relative, text)
@@ -107,9 +122,11 @@ class RailsSkeleton
     FileUtils.mkdir_p(File.join(root, "db", "migrate"))
   end
 
+  # Each entry is a URL, or a Hash of settings with +url+ (e.g. database_tasks: false).
   def database_yml
-    entries = @databases.map do |name, url|
-      "  #{name}:\n    adapter: postgresql\n    url: #{url}\n"
+    entries = @databases.map do |name, entry|
+      settings = entry.is_a?(Hash) ? entry : { url: entry }
+      "  #{name}:\n    adapter: postgresql\n#{settings.map { |k, v| "    #{k}: #{v}\n" }.join}"
     end
     "development:\n#{entries.join}"
   end

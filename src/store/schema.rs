@@ -7,14 +7,20 @@
 /// and a trigger rejects every write but the library's own stamp (see [`STAMP`]).
 pub const CREATE_IDENTITY: &str = r#"
 CREATE TABLE IF NOT EXISTS public.schema_fence_identity (
-    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
-    name text NOT NULL CHECK (char_length(name) <= 255),
+    singleton boolean PRIMARY KEY DEFAULT true,
+    name text NOT NULL,
     -- Empty for a retired database (the target of a cutover that was rolled back).
     serves text[] NOT NULL,
-    epoch bigint NOT NULL DEFAULT 0 CHECK (epoch >= 0),
+    epoch bigint NOT NULL DEFAULT 0,
     stamped_at timestamptz NOT NULL DEFAULT now(),
     -- Set by the cutover's pause step: no new batch is claimed while true (replicated with the data).
-    claims_paused boolean NOT NULL DEFAULT false
+    claims_paused boolean NOT NULL DEFAULT false,
+    -- Named, and each a comparison, so that Rails dumps them into a schema.rb that loads back:
+    -- Rails 6.1 reads a check's expression only inside double parentheses, which PostgreSQL
+    -- writes for `(singleton = true)` but not for `(singleton)`, and names only named checks.
+    CONSTRAINT check_singleton CHECK (singleton = true),
+    CONSTRAINT check_name_length CHECK (char_length(name) <= 255),
+    CONSTRAINT check_epoch_not_negative CHECK (epoch >= 0)
 );
 
 ALTER TABLE public.schema_fence_identity
@@ -170,6 +176,19 @@ ALTER TABLE public.schema_fence_identity
     ADD COLUMN IF NOT EXISTS claims_paused boolean NOT NULL DEFAULT false;
 -- Older installs refused an empty serves; a retired database serves nothing.
 ALTER TABLE public.schema_fence_identity DROP CONSTRAINT IF EXISTS schema_fence_identity_serves_check;
+ALTER TABLE public.schema_fence_identity DROP CONSTRAINT IF EXISTS check_serves_not_empty;
+
+-- Identity tables of earlier installs have an unnamed `CHECK (singleton)`, which Rails 6.1 dumps
+-- into schema.rb as `t.check_constraint nil`: replaced by the named one of CREATE_IDENTITY.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint
+                   WHERE conrelid = 'public.schema_fence_identity'::regclass AND conname = 'check_singleton') THEN
+        ALTER TABLE public.schema_fence_identity DROP CONSTRAINT IF EXISTS schema_fence_identity_singleton_check;
+        ALTER TABLE public.schema_fence_identity ADD CONSTRAINT check_singleton CHECK (singleton = true);
+    END IF;
+END
+$$;
 
 ALTER TABLE batched_background_migration_jobs
     ADD COLUMN IF NOT EXISTS lease_owner text,

@@ -88,3 +88,13 @@ namespace :schema_fence do
     end
   end
 end
+
+namespace :schema_fence do
+  namespace :identity do
+    desc "Stamp the identity of each database whose loaded schema has none (run after db:schema:load " \
+         "and db:structure:load by the Railtie; RAILS_ENV picks the databases)"
+    task stamp: :environment do
+      SchemaFence::IdentityStamp.stamp(Rails.env, out: $stdout)
+    end
+  end
+end

@@ -32,7 +32,7 @@ module SchemaFence
 
       # @return [void]
       def create_install_migration
-        migration_template MIGRATION_TEMPLATE, File.join(db_migrate_path, "install_schema_fence.rb")
+        migration_template "install_schema_fence.rb.tt", File.join(db_migrate_path, "install_schema_fence.rb")
       end
 
       # @return [void]
@@ -61,6 +61,17 @@ module SchemaFence
         return unless SchemaFence.configuration.topology_path
 
         SchemaFence.topology.database_names.map(&:to_s)
+      end
+
+      # The gem's template, as a migration of this app's Rails version (Migration[7.2] on Rails 7.2):
+      # a migration keeps the behaviour of the version it names.
+      def install_migration_source
+        source = File.read(MIGRATION_TEMPLATE)
+        source.sub("ActiveRecord::Migration[6.1]", "ActiveRecord::Migration[#{migration_version}]").chomp
+      end
+
+      def migration_version
+        "#{ActiveRecord::VERSION::MAJOR}.#{ActiveRecord::VERSION::MINOR}"
       end
 
       def scheduler_class(name)
