@@ -19,10 +19,12 @@ RSpec.describe "interrupting native calls (Thread#raise, Timeout)", :postgres do
     end
   end
 
-  def runner_queries_waiting(url)
+  # The runner's queries running now; +on_lock+: only those waiting for a lock (the blocked job,
+  # not a claim that happens to be running).
+  def runner_queries_waiting(url, on_lock: false)
     PG.connect(url) do |c|
       c.exec("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'schema_fence/main/runner' " \
-             "AND state = 'active'").getvalue(0, 0).to_i
+             "AND state = 'active'#{" AND wait_event_type = 'Lock'" if on_lock}").getvalue(0, 0).to_i
     end
   end
 
@@ -60,7 +62,7 @@ RSpec.describe "interrupting native calls (Thread#raise, Timeout)", :postgres do
     worker = SchemaFence::Worker.new(database: :main, url:)
     thread = Thread.new { worker.run_once }
     thread.report_on_exception = false
-    sleep 0.1 until runner_queries_waiting(url) == 1
+    sleep 0.1 until runner_queries_waiting(url, on_lock: true) == 1
     started = now
     thread.raise(Interrupt, "shutting down")
     expect { thread.join(5) }.to raise_error(Interrupt, "shutting down")
@@ -72,17 +74,29 @@ RSpec.describe "interrupting native calls (Thread#raise, Timeout)", :postgres do
   end
 
   it "ends a cutover's drain wait within a second; the step stays unfinished and a later run resumes it" do
-    Batches.queue(url, "IncrementDone", "ci_builds", :gitlab_ci)
-    runner = SchemaFence::Runner.new(url:, database: "main")
-    batch = runner.claim_next # a live lease: the drain waits for it
-    cutover = SchemaFence::Cutover.new(source_url: url, target_url: url, drain_timeout: 60)
-    cutover.run_step(:pause)
-    started = now
-    expect { Timeout.timeout(0.5) { cutover.run_step(:drain) } }.to raise_error(Timeout::Error)
-    expect(now - started).to be < 1.5
-    expect(cutover.plan.select(&:done).map(&:step)).to eq(%w[pause])
+    Clusters.with_cluster do |cluster|
+      source = cluster.create_database("app")
+      PG.connect(source) do |c|
+        c.exec("CREATE TABLE ci_builds (id bigint PRIMARY KEY, done int NOT NULL DEFAULT 0)")
+        c.exec("INSERT INTO ci_builds (id) SELECT generate_series(1, 100)")
+      end
+      SchemaFence::Install.up(source, name: "main", serves: %w[main ci])
+      Batches.queue(source, "IncrementDone", "ci_builds", :gitlab_ci)
+      replica = cluster.replica
+      runner = SchemaFence::Runner.new(url: source, database: "main")
+      batch = runner.claim_next # a live lease: the drain waits for it
+      cutover = SchemaFence::Cutover.new(source_url: source, target_url: replica.url("app"), drain_timeout: 60)
+      cutover.run_step(:verify)
+      cutover.run_step(:pause)
+      started = now
+      expect { Timeout.timeout(0.5) { cutover.run_step(:drain) } }.to raise_error(Timeout::Error)
+      expect(now - started).to be < 1.5
+      expect(cutover.plan.select(&:done).map(&:step)).to eq(%w[verify pause])
 
-    runner.complete(batch, {})
-    expect(cutover.run_step(:drain).detail).to eq("no live batch lease")
+      runner.complete(batch, {})
+      expect(cutover.run_step(:drain).detail).to eq("no live batch lease")
+    ensure
+      replica&.stop
+    end
   end
 end
