@@ -225,7 +225,8 @@ RSpec.describe "A Rails app connected through a Unix socket", :postgres do
       result = app.rails!("runner", "puts [SchemaFence.configuration.databases['main'][:url], " \
                                     "SchemaFence::Worker.for(:main).run_once.status].inspect")
       socket = URI.encode_www_form_component(File.dirname(cluster.data_dir))
-      expect(result.out.lines.last).to eq(%(["postgres://postgres@#{socket}:#{port}/#{name}", :nothing]\n))
+      expect(result.out.lines.last)
+        .to eq(%(["postgresql:///#{name}?host=#{socket}&port=#{port}&user=postgres", :nothing]\n))
     end
   end
 end

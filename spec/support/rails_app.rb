@@ -72,8 +72,18 @@ class RailsApp
     raise e.cause || e
   ensure
     $stdout = previous
-    ActiveRecord::Base.connection_handler.clear_all_connections!
+    disconnect_all
     forget_migration_classes
+  end
+
+  # Every pool of the process, each on its own: a pool of an earlier example's cluster, stopped
+  # since, must not keep the others connected.
+  def disconnect_all
+    ActiveRecord::Base.connection_handler.connection_pool_list.each do |pool|
+      pool.disconnect!
+    rescue ActiveRecord::ActiveRecordError, PG::Error
+      nil
+    end
   end
 
   def versions(url)
