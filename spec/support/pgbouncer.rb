@@ -47,8 +47,14 @@ class PgBouncer
   def stop
     return unless @pid
 
+    # PgBouncer 1.18 (Debian 12) stops at once on TERM; from 1.23 (Debian 13's 1.24) TERM waits
+    # for every client to leave, so after a moment it is killed.
     Process.kill("TERM", @pid)
-    Process.wait(@pid)
+    deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 5
+    until Process.wait(@pid, Process::WNOHANG)
+      Process.kill("KILL", @pid) if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+      sleep 0.05
+    end
   rescue Errno::ESRCH, Errno::ECHILD
     nil
   ensure
