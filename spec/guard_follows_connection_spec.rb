@@ -66,7 +66,9 @@ RSpec.describe "the statement guard follows the batch's connection", :postgres d
   end
 
   it "refuses executing a statement prepared before the batch, whose text the guard never saw" do
-    raw = worker.send(:connection_class).connection.raw_connection
+    raw = worker.send(:connection_class).connection_pool.then do |pool|
+      pool.respond_to?(:lease_connection) ? pool.lease_connection : pool.connection
+    end.raw_connection
     raw.prepare("touch_projects_before", "UPDATE projects SET done = done + 100 WHERE id = $1")
     outcome = run("ExecutePreparedBefore")
     expect(outcome.error).to be_a(SchemaFence::ForbiddenStatementError)
@@ -82,7 +84,9 @@ RSpec.describe "the statement guard follows the batch's connection", :postgres d
 
   it "leaves the connection unguarded after the batch" do
     run("IncrementDone")
-    connection = worker.send(:connection_class).connection
+    connection = worker.send(:connection_class).connection_pool.then do |pool|
+      pool.respond_to?(:lease_connection) ? pool.lease_connection : pool.connection
+    end
     expect(connection.select_value("SELECT count(*) FROM projects")).to eq(50)
     expect(connection.raw_connection.exec("SELECT 1 FROM projects LIMIT 1").ntuples).to eq(1)
   end

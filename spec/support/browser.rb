@@ -13,7 +13,7 @@ module Browser
 
   def with
     missing = [CHROMIUM, CHROMEDRIVER].reject { |path| File.executable?(path) }
-    RSpec.current_example.skip("needs #{missing.join(' and ')} (Debian's chromium, chromium-driver)") unless missing.empty?
+    Clusters.send(:skip_example, "needs #{missing.join(' and ')} (Debian's chromium, chromium-driver)") unless missing.empty?
     require "selenium-webdriver"
     profile = Dir.mktmpdir("schema_fence-chromium")
     options = Selenium::WebDriver::Chrome::Options.new(

@@ -32,7 +32,7 @@ module HttpServer
         require "rackup/handler/webrick"
         Rackup::Handler::WEBrick
       rescue LoadError
-        RSpec.current_example.skip("needs Rack's WEBrick handler (rack 2, or rackup with rack 3)")
+        Clusters.send(:skip_example, "needs Rack's WEBrick handler (rack 2, or rackup with rack 3)")
       end
     end
   end
