@@ -2,23 +2,14 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use schema_fence::cutover::{self, Cutover, CutoverConfig, Promotion, Step};
+use schema_fence::cutover::{self, Cutover, Promotion, Step};
 use schema_fence::runner::{Claim, Runner, RunnerOptions};
-use schema_fence::store::{self, QueueRequest};
-use schema_fence::{Dictionary, Error, Topology};
+use schema_fence::store::{self};
+use schema_fence::Error;
 use schema_fence_testkit::Cluster;
-
-fn topology() -> Topology {
-    Topology::load(&gitlab_fixtures().join("database_connections")).unwrap()
-}
-
-fn dictionary() -> Arc<Dictionary> {
-    Arc::new(Dictionary::load(&[gitlab_fixtures().join("gitlab_schemas.yml")]).unwrap())
-}
 
 /// A source cluster serving main and ci with ci_builds and projects, a migration queued on each,
 /// and a streaming replica.
@@ -37,44 +28,22 @@ fn split_setup() -> (Cluster, Cluster, String, String) {
         .unwrap();
     store::install(&mut client, "main", &["main".into(), "ci".into()], None).unwrap();
     for (table, schema) in [("ci_builds", "gitlab_ci"), ("projects", "gitlab_main")] {
-        let mut req = QueueRequest::new(&format!("Backfill_{table}"), table, "id");
-        req.restriction = Some(schema.into());
-        req.job_interval_seconds = 0;
-        req.batch_size = 100;
-        req.sub_batch_size = 50;
-        req.pause_ms = 0;
-        store::queue(&mut client, &dictionary(), &req).unwrap();
+        queue_backfill(&mut client, &gitlab_dictionary(), table, schema, (100, 50));
     }
     let replica = source.replica().unwrap();
     let replica_url = replica.url("app");
     (source, replica, url, replica_url)
 }
 
-fn config(source_url: &str, target_url: &str) -> CutoverConfig {
-    CutoverConfig {
-        source_url: source_url.into(),
-        target_url: target_url.into(),
-        source: "main".into(),
-        target: "ci".into(),
-        promotion: Promotion::PgPromote,
-        drain_timeout: Duration::from_secs(10),
-        catch_up_timeout: Duration::from_secs(10),
-        promote_timeout: Duration::from_secs(30),
-        reversible: true,
-    }
-}
-
-fn increment(class: &str) -> Option<String> {
-    let table = class.strip_prefix("Backfill_")?;
-    Some(format!(
-        "UPDATE {table} SET done = done + 1 WHERE id BETWEEN $1 AND $2"
-    ))
-}
-
 #[test]
 fn a_split_in_the_middle_of_the_migrations_continues_each_on_its_own_database() {
     let (_source, _replica, source_url, target_url) = split_setup();
-    let mut main = Runner::new(&source_url, "main", topology(), RunnerOptions::default());
+    let mut main = Runner::new(
+        &source_url,
+        "main",
+        gitlab_topology(),
+        RunnerOptions::default(),
+    );
     // Half of each migration runs before the cutover, on the shared database.
     for _ in 0..10 {
         let Claim::Batch(batch) = main.claim_next().unwrap() else {
@@ -84,7 +53,12 @@ fn a_split_in_the_middle_of_the_migrations_continues_each_on_its_own_database() 
             .unwrap();
         main.complete(&batch, "{}").unwrap();
     }
-    let cutover = Cutover::new(config(&source_url, &target_url), topology(), dictionary()).unwrap();
+    let cutover = Cutover::new(
+        cutover_config(&source_url, &target_url, "ci"),
+        gitlab_topology(),
+        gitlab_dictionary(),
+    )
+    .unwrap();
     let plan = cutover.plan().unwrap();
     assert_eq!(plan.len(), 9);
     assert!(plan.iter().all(|s| !s.done));
@@ -115,7 +89,12 @@ fn a_split_in_the_middle_of_the_migrations_continues_each_on_its_own_database() 
     );
 
     // Each side finishes its own migration; neither touches the other's.
-    let mut ci = Runner::new(&target_url, "ci", topology(), RunnerOptions::default());
+    let mut ci = Runner::new(
+        &target_url,
+        "ci",
+        gitlab_topology(),
+        RunnerOptions::default(),
+    );
     ci.run_sql_until_done(increment).unwrap();
     main.run_sql_until_done(increment).unwrap();
     assert_eq!(done_counts(&target_url, "ci_builds"), (0, 1000, 0));
@@ -170,7 +149,7 @@ fn a_split_in_the_middle_of_the_migrations_continues_each_on_its_own_database() 
         .is_err());
 
     // Stale rows: listed, then deleted only when asked.
-    let listed = cutover::cleanup(&mut connect(&source_url), &topology(), false).unwrap();
+    let listed = cutover::cleanup(&mut connect(&source_url), &gitlab_topology(), false).unwrap();
     assert_eq!(
         listed
             .iter()
@@ -179,16 +158,17 @@ fn a_split_in_the_middle_of_the_migrations_continues_each_on_its_own_database() 
         vec!["gitlab_ci"]
     );
     assert_eq!(
-        cutover::cleanup(&mut connect(&source_url), &topology(), false).unwrap(),
+        cutover::cleanup(&mut connect(&source_url), &gitlab_topology(), false).unwrap(),
         listed
     );
-    cutover::cleanup(&mut connect(&source_url), &topology(), true).unwrap();
+    cutover::cleanup(&mut connect(&source_url), &gitlab_topology(), true).unwrap();
     assert!(
-        cutover::cleanup(&mut connect(&source_url), &topology(), false)
+        cutover::cleanup(&mut connect(&source_url), &gitlab_topology(), false)
             .unwrap()
             .is_empty()
     );
-    let target_stale = cutover::cleanup(&mut connect(&target_url), &topology(), false).unwrap();
+    let target_stale =
+        cutover::cleanup(&mut connect(&target_url), &gitlab_topology(), false).unwrap();
     assert_eq!(
         target_stale
             .iter()
@@ -204,9 +184,9 @@ fn a_split_in_the_middle_of_the_migrations_continues_each_on_its_own_database() 
 #[test]
 fn a_catch_up_timeout_leaves_the_source_paused_and_a_rollback_lifts_the_pause() {
     let (_source, replica, source_url, target_url) = split_setup();
-    let mut cfg = config(&source_url, &target_url);
+    let mut cfg = cutover_config(&source_url, &target_url, "ci");
     cfg.catch_up_timeout = Duration::from_millis(500);
-    let cutover = Cutover::new(cfg, topology(), dictionary()).unwrap();
+    let cutover = Cutover::new(cfg, gitlab_topology(), gitlab_dictionary()).unwrap();
     for step in [Step::Verify, Step::Pause, Step::Drain] {
         cutover.run_step(step).unwrap();
     }
@@ -240,7 +220,12 @@ fn a_catch_up_timeout_leaves_the_source_paused_and_a_rollback_lifts_the_pause() 
     let err = cutover.run_step(Step::CatchUp).unwrap_err();
     assert!(matches!(err, Error::CutoverTimeout { .. }), "{err}");
     assert!(err.to_string().contains("stays paused"), "{err}");
-    let mut main = Runner::new(&source_url, "main", topology(), RunnerOptions::default());
+    let mut main = Runner::new(
+        &source_url,
+        "main",
+        gitlab_topology(),
+        RunnerOptions::default(),
+    );
     assert_eq!(main.claim_next().unwrap(), Claim::Paused);
     assert!(matches!(
         cutover.run_step(Step::Promote),
@@ -259,9 +244,9 @@ fn a_catch_up_timeout_leaves_the_source_paused_and_a_rollback_lifts_the_pause() 
 #[test]
 fn a_rollback_after_the_promotion_of_a_cutover_that_is_not_reversible_is_refused() {
     let (_source, _replica, source_url, target_url) = split_setup();
-    let mut cfg = config(&source_url, &target_url);
+    let mut cfg = cutover_config(&source_url, &target_url, "ci");
     cfg.reversible = false;
-    let cutover = Cutover::new(cfg, topology(), dictionary()).unwrap();
+    let cutover = Cutover::new(cfg, gitlab_topology(), gitlab_dictionary()).unwrap();
     for step in [
         Step::Verify,
         Step::Pause,
@@ -288,9 +273,9 @@ fn a_rollback_after_the_promotion_of_a_cutover_that_is_not_reversible_is_refused
 #[test]
 fn an_external_promotion_is_waited_for_and_writes_can_be_unlocked_again() {
     let (_source, _replica, source_url, target_url) = split_setup();
-    let mut cfg = config(&source_url, &target_url);
+    let mut cfg = cutover_config(&source_url, &target_url, "ci");
     cfg.promotion = Promotion::External;
-    let cutover = Cutover::new(cfg, topology(), dictionary()).unwrap();
+    let cutover = Cutover::new(cfg, gitlab_topology(), gitlab_dictionary()).unwrap();
     for step in [
         Step::Verify,
         Step::Pause,

@@ -4,44 +4,12 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use common::*;
-use schema_fence::cutover::{Cutover, CutoverConfig, Promotion, RollbackStep};
+use schema_fence::cutover::{Cutover, RollbackStep};
 use schema_fence::runner::{Claim, Runner, RunnerOptions};
 use schema_fence::store::{self, QueueRequest};
-use schema_fence::{Dictionary, Error, Topology};
+use schema_fence::Error;
 use schema_fence_testkit::Cluster;
-
-fn topology() -> Topology {
-    Topology::load(&gitlab_fixtures().join("database_connections")).unwrap()
-}
-
-fn dictionary() -> Arc<Dictionary> {
-    Arc::new(Dictionary::load(&[gitlab_fixtures().join("gitlab_schemas.yml")]).unwrap())
-}
-
-fn config(source_url: &str, target_url: &str) -> CutoverConfig {
-    CutoverConfig {
-        source_url: source_url.into(),
-        target_url: target_url.into(),
-        source: "main".into(),
-        target: "ci".into(),
-        promotion: Promotion::PgPromote,
-        drain_timeout: Duration::from_secs(10),
-        catch_up_timeout: Duration::from_secs(20),
-        promote_timeout: Duration::from_secs(30),
-        reversible: true,
-    }
-}
-
-fn increment(class: &str) -> Option<String> {
-    let table = class.strip_prefix("Backfill_")?;
-    Some(format!(
-        "UPDATE {table} SET done = done + 1 WHERE id BETWEEN $1 AND $2"
-    ))
-}
 
 fn run_batches(runner: &mut Runner, n: usize) {
     for _ in 0..n {
@@ -53,11 +21,6 @@ fn run_batches(runner: &mut Runner, n: usize) {
             .unwrap();
         runner.complete(&batch, "{}").unwrap();
     }
-}
-
-fn identity(url: &str) -> (String, Vec<String>, i64) {
-    let i = store::identity::require(&mut connect(url)).unwrap();
-    (i.name, i.serves, i.epoch)
 }
 
 /// A source serving main and ci (ci_builds with a serial key), a migration on each with some
@@ -76,6 +39,7 @@ fn split_and_work() -> (Cluster, Cluster, String, String) {
         )
         .unwrap();
     store::install(&mut client, "main", &["main".into(), "ci".into()], None).unwrap();
+    // Only the first 1,000 keys: the rows the application inserts later are not migrated.
     for (table, schema) in [("ci_builds", "gitlab_ci"), ("projects", "gitlab_main")] {
         let mut req = QueueRequest::new(&format!("Backfill_{table}"), table, "id");
         req.restriction = Some(schema.into());
@@ -84,18 +48,32 @@ fn split_and_work() -> (Cluster, Cluster, String, String) {
         req.sub_batch_size = 100;
         req.pause_ms = 0;
         req.batch_max_value = Some(1000);
-        store::queue(&mut client, &dictionary(), &req).unwrap();
+        store::queue(&mut client, &gitlab_dictionary(), &req).unwrap();
     }
-    let mut main = Runner::new(&source_url, "main", topology(), RunnerOptions::default());
+    let mut main = Runner::new(
+        &source_url,
+        "main",
+        gitlab_topology(),
+        RunnerOptions::default(),
+    );
     run_batches(&mut main, 4);
     let replica = source.replica().unwrap();
     let target_url = replica.url("app");
-    Cutover::new(config(&source_url, &target_url), topology(), dictionary())
-        .unwrap()
-        .execute(|_| {})
-        .unwrap();
+    Cutover::new(
+        cutover_config(&source_url, &target_url, "ci"),
+        gitlab_topology(),
+        gitlab_dictionary(),
+    )
+    .unwrap()
+    .execute(|_| {})
+    .unwrap();
     // The new ci runs batches of its migration and takes the application's writes.
-    let mut ci = Runner::new(&target_url, "ci", topology(), RunnerOptions::default());
+    let mut ci = Runner::new(
+        &target_url,
+        "ci",
+        gitlab_topology(),
+        RunnerOptions::default(),
+    );
     run_batches(&mut ci, 3);
     connect(&target_url)
         .batch_execute(
@@ -125,7 +103,12 @@ fn a_rollback_after_the_split_loses_no_write_and_redoes_no_batch() {
     let written_on_ci = ci_rows(&target_url);
     assert_eq!(written_on_ci.len(), 5, "{written_on_ci:?}");
 
-    let cutover = Cutover::new(config(&source_url, &target_url), topology(), dictionary()).unwrap();
+    let cutover = Cutover::new(
+        cutover_config(&source_url, &target_url, "ci"),
+        gitlab_topology(),
+        gitlab_dictionary(),
+    )
+    .unwrap();
     let outcomes = cutover.rollback(|_| {}).unwrap();
     assert_eq!(
         outcomes.iter().map(|o| o.step).collect::<Vec<_>>(),
@@ -148,7 +131,12 @@ fn a_rollback_after_the_split_loses_no_write_and_redoes_no_batch() {
     assert!(next > 1005, "next id {next}");
 
     // main finishes the ci migration from where the new ci left it: every key once in all.
-    let mut main = Runner::new(&source_url, "main", topology(), RunnerOptions::default());
+    let mut main = Runner::new(
+        &source_url,
+        "main",
+        gitlab_topology(),
+        RunnerOptions::default(),
+    );
     main.run_sql_until_done(increment).unwrap();
     let counts = connect(&source_url)
         .query_one(
@@ -168,7 +156,12 @@ fn a_rollback_after_the_split_loses_no_write_and_redoes_no_batch() {
     assert_eq!(done_counts(&source_url, "projects"), (0, 1000, 0));
 
     // The retired target refuses its worker, naming it retired.
-    let mut ci = Runner::new(&target_url, "ci", topology(), RunnerOptions::default());
+    let mut ci = Runner::new(
+        &target_url,
+        "ci",
+        gitlab_topology(),
+        RunnerOptions::default(),
+    );
     let err = ci.claim_next().unwrap_err();
     assert!(matches!(err, Error::MisroutedConnection { .. }), "{err}");
     assert!(err.to_string().contains("retired"), "{err}");
@@ -182,9 +175,9 @@ fn a_rollback_after_the_split_loses_no_write_and_redoes_no_batch() {
     // A second split works afterwards.
     let replica = source.replica().unwrap();
     Cutover::new(
-        config(&source_url, &replica.url("app")),
-        topology(),
-        dictionary(),
+        cutover_config(&source_url, &replica.url("app"), "ci"),
+        gitlab_topology(),
+        gitlab_dictionary(),
     )
     .unwrap()
     .execute(|_| {})
@@ -205,8 +198,12 @@ fn a_rollback_killed_after_any_step_ends_consistent_when_run_again() {
     let written_on_ci = ci_rows(&target_url);
     for step in RollbackStep::ALL {
         // A fresh process each time, as after a kill.
-        let cutover =
-            Cutover::new(config(&source_url, &target_url), topology(), dictionary()).unwrap();
+        let cutover = Cutover::new(
+            cutover_config(&source_url, &target_url, "ci"),
+            gitlab_topology(),
+            gitlab_dictionary(),
+        )
+        .unwrap();
         cutover.run_rollback_step(step).unwrap();
         // Killed after the work, before the step was recorded: the rerun does it again.
         connect(&source_url)
@@ -216,24 +213,37 @@ fn a_rollback_killed_after_any_step_ends_consistent_when_run_again() {
                 &[&step.name()],
             )
             .unwrap();
-        let again =
-            Cutover::new(config(&source_url, &target_url), topology(), dictionary()).unwrap();
+        let again = Cutover::new(
+            cutover_config(&source_url, &target_url, "ci"),
+            gitlab_topology(),
+            gitlab_dictionary(),
+        )
+        .unwrap();
         assert!(
             !again.run_rollback_step(step).unwrap().skipped,
             "{step:?} ran again"
         );
     }
-    Cutover::new(config(&source_url, &target_url), topology(), dictionary())
-        .unwrap()
-        .finish_rollback()
-        .unwrap();
+    Cutover::new(
+        cutover_config(&source_url, &target_url, "ci"),
+        gitlab_topology(),
+        gitlab_dictionary(),
+    )
+    .unwrap()
+    .finish_rollback()
+    .unwrap();
     assert_eq!(ci_rows(&source_url), written_on_ci);
     assert_eq!(
         identity(&source_url),
         ("main".into(), vec!["main".into(), "ci".into()], 2)
     );
     assert_eq!(identity(&target_url).1, Vec::<String>::new());
-    let mut main = Runner::new(&source_url, "main", topology(), RunnerOptions::default());
+    let mut main = Runner::new(
+        &source_url,
+        "main",
+        gitlab_topology(),
+        RunnerOptions::default(),
+    );
     main.run_sql_until_done(increment).unwrap();
     let twice: i64 = connect(&source_url)
         .query_one(

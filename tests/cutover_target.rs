@@ -4,21 +4,10 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use common::*;
-use schema_fence::cutover::{Cutover, CutoverConfig, Promotion, Step};
-use schema_fence::{store, Dictionary, Error, Topology};
+use schema_fence::cutover::{Cutover, Step};
+use schema_fence::{store, Error};
 use schema_fence_testkit::Cluster;
-
-fn topology() -> Topology {
-    Topology::load(&gitlab_fixtures().join("database_connections")).unwrap()
-}
-
-fn dictionary() -> Arc<Dictionary> {
-    Arc::new(Dictionary::load(&[gitlab_fixtures().join("gitlab_schemas.yml")]).unwrap())
-}
 
 /// A primary installed as main serving main and ci, with a ci table.
 fn primary() -> (Cluster, String) {
@@ -36,18 +25,12 @@ fn primary() -> (Cluster, String) {
 }
 
 fn cutover(source_url: &str, target_url: &str) -> Cutover {
-    let config = CutoverConfig {
-        source_url: source_url.into(),
-        target_url: target_url.into(),
-        source: "main".into(),
-        target: "ci".into(),
-        promotion: Promotion::PgPromote,
-        drain_timeout: Duration::from_secs(5),
-        catch_up_timeout: Duration::from_secs(5),
-        promote_timeout: Duration::from_secs(30),
-        reversible: true,
-    };
-    Cutover::new(config, topology(), dictionary()).unwrap()
+    Cutover::new(
+        cutover_config(source_url, target_url, "ci"),
+        gitlab_topology(),
+        gitlab_dictionary(),
+    )
+    .unwrap()
 }
 
 /// Whether the source was touched: paused, fenced or locked, or given a cutover log.

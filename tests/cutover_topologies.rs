@@ -4,12 +4,11 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use common::*;
-use schema_fence::cutover::{self, Cutover, CutoverConfig, Promotion};
+use schema_fence::cutover::{self, Cutover};
 use schema_fence::runner::{Claim, Runner, RunnerOptions};
-use schema_fence::store::{self, QueueRequest};
+use schema_fence::store::{self};
 use schema_fence::{Dictionary, Topology};
 use schema_fence_testkit::Cluster;
 
@@ -38,34 +37,8 @@ fn strings(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
-fn config(source_url: &str, target_url: &str, target: &str) -> CutoverConfig {
-    CutoverConfig {
-        source_url: source_url.into(),
-        target_url: target_url.into(),
-        source: "main".into(),
-        target: target.into(),
-        promotion: Promotion::PgPromote,
-        drain_timeout: Duration::from_secs(10),
-        catch_up_timeout: Duration::from_secs(10),
-        promote_timeout: Duration::from_secs(30),
-        reversible: true,
-    }
-}
-
-fn identity(url: &str) -> (String, Vec<String>, i64) {
-    let i = store::identity::require(&mut connect(url)).unwrap();
-    (i.name, i.serves, i.epoch)
-}
-
 fn refused(url: &str, sql: &str) -> bool {
     connect(url).batch_execute(sql).is_err()
-}
-
-fn increment(class: &str) -> Option<String> {
-    let table = class.strip_prefix("Backfill_")?;
-    Some(format!(
-        "UPDATE {table} SET done = done + 1 WHERE id BETWEEN $1 AND $2"
-    ))
 }
 
 /// A source serving main, ci and sec, each with a table and a migration, and a partitioned ci
@@ -95,13 +68,7 @@ fn source(dictionary: &Dictionary) -> (Cluster, String) {
         .unwrap();
     store::install(&mut client, "main", &strings(&["main", "ci", "sec"]), None).unwrap();
     for (table, schema) in TABLES {
-        let mut req = QueueRequest::new(&format!("Backfill_{table}"), table, "id");
-        req.restriction = Some(schema.into());
-        req.job_interval_seconds = 0;
-        req.batch_size = 100;
-        req.sub_batch_size = 100;
-        req.pause_ms = 0;
-        store::queue(&mut client, dictionary, &req).unwrap();
+        queue_backfill(&mut client, dictionary, table, schema, (100, 100));
     }
     (source, url)
 }
@@ -122,7 +89,7 @@ fn splitting_ci_off_leaves_sec_on_main_working_writable_and_unlocked() {
     let target_url = replica.url("app");
 
     let cutover = Cutover::new(
-        config(&source_url, &target_url, "ci"),
+        cutover_config(&source_url, &target_url, "ci"),
         topology(),
         dictionary.clone(),
     )
@@ -200,7 +167,7 @@ fn a_partition_created_after_the_cutover_refuses_rows_and_is_locked_fully_once_r
     let (source, source_url) = source(&dictionary);
     let replica = source.replica().unwrap();
     let cutover = Cutover::new(
-        config(&source_url, &replica.url("app"), "ci"),
+        cutover_config(&source_url, &replica.url("app"), "ci"),
         topology(),
         dictionary.clone(),
     )
@@ -253,7 +220,7 @@ fn a_second_split_moves_sec_off_main_later() {
     let (source, source_url) = source(&dictionary);
     let ci_replica = source.replica().unwrap();
     Cutover::new(
-        config(&source_url, &ci_replica.url("app"), "ci"),
+        cutover_config(&source_url, &ci_replica.url("app"), "ci"),
         topology(),
         dictionary.clone(),
     )
@@ -264,7 +231,7 @@ fn a_second_split_moves_sec_off_main_later() {
     let sec_replica = source.replica().unwrap();
     let sec_url = sec_replica.url("app");
     Cutover::new(
-        config(&source_url, &sec_url, "sec"),
+        cutover_config(&source_url, &sec_url, "sec"),
         topology(),
         dictionary.clone(),
     )

@@ -51,7 +51,7 @@ module SchemaFence
     def page(request)
       status = Status.collect(@configuration)
       html = @template.result_with_hash(
-        status:, history: history(status), replications: replications(status), steering: steering?(request),
+        status:, history: history(status), steering: steering?(request),
         base: request.script_name.to_s, notice: request.params["notice"], helpers: Helpers
       )
       [200, { "content-type" => "text/html; charset=utf-8", "cache-control" => "no-store" }, [html]]
@@ -88,10 +88,6 @@ module SchemaFence
 
     def history(status)
       owners(status).to_h { |db| [db.name, safely { Cutover.history(db.url, limit: HISTORY) }] }
-    end
-
-    def replications(status)
-      owners(status).to_h { |db| [db.name, safely { Cutover.reverse_replications(db.url) }] }
     end
 
     def owners(status)

@@ -69,29 +69,30 @@ pub fn lock_writes(
         return Ok(vec![]);
     }
     db.batch_execute(FUNCTION)?;
-    let mut locked = Vec::new();
-    for schema in &schemas {
-        for relation in tables_of(db, dictionary, std::slice::from_ref(schema))? {
-            let args = format!("{}, {}", literal(database), literal(schema));
-            let mut ddl = format!(
+    let locked = tables_of(db, dictionary, &schemas)?;
+    for relation in &locked {
+        let args = format!(
+            "{}, {}",
+            literal(database),
+            literal(&relation.gitlab_schema)
+        );
+        let mut ddl = format!(
+            "DROP TRIGGER IF EXISTS {trigger} ON {table}; \
+             CREATE TRIGGER {trigger} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table} \
+             FOR EACH STATEMENT EXECUTE FUNCTION schema_fence_lock_writes({args});",
+            trigger = quote_ident(TRIGGER),
+            table = relation.name,
+        );
+        if relation.partitioned {
+            ddl.push_str(&format!(
                 "DROP TRIGGER IF EXISTS {trigger} ON {table}; \
-                 CREATE TRIGGER {trigger} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table} \
-                 FOR EACH STATEMENT EXECUTE FUNCTION schema_fence_lock_writes({args});",
-                trigger = quote_ident(TRIGGER),
+                 CREATE TRIGGER {trigger} BEFORE INSERT OR UPDATE OR DELETE ON {table} \
+                 FOR EACH ROW EXECUTE FUNCTION schema_fence_lock_writes({args});",
+                trigger = quote_ident(ROW_TRIGGER),
                 table = relation.name,
-            );
-            if relation.partitioned {
-                ddl.push_str(&format!(
-                    "DROP TRIGGER IF EXISTS {trigger} ON {table}; \
-                     CREATE TRIGGER {trigger} BEFORE INSERT OR UPDATE OR DELETE ON {table} \
-                     FOR EACH ROW EXECUTE FUNCTION schema_fence_lock_writes({args});",
-                    trigger = quote_ident(ROW_TRIGGER),
-                    table = relation.name,
-                ));
-            }
-            db.batch_execute(&ddl)?;
-            locked.push(relation);
+            ));
         }
+        db.batch_execute(&ddl)?;
     }
     Ok(locked)
 }

@@ -408,13 +408,7 @@ impl Cutover {
             log::started_steps(&mut source, &self.name())?.contains(&Step::Promote);
         if !started_promotion {
             let mut tx = source.transaction()?;
-            tx.execute(
-                &format!(
-                    "UPDATE public.schema_fence_identity SET claims_paused = false FROM {} WHERE singleton",
-                    crate::store::schema::STAMP
-                ),
-                &[],
-            )?;
+            crate::store::identity::set_claims_paused(&mut tx, false)?;
             fence::lift(&mut tx)?;
             log::forget(&mut tx, &self.name())?;
             tx.commit()?;

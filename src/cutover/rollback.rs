@@ -10,7 +10,7 @@ use super::split::Split;
 use super::tables::{self, tables_of};
 use super::{fence, lock_writes, merge, reverse, sequences, Cutover};
 use crate::error::{Error, Result};
-use crate::store::schema::{HERE, STAMP};
+use crate::store::identity;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RollbackStep {
@@ -89,13 +89,7 @@ pub(super) fn run(
         RollbackStep::Pause | RollbackStep::Resume => {
             let paused = step == RollbackStep::Pause;
             for db in [&mut cutover.source()?, &mut cutover.target()?] {
-                db.execute(
-                    &format!(
-                        "UPDATE public.schema_fence_identity SET claims_paused = $1 FROM {} WHERE singleton",
-                        STAMP
-                    ),
-                    &[&paused],
-                )?;
+                identity::set_claims_paused(db, paused)?;
             }
             Ok(format!(
                 "claims {} on both",
@@ -260,38 +254,9 @@ fn stamp(cutover: &Cutover, split: &Split, epoch_before: Option<i64>) -> Result<
     let config = cutover.config();
     let mut source = cutover.source()?;
     let mut target = cutover.target()?;
-    let epoch_of = |db: &mut Client| -> Result<i64> {
-        Ok(db
-            .query_one(
-                "SELECT epoch FROM public.schema_fence_identity WHERE singleton",
-                &[],
-            )?
-            .get(0))
-    };
-    // One more than when the rollback began, however often the stamp runs.
-    let epoch = match epoch_before {
-        Some(before) => before + 1,
-        None => epoch_of(&mut source)?.min(epoch_of(&mut target)?) + 1,
-    };
-    let retired: Vec<String> = vec![];
-    // Identities stamped before retirement existed refused an empty serves.
-    target.batch_execute(
-        "ALTER TABLE public.schema_fence_identity DROP CONSTRAINT IF EXISTS schema_fence_identity_serves_check",
-    )?;
-    target.execute(
-        &format!(
-            "UPDATE public.schema_fence_identity SET serves = $1, epoch = $2, stamped_at = now(), \
-             (system_identifier, database_oid) = ({HERE}) FROM {STAMP} WHERE singleton"
-        ),
-        &[&retired, &epoch],
-    )?;
-    source.execute(
-        &format!(
-            "UPDATE public.schema_fence_identity SET name = $1, serves = $2, epoch = $3, stamped_at = now(), \
-             (system_identifier, database_oid) = ({HERE}) FROM {STAMP} WHERE singleton"
-        ),
-        &[&config.source, &split.before, &epoch],
-    )?;
+    let epoch = identity::next_epoch(&mut source, &mut target, epoch_before)?;
+    identity::stamp(&mut target, &config.target, &[], epoch)?;
+    identity::stamp(&mut source, &config.source, &split.before, epoch)?;
     Ok(format!(
         "{} is ({0}, [{}], {epoch}); {} is retired (serves nothing, {epoch})",
         config.source,

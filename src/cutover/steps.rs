@@ -9,6 +9,7 @@ use super::tables::{self, tables_of};
 use super::{fence, lock_writes, reverse, verify, CutoverConfig, Promotion};
 use crate::error::{Error, Result};
 use crate::interrupt::Interrupt;
+use crate::store::identity;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Step {
@@ -160,7 +161,7 @@ pub(super) fn run(
             ))
         }
         Step::Pause => {
-            set_paused(&mut cutover.source()?, true)?;
+            identity::set_claims_paused(&mut cutover.source()?, true)?;
             Ok("claims paused on the source".into())
         }
         Step::Drain => drain(
@@ -236,25 +237,11 @@ pub(super) fn run(
             ))
         }
         Step::Resume => {
-            set_paused(&mut cutover.source()?, false)?;
-            set_paused(&mut cutover.target()?, false)?;
+            identity::set_claims_paused(&mut cutover.source()?, false)?;
+            identity::set_claims_paused(&mut cutover.target()?, false)?;
             Ok("claims allowed on both".into())
         }
     }
-}
-
-fn set_paused(db: &mut Client, paused: bool) -> Result<()> {
-    let updated = db.execute(
-        &format!(
-            "UPDATE public.schema_fence_identity SET claims_paused = $1 FROM {} WHERE singleton",
-            crate::store::schema::STAMP
-        ),
-        &[&paused],
-    )?;
-    if updated == 0 {
-        return Err(Error::IdentityMissing);
-    }
-    Ok(())
 }
 
 fn wait_until(
@@ -372,41 +359,14 @@ fn stamp(cutover: &super::Cutover, split: &Split, epoch_before: Option<i64>) -> 
     let config = cutover.config();
     let mut source = cutover.source()?;
     let mut target = cutover.target()?;
-    let epoch_of = |db: &mut Client| -> Result<i64> {
-        Ok(db
-            .query_one(
-                "SELECT epoch FROM public.schema_fence_identity WHERE singleton",
-                &[],
-            )?
-            .get(0))
-    };
-    // One more than when the cutover began, however often the stamp runs (logs from before the
-    // epoch was recorded: one more than the lower side, as both had the same at the promotion).
-    let epoch = match epoch_before {
-        Some(before) => before + 1,
-        None => epoch_of(&mut source)?.min(epoch_of(&mut target)?) + 1,
-    };
-    let write = |db: &mut postgres::Transaction<'_>, name: &str, serves: &[String]| -> Result<()> {
-        db.execute(
-            &format!(
-                "UPDATE public.schema_fence_identity SET name = $1, serves = $2, epoch = $3, \
-                 stamped_at = now(), (system_identifier, database_oid) = ({}) FROM {} WHERE singleton",
-                crate::store::schema::HERE,
-                crate::store::schema::STAMP
-            ),
-            &[&name, &serves, &epoch],
-        )?;
-        Ok(())
-    };
+    let epoch = identity::next_epoch(&mut source, &mut target, epoch_before)?;
     // The target takes the moving tables over: its stamp and the end of its copy of the fence
     // commit together.
     let mut tx = target.transaction()?;
-    write(&mut tx, &config.target, &split.moving)?;
+    identity::stamp(&mut tx, &config.target, &split.moving, epoch)?;
     fence::lift(&mut tx)?;
     tx.commit()?;
-    let mut tx = source.transaction()?;
-    write(&mut tx, &config.source, &split.staying)?;
-    tx.commit()?;
+    identity::stamp(&mut source, &config.source, &split.staying, epoch)?;
     Ok(format!(
         "{} is ({0}, [{}], {epoch}); {} is ({2}, [{}], {epoch}) and takes the writes of its tables",
         config.source,

@@ -17,6 +17,8 @@ pub struct Relation {
     /// put into DDL as is.
     pub name: String,
     pub partitioned: bool,
+    /// The gitlab_schema it belongs to (a partition's is its parent's).
+    pub gitlab_schema: String,
 }
 
 const RELATIONS: &str =
@@ -25,7 +27,7 @@ const RELATIONS: &str =
     WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
       AND n.nspname NOT LIKE 'pg\\_toast%'";
 
-const PARTITIONS: &str = "SELECT c.oid, c.oid::regclass::text, c.relkind = 'p' \
+const PARTITIONS: &str = "SELECT c.oid, c.oid::regclass::text, c.relkind = 'p', i.inhparent \
     FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
     WHERE i.inhparent = ANY($1) AND c.relkind IN ('r', 'p')";
 
@@ -55,6 +57,7 @@ pub fn tables_of(
                 Relation {
                     name: row.get(1),
                     partitioned: row.get(4),
+                    gitlab_schema: schema.to_string(),
                 },
             );
         }
@@ -68,19 +71,15 @@ pub fn tables_of(
     while !parents.is_empty() {
         let mut next = Vec::new();
         for row in db.query(PARTITIONS, &[&parents])? {
-            let oid: Oid = row.get(0);
+            let (oid, parent): (Oid, Oid) = (row.get(0), row.get(3));
             let partitioned: bool = row.get(2);
-            if found
-                .insert(
-                    oid,
-                    Relation {
-                        name: row.get(1),
-                        partitioned,
-                    },
-                )
-                .is_none()
-                && partitioned
-            {
+            let gitlab_schema = found[&parent].gitlab_schema.clone();
+            let relation = Relation {
+                name: row.get(1),
+                partitioned,
+                gitlab_schema,
+            };
+            if found.insert(oid, relation).is_none() && partitioned {
                 next.push(oid);
             }
         }

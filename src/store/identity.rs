@@ -146,3 +146,63 @@ pub fn adopt(db: &mut dyn Db, name: &str, serves: &[String]) -> Result<Identity>
     )?;
     require(db)
 }
+
+/// The stamp of a cutover or of its rollback: this database's identity becomes `name` serving
+/// `serves` (none: retired) at `epoch`, in the place it is now. Running it again gives the same.
+pub fn stamp(db: &mut dyn Db, name: &str, serves: &[String], epoch: i64) -> Result<()> {
+    if serves.is_empty() {
+        // Identity tables installed before retirement existed refuse an empty serves.
+        db.batch(
+            "ALTER TABLE public.schema_fence_identity \
+             DROP CONSTRAINT IF EXISTS schema_fence_identity_serves_check",
+        )?;
+    }
+    let serves_json = serde_json::to_string(serves).expect("a list of strings serialises");
+    let epoch = epoch.to_string();
+    let updated = db.query(
+        &format!(
+            "UPDATE public.schema_fence_identity \
+             SET name = $1, serves = ARRAY(SELECT jsonb_array_elements_text($2::jsonb)), \
+                 epoch = $3::bigint, stamped_at = now(), (system_identifier, database_oid) = ({}) \
+             FROM {} WHERE singleton RETURNING epoch",
+            schema::HERE,
+            schema::STAMP
+        ),
+        &[Some(name), Some(&serves_json), Some(&epoch)],
+    )?;
+    if updated.is_empty() {
+        return Err(Error::IdentityMissing);
+    }
+    Ok(())
+}
+
+/// Holds (or allows again) batch claims on this database: the cutover's pause, replicated with
+/// the data.
+pub fn set_claims_paused(db: &mut dyn Db, paused: bool) -> Result<()> {
+    let updated = db.query(
+        &format!(
+            "UPDATE public.schema_fence_identity SET claims_paused = $1::boolean FROM {} \
+             WHERE singleton RETURNING claims_paused",
+            schema::STAMP
+        ),
+        &[Some(if paused { "true" } else { "false" })],
+    )?;
+    if updated.is_empty() {
+        return Err(Error::IdentityMissing);
+    }
+    Ok(())
+}
+
+/// The epoch a stamp gives: one more than the one logged when the cutover (or its rollback)
+/// began, however often the stamp runs; for logs written before epochs were recorded, one more
+/// than the lower side's (both sides had the same at the promotion).
+pub fn next_epoch(
+    source: &mut dyn Db,
+    target: &mut dyn Db,
+    epoch_before: Option<i64>,
+) -> Result<i64> {
+    match epoch_before {
+        Some(before) => Ok(before + 1),
+        None => Ok(require(source)?.epoch.min(require(target)?.epoch) + 1),
+    }
+}

@@ -1,6 +1,10 @@
 //! Helpers shared by the integration tests: fixture paths and small dictionaries on disk.
 #![allow(dead_code)]
 
+mod split;
+#[allow(unused_imports)] // not every test binary uses them
+pub use split::*;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
