@@ -27,6 +27,11 @@ class RailsSkeleton
       require "rails"
       require "active_record/railtie"
       require "sidekiq"      # Bundler.require would do these
+      begin
+        require "sidekiq-cron" # where the stack has it (Debian 13 has no package)
+      rescue LoadError
+        nil
+      end
       require "schema_fence"
 
       module SkeletonApp
@@ -100,9 +105,15 @@ class RailsSkeleton
   # environment (Rails would merge it into the primary database's configuration).
   # @return [Result]
   def rails(*args, env: {})
-    clean = ENV.keys.grep(/DATABASE_URL\z|\ABUNDLE_|\ARUBYOPT\z|\ARAILS_ENV\z/).to_h { |k| [k, nil] }
-    out, err, status = Open3.capture3(clean.merge(env), RbConfig.ruby, "bin/rails", *args, chdir: root)
+    out, err, status = Open3.capture3(clean_env.merge(env), RbConfig.ruby, "bin/rails", *args, chdir: root)
     Result.new(out:, err:, status:)
+  end
+
+  # Starts a long-running command of the app (e.g. +sidekiq+) in its directory, with the same
+  # environment as {rails}, its output appended to +log+.
+  # @return [Integer] the process id, for the caller to stop and wait for
+  def spawn_in_app(*command, log:, env: {})
+    spawn(clean_env.merge(env), *command, chdir: root, out: [log, "a"], err: [log, "a"])
   end
 
   # Like {rails}, raising with the output unless the command succeeded.
@@ -114,6 +125,10 @@ class RailsSkeleton
   end
 
   private
+
+  def clean_env
+    ENV.keys.grep(/DATABASE_URL\z|\ABUNDLE_|\ARUBYOPT\z|\ARAILS_ENV\z/).to_h { |k| [k, nil] }
+  end
 
   def write_app
     FILES.each { |relative, text| write(relative, text) }
