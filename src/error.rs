@@ -297,49 +297,115 @@ pub enum Error {
     GuardParse { message: String, statement: String },
 }
 
+/// `Error::kind` and `Error::KINDS` from one list: the match is exhaustive, so a new variant
+/// missing here fails to compile, and the binding resolves a Ruby class for every entry of
+/// `KINDS` at load.
+macro_rules! kinds {
+    ($($variant:ident),* $(,)?) => {
+        impl Error {
+            /// Every variant's name, for the binding to resolve `SchemaFence::<kind>Error` once.
+            pub const KINDS: &'static [&'static str] = &[$(stringify!($variant)),*];
+
+            /// The variant's name: the binding appends `Error` to find the Ruby exception class.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(Error::$variant { .. } => stringify!($variant)),*
+                }
+            }
+        }
+    };
+}
+
+kinds!(
+    MalformedYaml,
+    ConflictingSchema,
+    UndefinedSchema,
+    MissingKey,
+    InvalidEntry,
+    UnknownTable,
+    SourceRead,
+    UnrecognizedSource,
+    Topology,
+    UnknownDatabase,
+    Database,
+    IdentityMissing,
+    IdentityConflict,
+    InvalidArgument,
+    InvalidIdentifier,
+    MissingSchemaRestriction,
+    InternalSchema,
+    SchemaMismatch,
+    UnresolvedRows,
+    TableNotFound,
+    ColumnNotFound,
+    MisroutedConnection,
+    EpochChanged,
+    IdentityMismatch,
+    JobConnectionMismatch,
+    ConnectionLost,
+    Connection,
+    Interrupted,
+    CutoverTimeout,
+    CutoverOrder,
+    CutoverPastPromotion,
+    CutoverState,
+    CutoverTarget,
+    CutoverNotReversible,
+    CutoverRequirements,
+    CutoverConnection,
+    CrossDatabaseAccess,
+    GuardParse,
+    ForbiddenStatement,
+);
+
 impl Error {
-    /// The variant's name: the binding appends `Error` to find the Ruby exception class.
-    pub fn kind(&self) -> &'static str {
+    /// The SQLSTATE of the PostgreSQL error behind this one, read from the server's error.
+    pub fn sqlstate(&self) -> Option<&str> {
         match self {
-            Error::MalformedYaml { .. } => "MalformedYaml",
-            Error::ConflictingSchema { .. } => "ConflictingSchema",
-            Error::UndefinedSchema { .. } => "UndefinedSchema",
-            Error::MissingKey { .. } => "MissingKey",
-            Error::InvalidEntry { .. } => "InvalidEntry",
-            Error::UnknownTable { .. } => "UnknownTable",
-            Error::SourceRead { .. } => "SourceRead",
-            Error::UnrecognizedSource { .. } => "UnrecognizedSource",
-            Error::Topology { .. } => "Topology",
-            Error::UnknownDatabase { .. } => "UnknownDatabase",
-            Error::Database { .. } => "Database",
-            Error::IdentityMissing => "IdentityMissing",
-            Error::IdentityConflict { .. } => "IdentityConflict",
-            Error::InvalidArgument { .. } => "InvalidArgument",
-            Error::InvalidIdentifier { .. } => "InvalidIdentifier",
-            Error::MissingSchemaRestriction { .. } => "MissingSchemaRestriction",
-            Error::InternalSchema { .. } => "InternalSchema",
-            Error::SchemaMismatch { .. } => "SchemaMismatch",
-            Error::UnresolvedRows { .. } => "UnresolvedRows",
-            Error::TableNotFound { .. } => "TableNotFound",
-            Error::ColumnNotFound { .. } => "ColumnNotFound",
-            Error::MisroutedConnection { .. } => "MisroutedConnection",
-            Error::EpochChanged { .. } => "EpochChanged",
-            Error::IdentityMismatch { .. } => "IdentityMismatch",
-            Error::JobConnectionMismatch { .. } => "JobConnectionMismatch",
-            Error::ConnectionLost { .. } => "ConnectionLost",
-            Error::Connection { .. } => "Connection",
-            Error::Interrupted { .. } => "Interrupted",
-            Error::CutoverTimeout { .. } => "CutoverTimeout",
-            Error::CutoverOrder { .. } => "CutoverOrder",
-            Error::CutoverPastPromotion { .. } => "CutoverPastPromotion",
-            Error::CutoverState { .. } => "CutoverState",
-            Error::CutoverTarget { .. } => "CutoverTarget",
-            Error::CutoverNotReversible { .. } => "CutoverNotReversible",
-            Error::CutoverRequirements { .. } => "CutoverRequirements",
-            Error::CutoverConnection { .. } => "CutoverConnection",
-            Error::CrossDatabaseAccess { .. } => "CrossDatabaseAccess",
-            Error::GuardParse { .. } => "GuardParse",
-            Error::ForbiddenStatement { .. } => "ForbiddenStatement",
+            Error::Database { sqlstate, .. } | Error::Connection { sqlstate, .. } => {
+                sqlstate.as_deref()
+            }
+            _ => None,
+        }
+    }
+
+    /// The table the error is about, when it is about one.
+    pub fn table(&self) -> Option<&str> {
+        match self {
+            Error::ConflictingSchema { table, .. }
+            | Error::UndefinedSchema { table, .. }
+            | Error::InvalidEntry { table, .. }
+            | Error::UnknownTable { table, .. }
+            | Error::MissingSchemaRestriction { table }
+            | Error::InternalSchema { table }
+            | Error::SchemaMismatch { table, .. }
+            | Error::TableNotFound { table }
+            | Error::ColumnNotFound { table, .. }
+            | Error::CrossDatabaseAccess { table, .. } => Some(table),
+            _ => None,
+        }
+    }
+
+    /// The gitlab_schema the error is about: the table's, when the dictionary knows it.
+    pub fn gitlab_schema(&self) -> Option<&str> {
+        match self {
+            Error::UndefinedSchema { schema, .. } => Some(schema),
+            Error::SchemaMismatch { table_schema, .. } => Some(table_schema),
+            Error::CrossDatabaseAccess { table_schema, .. } => table_schema.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The logical database (main, ci, ...) the error is about.
+    pub fn database(&self) -> Option<&str> {
+        match self {
+            Error::UnknownDatabase { name, .. } => Some(name),
+            Error::MisroutedConnection { database, .. }
+            | Error::IdentityMismatch { database, .. }
+            | Error::EpochChanged { database, .. }
+            | Error::JobConnectionMismatch { database, .. }
+            | Error::CutoverConnection { database, .. } => Some(database),
+            _ => None,
         }
     }
 
@@ -391,4 +457,30 @@ pub fn describe_pg_error(e: &postgres::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_list_every_variant_once() {
+        let mut kinds = Error::KINDS.to_vec();
+        kinds.sort_unstable();
+        kinds.dedup();
+        assert_eq!(kinds.len(), Error::KINDS.len());
+        let err = Error::TableNotFound { table: "x".into() };
+        assert!(Error::KINDS.contains(&err.kind()));
+        assert_eq!(err.table(), Some("x"));
+    }
+
+    #[test]
+    fn sqlstate_comes_from_the_server_error() {
+        let err = Error::Database {
+            message: "canceling statement".into(),
+            sqlstate: Some("57014".into()),
+        };
+        assert_eq!(err.sqlstate(), Some("57014"));
+        assert!(err.is_statement_timeout());
+    }
 }

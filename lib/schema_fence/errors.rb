@@ -2,8 +2,18 @@
 
 module SchemaFence
   # The root of every error schema_fence raises. The native core raises the subclass whose name
-  # is its error variant's name plus "Error".
-  class Error < StandardError; end
+  # is its error variant's name plus "Error" (every one of {ERROR_KINDS}, resolved when the
+  # extension loads), with the fields below set where the error has them.
+  class Error < StandardError
+    # @return [String, nil] the SQLSTATE of the PostgreSQL error behind it (e.g. "57014")
+    attr_reader :sqlstate
+    # @return [String, nil] the table it is about
+    attr_reader :table
+    # @return [String, nil] the gitlab_schema it is about (the table's, where known)
+    attr_reader :gitlab_schema
+    # @return [String, nil] the logical database (main, ci, ...) it is about
+    attr_reader :database
+  end
 
   # A dictionary or topology file could not be parsed; the message starts with "path:line:column".
   class MalformedYamlError < Error; end

@@ -11,6 +11,7 @@ use magnus::{Error, RArray, Ruby};
 
 pub(crate) fn init(ruby: &Ruby) -> Result<(), Error> {
     let module = ruby.define_module("SchemaFence")?;
+    errors::init(ruby, &module)?;
     dictionary::init(ruby, &module)?;
     topology::init(ruby, &module)?;
     store::init(ruby, &module)?;
