@@ -4,7 +4,8 @@
 # batch (claim + complete of a no-op batch) with the log's triggers enabled and disabled, on one
 # throwaway cluster, alternating rounds so that both see the same machine load. Each round is
 # the median of RUNS batches; the rounds' min / median / max are printed for both, and the cost
-# of the log per batch. Budget: the log adds at most 30% to the bookkeeping of a batch.
+# of the log per batch. Budget: the log adds at most 30% to the bookkeeping of a batch, judged on
+# the fastest rounds (the machine's load only adds time).
 # Run with `ruby bench/transition_log_bench.rb` (BENCH_ROUNDS, BENCH_RUNS override 7 and 300).
 
 require "pg"
@@ -51,7 +52,7 @@ begin
   SchemaFence::Store._queue(url, dictionary, ["NoopJob", "projects", "id", "[]", "gitlab_main",
                                               [0, 10, 10, 1, 100_000, nil, 0, nil]])
   runner = SchemaFence::Runner.new(url:, database: "main")
-  batch = lambda do
+  batch = proc do
     claimed = runner.claim_next
     raise "no batch: #{claimed.inspect}" unless claimed.is_a?(SchemaFence::Batch)
 
@@ -70,11 +71,15 @@ begin
   puts "bookkeeping per batch (claim + complete), #{ROUNDS} rounds of #{RUNS} batches, #{logged} transitions logged"
   show("log off (baseline)", off)
   show("log on (schema_fence)", on)
-  cost = on[1] - off[1]
-  ratio = on[1] / off[1]
-  puts format("transition log: %<cost>s per batch (%<pct>+.1f%%) | budget <= +30%% | %<status>s",
-              cost: Report.duration(cost.abs) + (cost.negative? ? " less" : ""), pct: (ratio - 1) * 100,
-              status: ratio <= 1.3 ? "PASS" : "MISSED")
+  # Load from the other engineers' builds only adds time: the fastest rounds are the fairest
+  # comparison, and the budget is judged on them; the medians are printed beside.
+  [["fastest rounds", 0], ["median rounds", 1]].each do |label, i|
+    cost = on[i] - off[i]
+    puts format("transition log, %<label>-14s %<cost>10s per batch (%<pct>+6.1f%%)",
+                label:, cost: (cost.negative? ? "-" : "+") + Report.duration(cost.abs), pct: ((on[i] / off[i]) - 1) * 100)
+  end
+  ratio = on[0] / off[0]
+  puts format("budget: the log adds <= 30%% to the fastest round | %<status>s", status: ratio <= 1.3 ? "PASS" : "MISSED")
 ensure
   cluster&.stop
 end
