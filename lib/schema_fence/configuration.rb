@@ -25,6 +25,9 @@ module SchemaFence
     # 10 seconds when it gives none).
     attr_accessor :statement_timeout, :lock_timeout, :job_statement_timeout
 
+    # Months the job transition log keeps (GitLab: 6); see {TransitionLog.maintain}.
+    attr_accessor :transition_log_retain_months
+
     def initialize
       @dictionary_paths = []
       @topology_path = nil
@@ -36,6 +39,7 @@ module SchemaFence
       @statement_timeout = 30
       @lock_timeout = 5
       @job_statement_timeout = 120
+      @transition_log_retain_months = 6
       @mutex = Mutex.new
     end
 

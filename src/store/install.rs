@@ -58,6 +58,9 @@ pub fn install(
         db.batch(schema::CREATE_TRANSITION_LOGS)?;
     }
     db.batch(schema::CREATE_EXTRAS)?;
+    // GitLab's own log keeps its partitions; the install adds only the months it lacks.
+    db.batch(super::transition_log::CREATE_TRIGGERS)?;
+    super::transition_log::maintain(db, None)?;
     let mistagged = match dictionary {
         Some(dictionary) => {
             let report = super::retag(db, dictionary, false)?;

@@ -233,4 +233,6 @@ DROP TABLE IF EXISTS batched_background_migration_jobs;
 DROP TABLE IF EXISTS batched_background_migrations;
 DROP TABLE IF EXISTS public.schema_fence_identity;
 DROP FUNCTION IF EXISTS public.schema_fence_identity_guard();
+DROP FUNCTION IF EXISTS public.schema_fence_log_job_transition();
+DROP FUNCTION IF EXISTS public.schema_fence_maintain_transition_logs(integer, integer);
 "#;

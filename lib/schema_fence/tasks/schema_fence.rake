@@ -73,6 +73,21 @@ namespace :schema_fence do
     abort "schema_fence: #{e.message}"
   end
 
+  namespace :transition_log do
+    desc "Create the job transition log's coming monthly partitions and drop those past the retention " \
+         "(config.transition_log_retain_months; run it from cron at least monthly)"
+    task maintain: :environment do
+      SchemaFence::Install.configured_urls.each do |name, url|
+        done = SchemaFence::TransitionLog.maintain(url)
+        changed = done.created + done.dropped
+        puts "#{name}: #{done.created.size} partition(s) created, #{done.dropped.size} dropped" \
+             "#{changed.empty? ? '' : " (#{changed.join(', ')})"}"
+      end
+    rescue SchemaFence::Error => e
+      abort "schema_fence: #{e.message}"
+    end
+  end
+
   namespace :identity do
     desc "Adopt a deliberate copy of a database: adopt[name,serves...] with URL=, e.g. adopt[ci,ci]"
     task :adopt, [:name] => :environment do |_task, args|

@@ -6,6 +6,7 @@ pub(crate) mod gvl;
 mod runner;
 mod store;
 mod topology;
+mod transition_log;
 
 use magnus::{Error, RArray, Ruby};
 
@@ -18,6 +19,7 @@ pub(crate) fn init(ruby: &Ruby) -> Result<(), Error> {
     runner::init(ruby, &module)?;
     cutover::init(ruby, &module)?;
     guard::init(ruby, &module)?;
+    transition_log::init(ruby, &module)?;
     Ok(())
 }
 

@@ -70,7 +70,7 @@ impl Db for RubyConnection<'_> {
 
 /// Runs `work` on the connection: a URL gets the core's own connection (in a transaction, GVL
 /// released); anything else is taken to be a `PG::Connection` already in the caller's transaction.
-fn on_connection<T: Send>(
+pub(crate) fn on_connection<T: Send>(
     ruby: &Ruby,
     conn: Value,
     work: impl FnOnce(&mut dyn Db) -> schema_fence::Result<T> + Send,
@@ -183,6 +183,7 @@ fn schema_sql(ruby: &Ruby) -> RArray {
         store::schema::CREATE_JOBS,
         store::schema::CREATE_TRANSITION_LOGS,
         store::schema::CREATE_EXTRAS,
+        store::transition_log::CREATE_TRIGGERS,
     ])
 }
 
