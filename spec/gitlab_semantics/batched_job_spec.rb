@@ -74,6 +74,7 @@ RSpec.describe "GitLab's batched_job_spec.rb, on the claim, completion and failu
     r = runner
     r.complete(r.claim_migration(id, nil))
     expect(transitions(id).map { |t| [t.previous_status, t.next_status] }).to eq([%i[pending running], %i[running succeeded]])
+    expect(transitions(id).last.to_h.values_at(:exception_class, :exception_message)).to eq([nil, nil])
   end
 
   it "logs a failure with its exception class and message" do
@@ -110,6 +111,13 @@ RSpec.describe "GitLab's batched_job_spec.rb, on the claim, completion and failu
            timed_out: true)
     expect(jobs(id).map { |j| j.values_at("status", "min_value", "max_value", "batch_size", "attempts") })
       .to eq([[0, 1, 50, 50, 0], [0, 51, 100, 50, 0]])
+  end
+
+  it "can_split?: a failure that is not a timeout does not split the job" do
+    id = migration
+    r = runner
+    r.fail(r.claim_migration(id, nil), "RuntimeError: boom")
+    expect(jobs(id).map { |j| j.values_at("status", "min_value", "max_value") }).to eq([[2, 1, 100]])
   end
 
   it "split_and_retry!: a job no larger than its sub-batch is not split, only failed to be retried" do

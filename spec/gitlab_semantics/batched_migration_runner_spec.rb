@@ -67,6 +67,15 @@ RSpec.describe "GitLab's batched_migration_runner_spec.rb, on the claim and the 
     expect(job_count(id)).to eq(1)
   end
 
+  it "creates no job and marks the migration finished when the next batch would start past max_value" do
+    id = migration(range: [1, 300], batch_size: 40)
+    runner.complete(runner.claim_migration(id, nil))
+    PG.connect(url) { |c| c.exec_params("UPDATE batched_background_migrations SET max_value = 30 WHERE id = $1", [id]) }
+    expect(runner.claim_migration(id, nil)).to be_nil
+    expect(job_count(id)).to eq(1)
+    expect(Batches.status(url, id)).to eq(:finished)
+  end
+
   it "runs no batch of a migration that is not active" do
     id = migration(range: [1, 40], batch_size: 40, status: 0)
     outcome = SchemaFence::Worker.new(database: :main, url:).run_migration_batch(id)
