@@ -76,10 +76,10 @@ RSpec.describe "GitLab's batched_background_migration_helpers_spec.rb, in migrat
     expect(stored("CopyProjects").first.values_at("min_value", "max_value", "status")).to eq([1, 200, 1])
   end
 
-  it "on an empty table, creates the migration finished" do
+  it "on an empty table, creates the migration finished, its max value the min value" do
     PG.connect(url) { |c| c.exec("DELETE FROM projects") }
     migrate(:gitlab_main, 'queue_batched_background_migration("CopyProjects", :projects, :id)')
-    expect(stored("CopyProjects").first["status"]).to eq(3)
+    expect(stored("CopyProjects").first.values_at("status", "min_value", "max_value")).to eq([3, 1, 1])
   end
 
   it "raises for a wrong number of job arguments (none for a job class that declares none), queueing nothing" do
@@ -99,12 +99,13 @@ RSpec.describe "GitLab's batched_background_migration_helpers_spec.rb, in migrat
   it "delete_batched_background_migration deletes the migration of that configuration only, and nothing when " \
      "none matches" do
     migrate(:gitlab_ci, <<~RUBY)
-      queue_batched_background_migration("CopyBuilds", :ci_builds, :id, 1)
-      queue_batched_background_migration("CopyBuilds", :ci_builds, :id, 2)
-      raise "deleted another" unless delete_batched_background_migration("CopyBuilds", :ci_builds, :id, [3]).zero?
-      raise "not deleted" unless delete_batched_background_migration("CopyBuilds", :ci_builds, :id, [1]) == 1
+      queue_batched_background_migration("CopyBuilds", :ci_builds, :id, [:id], [:id_convert_to_bigint])
+      queue_batched_background_migration("CopyBuilds", :ci_builds, :id, [:id], [:other])
+      raise "deleted another" unless delete_batched_background_migration("Other", :ci_builds, :id, [[:id], [:other]]).zero?
+      deleted = delete_batched_background_migration("CopyBuilds", :ci_builds, :id, [[:id], [:id_convert_to_bigint]])
+      raise "not deleted" unless deleted == 1
     RUBY
-    expect(stored("CopyBuilds").map { |m| m["job_arguments"] }).to eq(%w[[2]])
+    expect(stored("CopyBuilds").map { |m| m["job_arguments"] }).to eq(['[["id"], ["other"]]'])
   end
 
   it "finalize_batched_background_migration runs the remaining batches here, every key once, and finalizes it" do
@@ -118,6 +119,20 @@ RSpec.describe "GitLab's batched_background_migration_helpers_spec.rb, in migrat
     RUBY
     expect(stored("IncrementDone").first["status"]).to eq(6)
     expect(Batches.done_counts(url, "ci_builds")).to eq([0, 300, 0])
+  end
+
+  # A difference on purpose: GitLab does not find it ("Could not find"); here the table of another
+  # gitlab_schema than the restriction's is refused, as at queue time.
+  it "finalize_batched_background_migration finds only the migrations of its restriction's schema " \
+     "(here: refuses a table of another schema, naming both)" do
+    migrate(:gitlab_ci, 'queue_batched_background_migration("IncrementDone", :ci_builds, :id)')
+    expect do
+      migrate(:gitlab_main, <<~RUBY)
+        finalize_batched_background_migration(job_class_name: "IncrementDone", table_name: :ci_builds,
+                                              column_name: :id, job_arguments: [])
+      RUBY
+    end.to raise_error(SchemaFence::SchemaMismatchError, /"ci_builds" is gitlab_ci.*gitlab_main/)
+    expect(stored("IncrementDone").first["status"]).to eq(1)
   end
 
   it "ensure_batched_background_migration_is_finished warns and returns for a migration not queued here" do
