@@ -69,14 +69,15 @@ module SchemaFence
     #
     # @param id [String]
     # @param timeout [Numeric] seconds before giving up (the batches done so far stay done)
+    # @yieldparam migration [Migration] before each batch, its progress read again
     # @return [String]
     # @raise [UnknownMigrationError, StaleMigrationError, MigrationStateError]
-    def finalize(id, status: Status.collect, timeout: 3600)
+    def finalize(id, status: Status.collect, timeout: 3600, &progress)
       entry, url = live(status, id)
       return "#{describe(entry)} is already finalized" if entry.status == :finalized
 
       expect_status!(entry, %i[active finalizing finished], "finalized")
-      result = entry.status == :finished ? :finished : Worker.for(entry.database).finish(entry.row_id, timeout:)
+      result = entry.status == :finished ? :finished : Worker.for(entry.database).finish(entry.row_id, timeout:, &progress)
       unless result == :finished
         raise MigrationStateError, "#{describe(entry)} is #{result} after finalizing, not finished: " \
                                    "#{hint(entry.id, result)}"

@@ -13,6 +13,7 @@ pub mod migrations;
 pub mod retag;
 pub mod schema;
 pub mod transition_log;
+pub mod waiting;
 
 pub use enqueue::{queue, QueueOutcome, QueueRequest};
 pub use identity::Identity;

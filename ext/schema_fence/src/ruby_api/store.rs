@@ -326,10 +326,32 @@ fn migrations(ruby: &Ruby, conn: Value) -> Result<RArray, Error> {
             m.min_cursor.clone().into_value_with(ruby),
             m.max_cursor.clone().into_value_with(ruby),
             m.not_runnable.clone().into_value_with(ruby),
+            waiting_fields(ruby, &m).as_value(),
         ]);
         list.push(fields)?;
     }
     Ok(list)
+}
+
+/// `[kind, until, hold_reason, behind, retryable, now]`: why the row waits (kind nil when it
+/// does not), the time it waits for (epoch seconds), and the database's clock.
+fn waiting_fields(ruby: &Ruby, m: &store::MigrationRow) -> RArray {
+    let waiting = m.waiting();
+    let s = &m.schedule;
+    ruby.ary_new_from_values(&[
+        waiting
+            .as_ref()
+            .map(|w| ruby.to_symbol(w.kind()))
+            .into_value_with(ruby),
+        waiting
+            .as_ref()
+            .and_then(|w| w.until())
+            .into_value_with(ruby),
+        s.hold_reason.clone().into_value_with(ruby),
+        s.behind.into_value_with(ruby),
+        ruby.integer_from_i64(s.retryable).as_value(),
+        ruby.float_from_f64(s.now).as_value(),
+    ])
 }
 
 /// Sets a migration's status by name (`"paused"`, `"active"`, `"finalized"`, ...).
