@@ -58,6 +58,7 @@ pub fn install(
         db.batch(schema::CREATE_TRANSITION_LOGS)?;
     }
     db.batch(schema::CREATE_EXTRAS)?;
+    db.batch(super::next_run::CREATE_NEXT_RUN)?;
     let mistagged = match dictionary {
         Some(dictionary) => {
             let report = super::retag(db, dictionary, false)?;

@@ -233,4 +233,7 @@ DROP TABLE IF EXISTS batched_background_migration_jobs;
 DROP TABLE IF EXISTS batched_background_migrations;
 DROP TABLE IF EXISTS public.schema_fence_identity;
 DROP FUNCTION IF EXISTS public.schema_fence_identity_guard();
+DROP FUNCTION IF EXISTS public.schema_fence_migration_next_run();
+DROP FUNCTION IF EXISTS public.schema_fence_job_next_run();
+DROP FUNCTION IF EXISTS public.schema_fence_next_run_at(bigint, timestamptz, smallint);
 "#;
