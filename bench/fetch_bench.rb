@@ -19,6 +19,7 @@ require "schema_fence/testing"
 require_relative "support/report"
 require_relative "support/spread"
 
+$stdout.sync = true
 Report = SchemaFence::Bench::Report
 Spread = SchemaFence::Bench::Spread
 FIXTURES = File.expand_path("../../shared/fixtures/gitlab", __dir__)
@@ -93,7 +94,9 @@ end
 
 def index_probes_only?(url, allowed)
   plan = generic_plan(url, allowed)
-  !plan.include?("Seq Scan") && plan.include?("index_batched_background_migrations_due")
+  # (A seq scan of the empty jobs table, the planner's choice there, reads nothing.)
+  !plan.include?("Seq Scan on batched_background_migrations") &&
+    plan.include?("index_batched_background_migrations_due")
 end
 
 def measure_layout(cluster, index, name, fill)
@@ -101,7 +104,8 @@ def measure_layout(cluster, index, name, fill)
   SchemaFence::Install.up(url, name: "ci", serves: ["ci"])
   PG.connect(url) do |c|
     fill.call(c)
-    c.exec("VACUUM ANALYZE batched_background_migrations; VACUUM ANALYZE batched_background_migration_jobs")
+    c.exec("VACUUM ANALYZE batched_background_migrations")
+    c.exec("VACUUM ANALYZE batched_background_migration_jobs")
   end
   allowed = SchemaFence.topology.allowed_schemas(["ci"]).map(&:to_s)
   ActiveRecord::Base.establish_connection(url)
