@@ -95,6 +95,7 @@ end
 
 def index_probes_only?(url, allowed)
   plan = generic_plan(url, allowed)
+  puts plan if ENV["BENCH_FETCH_PLAN"]
   # (A seq scan of the empty jobs table, the planner's choice there, reads nothing.)
   !plan.include?("Seq Scan on batched_background_migrations") &&
     plan.include?("index_batched_background_migrations_due")
