@@ -10,6 +10,7 @@ pub mod enqueue;
 pub mod identity;
 pub mod install;
 pub mod migrations;
+pub mod next_run;
 pub mod retag;
 pub mod schema;
 pub mod transition_log;
