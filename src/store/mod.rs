@@ -12,6 +12,7 @@ pub mod install;
 pub mod migrations;
 pub mod retag;
 pub mod schema;
+pub mod steering;
 
 pub use enqueue::{queue, QueueOutcome, QueueRequest};
 pub use identity::Identity;
