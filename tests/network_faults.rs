@@ -19,8 +19,10 @@ use schema_fence_testkit::{Cluster, ClusterOptions};
 
 const ROWS: i64 = 1_000;
 const BATCH: i64 = 100;
-/// The worker's keepalives (the URL's): a dead peer is noticed after 1 + 2 x 1 s.
-const FAST_KEEPALIVES: &str = "keepalives_idle=1&keepalives_interval=1&keepalives_retries=2";
+/// The far side's keepalives (libpq's key names: the source server reads the target's URL for
+/// the reverse replication). On Linux the core's tcp_user_timeout (30 s) still decides when
+/// unanswered probes end the connection (docs/faults.md).
+const FAST_KEEPALIVES: &str = "keepalives_idle=1&keepalives_interval=1&keepalives_count=2";
 
 /// A link into a namespace of our own, or None (with the reason printed) where that needs what
 /// this machine does not give.
@@ -142,6 +144,7 @@ fn a_worker_cut_off_mid_batch_loses_its_range_to_another_worker_and_cannot_compl
     // cut (when its connection has failed) comes back and tries to complete it.
     let (claimed_tx, claimed) = mpsc::channel();
     let (healed_tx, healed) = mpsc::channel::<()>();
+    let (noticed_tx, noticed) = mpsc::channel::<()>();
     let far_options = options.clone();
     let far = link
         .spawn(move || {
@@ -152,6 +155,7 @@ fn a_worker_cut_off_mid_batch_loses_its_range_to_another_worker_and_cannot_compl
             claimed_tx.send((batch.clone(), Instant::now())).unwrap();
             let ran = runner.run_sql_batch(&batch, SLOW_FIRST_BATCH);
             let noticed = Instant::now();
+            noticed_tx.send(()).unwrap();
             healed.recv().unwrap();
             let completed = runner.complete(&batch, "{}");
             (ran.map(|_| ()), noticed, completed, Instant::now())
@@ -185,6 +189,11 @@ fn a_worker_cut_off_mid_batch_loses_its_range_to_another_worker_and_cannot_compl
         Completion::Recorded | Completion::MigrationFinished
     ));
 
+    // The far worker comes back only after it noticed the cut (its keepalives), as a worker
+    // cut off longer than its lease would.
+    noticed
+        .recv_timeout(Duration::from_secs(40))
+        .expect("the far worker never noticed the cut");
     link.heal().unwrap();
     let healed_at = Instant::now();
     healed_tx.send(()).unwrap();
@@ -227,5 +236,134 @@ fn a_worker_cut_off_mid_batch_loses_its_range_to_another_worker_and_cannot_compl
         noticed_at.saturating_duration_since(cut_at).as_secs_f64(),
         (taken_over_at - cut_at).as_secs_f64(),
         (answered_at - healed_at).as_secs_f64()
+    );
+}
+
+#[test]
+fn a_cutover_cut_off_after_the_promotion_fails_its_step_and_a_rerun_resumes_to_the_split() {
+    use common::{cutover_config, gitlab_dictionary, gitlab_topology, identity, queue_backfill};
+    use schema_fence::cutover::{Cutover, Step};
+
+    let Some(link) = link_or_skip("the cutover cut off after the promotion") else {
+        return;
+    };
+    let source = cluster_reached_by(&link);
+    source.create_database("app").unwrap();
+    let direct_source = source.url("app");
+    let mut client = connect(&direct_source);
+    client
+        .batch_execute(
+            "CREATE TABLE ci_builds (id bigint PRIMARY KEY, done int NOT NULL DEFAULT 0);
+             INSERT INTO ci_builds (id) SELECT generate_series(1, 100);
+             CREATE TABLE projects (id bigint PRIMARY KEY, done int NOT NULL DEFAULT 0);
+             INSERT INTO projects (id) SELECT generate_series(1, 100);",
+        )
+        .unwrap();
+    store::install(&mut client, "main", &["main".into(), "ci".into()], None).unwrap();
+    queue_backfill(
+        &mut client,
+        &gitlab_dictionary(),
+        "ci_builds",
+        "gitlab_ci",
+        (50, 50),
+    );
+    // The replica keeps the primary's settings: it listens on the link's address too.
+    let target = source.replica().unwrap();
+    let direct_target = target.url("app");
+    let over_link = |cluster: &Cluster| {
+        format!(
+            "postgres://postgres@{}:{}/app?connect_timeout=3&{FAST_KEEPALIVES}",
+            link.host_address(),
+            cluster.port()
+        )
+    };
+    let config = cutover_config(&over_link(&source), &over_link(&target), "ci");
+    let (promoted_tx, promoted) = mpsc::channel::<()>();
+    let (go_tx, go) = mpsc::channel::<()>();
+    let (failed_tx, failed) = mpsc::channel();
+    let (healed_tx, healed) = mpsc::channel::<()>();
+    let far = link
+        .spawn(move || {
+            let cutover = Cutover::new(config, gitlab_topology(), gitlab_dictionary()).unwrap();
+            for step in [
+                Step::Verify,
+                Step::Pause,
+                Step::Drain,
+                Step::Fence,
+                Step::CatchUp,
+                Step::Promote,
+            ] {
+                cutover.run_step(step).unwrap();
+            }
+            promoted_tx.send(()).unwrap();
+            go.recv().unwrap();
+            let started = Instant::now();
+            let stamp = cutover.run_step(Step::Stamp);
+            failed_tx
+                .send((stamp.map(|_| ()), started.elapsed()))
+                .unwrap();
+            healed.recv().unwrap();
+            // As an operator would: run execute again until it gets through (the first try
+            // may still find no route while the neighbour entries are relearnt).
+            let started = Instant::now();
+            let mut tries = 0;
+            let rerun = loop {
+                tries += 1;
+                match cutover.execute(|_| {}) {
+                    Err(Error::CutoverConnection { .. }) if tries < 5 => {
+                        std::thread::sleep(Duration::from_millis(500))
+                    }
+                    other => break other,
+                }
+            };
+            let ran = rerun.map(|outcomes| {
+                outcomes
+                    .iter()
+                    .filter(|o| !o.skipped)
+                    .map(|o| o.step)
+                    .collect::<Vec<_>>()
+            });
+            (ran, started.elapsed(), tries)
+        })
+        .unwrap();
+
+    promoted.recv().unwrap();
+    link.cut().unwrap();
+    go_tx.send(()).unwrap();
+    let (stamp, noticed) = failed.recv().unwrap();
+    // Cut off, the step fails (a connection error after connect_timeout), nothing recorded.
+    let err = stamp.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::CutoverConnection { .. } | Error::ConnectionLost { .. } | Error::Database { .. }
+        ),
+        "{err}"
+    );
+    assert_eq!(identity(&direct_source).1, vec!["main", "ci"]);
+    link.heal().unwrap();
+    healed_tx.send(()).unwrap();
+    let (rerun, recovered, tries) = far.join().unwrap();
+    assert_eq!(
+        rerun.unwrap(),
+        vec![Step::Stamp, Step::LockWrites, Step::Resume],
+        "the rerun resumes at the step the cut stopped"
+    );
+    let (source_name, source_serves, source_epoch) = identity(&direct_source);
+    let (target_name, target_serves, target_epoch) = identity(&direct_target);
+    assert_eq!(
+        (source_name.as_str(), source_serves),
+        ("main", vec!["main".to_string()])
+    );
+    assert_eq!(
+        (target_name.as_str(), target_serves),
+        ("ci", vec!["ci".to_string()])
+    );
+    assert_eq!(source_epoch, target_epoch);
+    eprintln!(
+        "cutover cut off after the promotion: the stamp step failed {:.1}s after the cut ({err}); \
+         the rerun after the heal finished the split in {:.1}s ({tries} tries)",
+        noticed.as_secs_f64(),
+        recovered.as_secs_f64()
     );
 }

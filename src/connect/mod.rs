@@ -23,8 +23,9 @@ use crate::interrupt::Interrupt;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// TCP keepalives when the connection string sets none: a peer cut off by the network (no RST,
-/// packets lost) is noticed after idle + interval x retries (10 + 5 x 3 = 25 s) instead of the
-/// kernel's two hours, also while a statement waits for its answer.
+/// packets lost) is probed after 10 s of silence instead of the kernel's two hours, also while a
+/// statement waits for its answer; on Linux the TCP user timeout below decides when unanswered
+/// probes close the connection (30 s, measured in docs/faults.md).
 pub const DEFAULT_KEEPALIVES_IDLE: Duration = Duration::from_secs(10);
 pub const DEFAULT_KEEPALIVES_INTERVAL: Duration = Duration::from_secs(5);
 pub const DEFAULT_KEEPALIVES_RETRIES: u32 = 3;

@@ -107,9 +107,18 @@ impl Link {
         ip(&["link", "set", &self.host_interface, "down"])
     }
 
-    /// Ends the partition (the addresses stayed; TCP connections that survived carry on).
+    /// Ends the partition (the addresses stayed; TCP connections that survived carry on), and
+    /// waits (up to 5 s) until the pair carries packets again.
     pub fn heal(&self) -> Result<()> {
-        ip(&["link", "set", &self.host_interface, "up"])
+        ip(&["link", "set", &self.host_interface, "up"])?;
+        let state = format!("/sys/class/net/{}/operstate", self.host_interface);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::fs::read_to_string(&state).is_ok_and(|s| s.trim() != "up")
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Ok(())
     }
 
     /// Runs `work` in a new thread that joined the namespace: every socket it opens is there.
