@@ -13,6 +13,7 @@ pub mod migrations;
 pub mod next_run;
 pub mod retag;
 pub mod schema;
+pub mod steering;
 pub mod transition_log;
 pub mod waiting;
 

@@ -354,9 +354,8 @@ fn waiting_fields(ruby: &Ruby, m: &store::MigrationRow) -> RArray {
     ])
 }
 
-/// Sets a migration's status by name (`"paused"`, `"active"`, `"finalized"`, ...).
-fn set_status(ruby: &Ruby, conn: Value, id: i64, status: String) -> Result<bool, Error> {
-    let status = [
+fn status_named(ruby: &Ruby, status: &str) -> Result<store::Status, Error> {
+    [
         store::Status::Paused,
         store::Status::Active,
         store::Status::Finished,
@@ -372,10 +371,47 @@ fn set_status(ruby: &Ruby, conn: Value, id: i64, status: String) -> Result<bool,
             "InvalidArgumentError",
             format!("unknown status {status:?}"),
         )
-    })?;
+    })
+}
+
+/// Sets a migration's status by name (`"paused"`, `"active"`, `"finalized"`, ...).
+fn set_status(ruby: &Ruby, conn: Value, id: i64, status: String) -> Result<bool, Error> {
+    let status = status_named(ruby, &status)?;
     on_connection(ruby, conn, |db| {
         store::migrations::set_status(db, id, status)
     })
+}
+
+/// Moves a migration from the status the caller read to another; false when it was no longer
+/// that status.
+fn change_status(
+    ruby: &Ruby,
+    conn: Value,
+    id: i64,
+    from: String,
+    to: String,
+) -> Result<bool, Error> {
+    let (from, to) = (status_named(ruby, &from)?, status_named(ruby, &to)?);
+    on_connection(ruby, conn, |db| {
+        store::steering::change_status(db, id, from, to)
+    })
+}
+
+/// `{status:, batches:}` after putting failed batches back to pending; nil when the migration
+/// was no longer `from`.
+fn retry_failed(ruby: &Ruby, conn: Value, id: i64, from: String) -> Result<Value, Error> {
+    let from = status_named(ruby, &from)?;
+    let retried = on_connection(ruby, conn, |db| store::steering::retry_failed(db, id, from))?;
+    let Some(retried) = retried else {
+        return Ok(ruby.qnil().as_value());
+    };
+    let hash = ruby.hash_new();
+    hash.aset(
+        ruby.to_symbol("status"),
+        ruby.to_symbol(retried.status.name()),
+    )?;
+    hash.aset(ruby.to_symbol("batches"), retried.batches)?;
+    Ok(hash.as_value())
 }
 
 /// The id of the migration with this key, tagged as the restriction dictates; nil when none.
@@ -406,6 +442,8 @@ pub(crate) fn init(_ruby: &Ruby, module: &RModule) -> Result<(), Error> {
     store.define_singleton_method("_tag", function!(tag, 3))?;
     store.define_singleton_method("_migrations", function!(migrations, 1))?;
     store.define_singleton_method("_set_status", function!(set_status, 3))?;
+    store.define_singleton_method("_change_status", function!(change_status, 4))?;
+    store.define_singleton_method("_retry_failed", function!(retry_failed, 3))?;
     store.define_singleton_method("_find_id", function!(find_id, 3))?;
     Ok(())
 }
