@@ -92,6 +92,17 @@ impl Connector {
                 })
             }
         };
+        // libpq reads tcp_user_timeout in milliseconds, the postgres crate in seconds: the URL
+        // means what it means to libpq (and to the server, which gets it for CREATE SUBSCRIPTION).
+        let tcp_user_timeout = match info.take("tcp_user_timeout") {
+            None => DEFAULT_TCP_USER_TIMEOUT,
+            Some(ms) => Duration::from_millis(ms.trim().parse::<u64>().map_err(|_| {
+                Error::InvalidArgument {
+                    what: "tcp_user_timeout".into(),
+                    problem: format!("{ms:?} is not a whole number of milliseconds"),
+                }
+            })?),
+        };
         // libpq's name for what the postgres crate calls keepalives_retries.
         if let Some(count) = info.take("keepalives_count") {
             info.set("keepalives_retries", &count);
@@ -147,9 +158,7 @@ impl Connector {
         if info.get("keepalives_retries").is_none() {
             config.keepalives_retries(DEFAULT_KEEPALIVES_RETRIES);
         }
-        if info.get("tcp_user_timeout").is_none() {
-            config.tcp_user_timeout(DEFAULT_TCP_USER_TIMEOUT);
-        }
+        config.tcp_user_timeout(tcp_user_timeout);
         let hosts = config.get_hosts();
         let unix_only = !hosts.is_empty() && hosts.iter().all(|h| matches!(h, Host::Unix(_)));
         // libpq never uses TLS on a Unix-domain socket, whatever sslmode says.
@@ -396,6 +405,22 @@ mod tests {
             .prepared_statements());
         let pooled = Connector::new("postgres://h/d?prepared_statements=false", "x").unwrap();
         assert!(!pooled.prepared_statements());
+    }
+
+    #[test]
+    fn tcp_user_timeout_is_read_in_milliseconds_as_libpq_reads_it() {
+        let c = Connector::new("postgres://h/d?tcp_user_timeout=5000", "x").unwrap();
+        assert_eq!(
+            c.config.get_tcp_user_timeout(),
+            Some(&Duration::from_secs(5))
+        );
+        let c = Connector::new("postgres://h/d", "x").unwrap();
+        assert_eq!(
+            c.config.get_tcp_user_timeout(),
+            Some(&DEFAULT_TCP_USER_TIMEOUT)
+        );
+        let err = Connector::new("postgres://h/d?tcp_user_timeout=5s", "x").unwrap_err();
+        assert!(err.to_string().contains("milliseconds"), "{err}");
     }
 
     #[test]
