@@ -4,54 +4,23 @@
 # the cutover; progress per migration per database, each cutover step with its duration, the
 # pause window, and a verdict computed from the data.
 
-require "ruby-progressbar"
-require "stringio"
 require "terminal-table"
 require_relative "split_scenario"
-
-# Renders the progress of every migration on every database, in place on a terminal.
-class ProgressBoard
-  # Before the split main runs every migration; afterwards each database runs what it owns.
-  KEYS = (SplitScenario::TABLES.keys.map { |t| ["main", t] } +
-          SplitScenario.owned.select { |db, _| db == "ci" }).freeze
-
-  def initialize(scenario, out: $stdout)
-    @scenario = scenario
-    @out = out
-    @tty = out.tty?
-    @drawn = 0
-    @bars = KEYS.to_h do |key|
-      [key, ProgressBar.create(total: 1000, output: StringIO.new, length: 60)]
-    end
-  end
-
-  def draw(note = nil)
-    progress = @scenario.progress
-    lines = KEYS.map do |database, table|
-      fraction, status = progress[[database, table]]
-      bar = @bars[[database, table]]
-      bar.progress = ((fraction || 0) * 1000).round.clamp(0, 1000)
-      format("  %-4<db>s %-36<table>s %<bar>s %<status>s", db: database, table:, bar: bar.to_s("%B %3p%%"),
-                                                           status: status || "-")
-    end
-    lines << "  #{note}" if note
-    @out.print("\e[#{@drawn}A\e[J") if @tty && @drawn.positive?
-    @out.puts(lines)
-    @drawn = lines.size
-  end
-end
+require_relative "progress_board"
 
 def elapsed_since(started)
   Process.clock_gettime(Process::CLOCK_MONOTONIC) - started
 end
 
-def watch(board, seconds_between:, note:)
+def watch(board, seconds_between:, note:, split:)
   loop do
-    board.draw(note.call)
+    board.draw(note.call, split:)
     break if yield
 
     sleep seconds_between
   end
+  board.draw(note.call, split:, force: true) # the final state, even where drawings are spaced out
+  board.leave
 end
 
 rows = Integer(ENV.fetch("DEMO_ROWS", "200000"))
@@ -72,7 +41,8 @@ begin
               "(on the source) and ci (on the replica, idle until the split); an application writing a ci " \
               "and a sec table.\n\n", elapsed_since(started))
   board = ProgressBoard.new(scenario)
-  watch(board, seconds_between: 0.5, note: -> { "before the cutover (cutover at #{(fraction * 100).round}%)" }) do
+  watch(board, seconds_between: 0.5, split: false,
+               note: -> { "before the cutover (cutover at #{(fraction * 100).round}%)" }) do
     raise Interrupt if interrupted
 
     SplitScenario::TABLES.each_key.all? { |t| (scenario.progress[["main", t]]&.first || 0) >= fraction }
@@ -88,7 +58,7 @@ begin
               "(fence to stamp; the application's ci connection is re-pointed now)\n\n",
               pause: windows.claim_pause, write: windows.write)
 
-  watch(board, seconds_between: 0.5, note: -> { "after the cutover" }) do
+  watch(board, seconds_between: 0.5, split: true, note: -> { "after the cutover" }) do
     raise Interrupt if interrupted
 
     scenario.finished?

@@ -151,9 +151,12 @@ RSpec.describe "rake schema_fence tasks", :postgres do
   end
 
   describe "schema_fence:finalize" do
-    it "runs the remaining batches on the configured connection, then marks the migration finalized" do
+    it "runs the remaining batches on the configured connection, showing progress, then marks the migration finalized" do
       run = rake("schema_fence:finalize[main_1]")
-      expect([run.exit_status, run.out]).to eq([0, "main_1 (IncrementDone on projects) finalized\n"])
+      expect(run.exit_status).to eq(0)
+      # not a terminal: a progress line at the start and every 5 s, then the result
+      expect(run.out.lines.first).to match(/\Afinalizing main_1: \[[= ]+\] +\d+%, \d+ batches done, \d+s so far\n\z/)
+      expect(run.out.lines.last).to eq("main_1 (IncrementDone on projects) finalized\n")
       expect(stored_status(main, 1)).to eq(:finalized)
       expect(Batches.done_counts(main, "projects")).to eq([0, 120, 0])
       expect(rake("schema_fence:finalize[main_1]").out).to eq("main_1 (IncrementDone on projects) is already finalized\n")

@@ -18,8 +18,9 @@ RSpec.describe SchemaFence::Status, :postgres do
     Batches.queue(ci, "IncrementDone", "ci_builds", :gitlab_ci, batch_size: 50)
     3.times { worker(main, :main).run_once }
     worker(ci, :ci).run_once
-    Operating.space_finishes(main, 1, step: 10, took: 2)
-    Operating.space_finishes(ci, 1, step: 10, took: 2)
+    # main's batches finished 24, 14 and 4 s ago, ci's one 2 s ago
+    Operating.space_finishes(main, 1, step: 10, took: 2, ago: 34)
+    Operating.space_finishes(ci, 1, step: 10, took: 2, ago: 12)
     Operating.configure(main:, ci:)
     [main, ci]
   end
@@ -38,14 +39,16 @@ RSpec.describe SchemaFence::Status, :postgres do
                 ["ci_1", "IncrementDone", "ci_builds", :gitlab_ci, :active]])
     end
 
-    it "gives progress over the key range, batches, the rate between finishes and the time left" do
+    it "gives progress over the key range, batches, the rate between finishes and the time left since the last" do
       projects = status.find("main_1")
       expect(projects.to_h).to include(progress: 0.75, keys_done: 150, min_value: 1, max_value: 200,
-                                       batches_done: 3, batches_failed: 0, eta: 10)
+                                       batches_done: 3, batches_failed: 0)
       expect(projects.rate).to be_within(0.001).of(5.0) # 100 keys over the 20 s between the first and last finish
+      expect(projects.eta).to be_within(2).of(6) # 50 keys at 5 keys/s from a finish 4 s ago
       builds = status.find("ci_1")
-      expect(builds.rate).to be_within(0.001).of(25.0) # one batch: 50 keys in its own 2 s
-      expect(builds.to_h).to include(progress: 0.2, eta: 8)
+      expect(builds.rate).to be_within(0.001).of(25.0) # one batch, no interval: 50 keys in its own 2 s
+      expect(builds.to_h).to include(progress: 0.2)
+      expect(builds.eta).to be_within(2).of(6) # 200 keys at 25 keys/s from a finish 2 s ago
     end
 
     it "shows a stale row as stale, keeping the status stored in it" do
@@ -59,12 +62,12 @@ RSpec.describe SchemaFence::Status, :postgres do
       expect(text).to include("main: identity main serving main, epoch 0", "ci: identity ci serving ci, epoch 0")
       expect(text).to include("| id ", "| job ", "| table ", "| tag ", "| status ", "| progress ", "| batches ", "| rate ",
                               "| time left |")
-      expect(cells["main_1"]).to match(["main_1", "IncrementDone", "projects.id", "gitlab_main", "active",
-                                        /\A\[=+ +\] 75%\z/, "3 done / 0 failed", "5.0 keys/s", "10s"])
+      expect(cells["main_1"]).to match(["main_1", "IncrementDone", "projects.id", "gitlab_main", /\Aactive/,
+                                        /\A\[=+ +\] 75%\z/, "3 done / 0 failed", "5.0 keys/s", /\A\ds\z/])
       expect(cells["main_2"]).to match(["main_2", "IncrementDone", "ci_builds.id", "gitlab_ci", "stale (active)",
                                         /\A\[ +\] 0%\z/, "0 done / 0 failed", "-", "-"])
-      expect(cells["ci_1"]).to match(["ci_1", "IncrementDone", "ci_builds.id", "gitlab_ci", "active",
-                                      /\A\[=+ +\] 20%\z/, "1 done / 0 failed", "25 keys/s", "8s"])
+      expect(cells["ci_1"]).to match(["ci_1", "IncrementDone", "ci_builds.id", "gitlab_ci", /\Aactive/,
+                                      /\A\[=+ +\] 20%\z/, "1 done / 0 failed", "25 keys/s", /\A\ds\z/])
       bars = %w[main_1 main_2 ci_1].map { |id| cells[id][5].length }
       expect(bars.uniq).to eq([SchemaFence::Status::TextRenderer::BAR_LENGTH])
     end
@@ -76,7 +79,7 @@ RSpec.describe SchemaFence::Status, :postgres do
       expect(main["identity"]).to include("name" => "main", "serves" => ["main"], "epoch" => 0)
       expect(main["migrations"].first).to include("id" => "main_1", "row_id" => 1, "status" => "active",
                                                   "gitlab_schema" => "gitlab_main", "progress" => 0.75,
-                                                  "batches_done" => 3, "eta" => 10)
+                                                  "batches_done" => 3)
       expect(main["migrations"][1]).to include("id" => "main_2", "status" => "stale", "stored_status" => "active",
                                                "stale" => true)
       expect(status.to_json).not_to include("postgres://")

@@ -270,6 +270,18 @@ pub enum Error {
     #[error("cutover: cannot connect to the {database} database: {message}")]
     CutoverConnection { database: String, message: String },
 
+    #[error(
+        "cutover: the {database} database's URL ({url}) goes through a connection pooler: \
+         {reason}. A cutover and a rollback need a direct connection to each server (pg_promote(), \
+         the reverse replication's connection and the steps' waits must reach PostgreSQL itself): \
+         give the server's own host and port; workers may keep the pooler"
+    )]
+    CutoverThroughPooler {
+        database: String,
+        url: String,
+        reason: String,
+    },
+
     /// The statement guard (DESIGN.md section 9) refused a statement before it was sent.
     #[error("{}", crate::guard::refusal_message(table, table_schema.as_deref(), *written, allowed, tag, statement))]
     CrossDatabaseAccess {
@@ -353,6 +365,7 @@ kinds!(
     CutoverNotReversible,
     CutoverRequirements,
     CutoverConnection,
+    CutoverThroughPooler,
     CrossDatabaseAccess,
     GuardParse,
     ForbiddenStatement,
@@ -404,7 +417,8 @@ impl Error {
             | Error::IdentityMismatch { database, .. }
             | Error::EpochChanged { database, .. }
             | Error::JobConnectionMismatch { database, .. }
-            | Error::CutoverConnection { database, .. } => Some(database),
+            | Error::CutoverConnection { database, .. }
+            | Error::CutoverThroughPooler { database, .. } => Some(database),
             _ => None,
         }
     }

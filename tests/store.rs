@@ -234,3 +234,72 @@ fn a_status_change_succeeds_only_from_the_statuses_that_allow_it() {
     assert!(store::migrations::set_status(&mut client, id, Status::Finalized).unwrap());
     assert_eq!(status(&mut client), Status::Finalized);
 }
+
+#[test]
+fn an_operators_change_succeeds_only_from_the_status_it_read() {
+    use store::steering::{change_status, retry_failed, Retried};
+    use store::Status;
+    let dir = tempfile::tempdir().unwrap();
+    let dict = dictionary(dir.path());
+    let mut client = connect(&fresh_database("steering"));
+    with_tables(&mut client);
+    store::install(&mut client, "ci", &strings(&["ci"]), None).unwrap();
+    let mut req = QueueRequest::new("BackfillCiBuilds", "ci_builds", "id");
+    req.restriction = Some("gitlab_ci".into());
+    let QueueOutcome::Queued { id, .. } = store::queue(&mut client, &dict, &req).unwrap() else {
+        panic!("not queued")
+    };
+    let status = |c: &mut postgres::Client| store::migrations::list(c).unwrap()[0].status;
+    let runner_writes = |c: &mut postgres::Client, code: i16| {
+        c.execute(
+            "UPDATE batched_background_migrations SET status = $2 WHERE id = $1",
+            &[&id, &code],
+        )
+        .unwrap();
+    };
+    assert!(change_status(&mut client, id, Status::Active, Status::Paused).unwrap());
+    // Read paused; a runner's last batch failed the migration meanwhile: resume changes nothing.
+    runner_writes(&mut client, 4);
+    assert!(!change_status(&mut client, id, Status::Paused, Status::Active).unwrap());
+    assert_eq!(status(&mut client), Status::Failed);
+    // A move the transition table does not have is refused as such, not tried.
+    let refused = change_status(&mut client, id, Status::Failed, Status::Paused).unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("cannot be moved from failed to paused"),
+        "{refused}"
+    );
+
+    client
+        .execute(
+            "INSERT INTO batched_background_migration_jobs (batched_background_migration_id, \
+             min_value, max_value, batch_size, sub_batch_size, pause_ms, status, attempts, \
+             created_at, updated_at) VALUES ($1, 1, 10, 10, 10, 0, 2, 3, now(), now())",
+            &[&id],
+        )
+        .unwrap();
+    // Read active (with a failed batch); the runner failed the migration since: no retry.
+    assert_eq!(retry_failed(&mut client, id, Status::Active).unwrap(), None);
+    assert_eq!(
+        retry_failed(&mut client, id, Status::Failed).unwrap(),
+        Some(Retried {
+            status: Status::Active,
+            batches: 1
+        })
+    );
+    let (job_status, attempts): (i16, i16) = {
+        let row = client
+            .query_one(
+                "SELECT status, attempts FROM batched_background_migration_jobs \
+                 WHERE batched_background_migration_id = $1",
+                &[&id],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!((job_status, attempts), (0, 0));
+    runner_writes(&mut client, 3);
+    assert!(retry_failed(&mut client, id, Status::Finished).is_err());
+    assert!(change_status(&mut client, id, Status::Finished, Status::Finalized).unwrap());
+}

@@ -163,4 +163,9 @@ module SchemaFence
 
   # The cutover could not connect to the source or the target.
   class CutoverConnectionError < Error; end
+
+  # The cutover's source or target URL reaches PostgreSQL through a connection pooler (PgBouncer
+  # in transaction pooling): refused before anything is read or changed; the message names the
+  # URL and asks for a direct connection to the server.
+  class CutoverThroughPoolerError < CutoverConnectionError; end
 end

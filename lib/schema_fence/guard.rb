@@ -10,8 +10,12 @@ module SchemaFence
   #   gitlab_internal;
   # - a table the dictionary does not know is refused too: nothing proves it is allowed.
   #
-  # Verdicts are cached by statement text (up to 10,000 statements per guard), so a statement
-  # seen before costs one hash lookup. A guard is safe to share between threads.
+  # Verdicts are cached by statement text and by shape (the text with its literals as
+  # parameters; no literal changes which tables a statement touches, and statements calling
+  # +set_config+, whose verdict reads one, are cached by text only): a text seen before costs one
+  # hash lookup, a new text of a known shape one normalize, not a full parse. The cache is
+  # bounded: at most 10,000 texts and 10,000 shapes, 16 MiB of text together; a full map starts
+  # again empty. A guard is safe to share between threads.
   #
   # @example
   #   guard = SchemaFence::Guard.new(dictionary: dict, allowed: %i[gitlab_main gitlab_shared gitlab_internal],
@@ -24,7 +28,7 @@ module SchemaFence
   # - +tables(sql)+ → +{read: [String], written: [String]}+, the tables the SQL reads and writes
   #   (CTE names excluded, schema prefixes kept); raises {GuardParseError}.
   # - +allowed+ → Array of Symbols; +tag+ → Symbol; +dictionary+ → {Dictionary};
-  #   +cache_size+ → statements in the cache.
+  #   +cache_size+ → statement texts in the cache; +shape_cache_size+ → shapes in it.
   class Guard
     # @param dictionary [Dictionary] resolves each table to its gitlab_schema
     # @param allowed [Array<Symbol, String>] the gitlab_schemas the connection's database serves

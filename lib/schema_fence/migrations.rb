@@ -8,10 +8,17 @@ module SchemaFence
   # serves its tag (left behind by a split). +min_value+/+max_value+ are nil on a cursor-batched
   # row (+min_cursor+/+max_cursor+, GitLab's composite keys); +not_runnable+ says why this library
   # does not run the row (a cursor, a batching strategy it does not have), nil when it does.
+  # +waiting+ says why it is not running now (nil when it runs or has nothing to wait for):
+  # +:paused+, +:on_hold+ (until +waiting_until+, for +hold_reason+ when recorded), +:behind+
+  # (the migration +behind+, queued earlier on the same table, runs first), +:interval+ (due at
+  # +waiting_until+), +:no_worker+ (no schema_fence worker is connected to the database) or
+  # +:retry+ (+retryable+ failed batches wait for their retry); +clock+ is the database's time
+  # when the row was read.
   Migration = Struct.new(:id, :job_class_name, :table_name, :column_name, :job_arguments, :gitlab_schema,
                          :status, :progress, :min_value, :max_value, :batch_size, :sub_batch_size,
                          :interval, :pause_ms, :jobs_succeeded, :jobs_failed, :created_at, :stale,
                          :batch_class_name, :min_cursor, :max_cursor, :not_runnable,
+                         :waiting, :waiting_until, :hold_reason, :behind, :retryable, :clock,
                          keyword_init: true) do
     alias_method :tag, :gitlab_schema
     alias_method :stale?, :stale
@@ -65,8 +72,13 @@ module SchemaFence
                       interval: f[12], pause_ms: f[13], jobs_succeeded: f[14], jobs_failed: f[15],
                       created_at: f[16], stale: allowed ? !allowed.include?(f[5]) : false,
                       batch_class_name: f[17], min_cursor: f[18] && JSON.parse(f[18]),
-                      max_cursor: f[19] && JSON.parse(f[19]), not_runnable: f[20]).freeze
+                      max_cursor: f[19] && JSON.parse(f[19]), not_runnable: f[20], **waiting(f[21])).freeze
       end
+    end
+
+    def waiting(fields)
+      kind, till, hold_reason, behind, retryable, clock = fields
+      { waiting: kind, waiting_until: till && Time.at(till), hold_reason:, behind:, retryable:, clock: Time.at(clock) }
     end
 
     def allowed_schemas

@@ -1,7 +1,5 @@
 # frozen_string_literal: true
 
-require "pg"
-
 module SchemaFence
   # Steering one migration by its status id (+main_12+, see {Status}): what the rake tasks
   # +schema_fence:pause+, +:resume+, +:retry_failed+ and +:finalize+ run. Each refuses an unknown
@@ -9,14 +7,6 @@ module SchemaFence
   #
   #   SchemaFence::Operations.pause("ci_3")   # => "ci_3 (BackfillCiBuilds on ci_builds) paused"
   module Operations
-    # Failed batches back to pending, with their attempts and lease cleared.
-    RETRY_FAILED_JOBS = <<~SQL
-      UPDATE batched_background_migration_jobs
-      SET status = 0, attempts = 0, lease_owner = NULL, lease_expires_at = NULL, started_at = NULL,
-          finished_at = NULL, updated_at = now()
-      WHERE batched_background_migration_id = $1 AND status = 2
-    SQL
-
     module_function
 
     # Stops an active migration: no batch of it is claimed until it is resumed. A batch already
@@ -28,7 +18,7 @@ module SchemaFence
     def pause(id, status: Status.collect)
       entry, url = live(status, id)
       expect_status!(entry, %i[active], "paused")
-      changed!(entry, "paused") { Store._set_status(url, entry.row_id, "paused") }
+      changed!(entry, "paused") { Store._change_status(url, entry.row_id, "active", "paused") }
       "#{describe(entry)} paused"
     end
 
@@ -40,12 +30,13 @@ module SchemaFence
     def resume(id, status: Status.collect)
       entry, url = live(status, id)
       expect_status!(entry, %i[paused], "resumed")
-      changed!(entry, "resumed") { Store._set_status(url, entry.row_id, "active") }
+      changed!(entry, "resumed") { Store._change_status(url, entry.row_id, "paused", "active") }
       "#{describe(entry)} resumed"
     end
 
     # Puts the failed batches back to pending with their attempts reset, and a failed migration
-    # back to active (a paused one stays paused).
+    # back to active (a paused one stays paused), in one statement that changes nothing when a
+    # runner finished the migration meanwhile.
     #
     # @param id [String]
     # @return [String]
@@ -58,10 +49,9 @@ module SchemaFence
 
       expect_status!(entry, %i[active paused failed finalizing], "retried")
 
-      retried = PG.connect(url) { |c| c.transaction { c.exec_params(RETRY_FAILED_JOBS, [entry.row_id]).cmd_tuples } }
-      Store._set_status(url, entry.row_id, "active") if entry.status == :failed
-      "#{describe(entry)}: #{retried} failed batch(es) back to pending, migration " \
-        "#{entry.status == :failed ? 'active' : entry.status}"
+      retried = nil
+      changed!(entry, "retried") { retried = Store._retry_failed(url, entry.row_id, entry.status.to_s) }
+      "#{describe(entry)}: #{retried[:batches]} failed batch(es) back to pending, migration #{retried[:status]}"
     end
 
     # Runs the migration's remaining batches here and now (on the configured connection of its
@@ -69,20 +59,21 @@ module SchemaFence
     #
     # @param id [String]
     # @param timeout [Numeric] seconds before giving up (the batches done so far stay done)
+    # @yieldparam migration [Migration] before each batch, its progress read again
     # @return [String]
     # @raise [UnknownMigrationError, StaleMigrationError, MigrationStateError]
-    def finalize(id, status: Status.collect, timeout: 3600)
+    def finalize(id, status: Status.collect, timeout: 3600, &progress)
       entry, url = live(status, id)
       return "#{describe(entry)} is already finalized" if entry.status == :finalized
 
       expect_status!(entry, %i[active finalizing finished], "finalized")
-      result = entry.status == :finished ? :finished : Worker.for(entry.database).finish(entry.row_id, timeout:)
+      result = entry.status == :finished ? :finished : Worker.for(entry.database).finish(entry.row_id, timeout:, &progress)
       unless result == :finished
         raise MigrationStateError, "#{describe(entry)} is #{result} after finalizing, not finished: " \
                                    "#{hint(entry.id, result)}"
       end
 
-      changed!(entry, "finalized") { Store._set_status(url, entry.row_id, "finalized") }
+      changed!(entry, "finalized") { Store._change_status(url, entry.row_id, "finished", "finalized") }
       "#{describe(entry)} finalized"
     end
 

@@ -57,14 +57,17 @@ module SchemaFence
     # One migration. +status+ is +:stale+ for a stale row (+stored_status+ keeps the status in
     # the row); +progress+ is the fraction of the key range covered; +batches_failed+ counts
     # the batches whose last attempt failed (retried or not) and +last_error+ is the error of the
-    # latest of them; +rate+ is keys per second over the latest succeeded batches (nil for a
-    # stale, finished or failed migration); +eta+ the seconds left at that rate (nil when
-    # unknown or not running, 0 once finished); +transitions+ the latest status changes of its
-    # batches from GitLab's job transition log, newest first (Hashes of {TransitionLog::Transition}).
+    # latest of them; +rate+ is keys per second over the wall time of the latest succeeded batches
+    # (nil for a stale, finished or failed migration); +eta+ the seconds left at that rate,
+    # counted from the latest batch's finish, so it goes down as time passes (nil when unknown or
+    # not running, 0 once finished). +waiting+ is why an active migration is not running now
+    # (see {Migration}; nil when it runs) and +waiting_note+ says it in words. +transitions+ the
+    # latest status changes of its batches from GitLab's job transition log, newest first
+    # (Hashes of {TransitionLog::Transition}).
     Entry = Struct.new(:id, :database, :row_id, :job_class_name, :table_name, :column_name, :job_arguments,
                        :gitlab_schema, :status, :stored_status, :stale, :progress, :min_value, :max_value,
                        :keys_done, :batches_done, :batches_failed, :last_error, :rate, :eta, :not_runnable,
-                       :transitions, keyword_init: true) do
+                       :waiting, :waiting_note, :transitions, keyword_init: true) do
       alias_method :tag, :gitlab_schema
       alias_method :stale?, :stale
     end
@@ -190,14 +193,10 @@ module SchemaFence
         rows = Migrations.on(url).to_a
         running = rows.select { |m| running?(m) }.map(&:id)
         failing = rows.select { |m| m.jobs_failed.positive? }.map(&:id)
-        rates = recent_batches(connection, running).transform_values { |jobs| rate(jobs) }
+        recent = recent_batches(connection, running)
         errors = connection.exec_params(LAST_ERRORS, [ids(failing)]).values.to_h.transform_keys { |i| Integer(i) }
-        transitions = transitions_of(connection, rows)
-        rows.map { |m| entry(name, m, rates[m.id], errors[m.id], transitions[m.id]) }
-      end
-
-      def transitions_of(connection, rows)
-        TransitionLog.recent(connection, rows.map(&:id), limit: TRANSITIONS_SHOWN)
+        transitions = TransitionLog.recent(connection, rows.map(&:id), limit: TRANSITIONS_SHOWN)
+        rows.map { |m| entry(name, m, rows, recent: recent[m.id], last_error: errors[m.id], transitions: transitions[m.id]) }
       end
 
       def running?(row)
@@ -208,16 +207,19 @@ module SchemaFence
         PG::TextEncoder::Array.new.encode(list)
       end
 
-      def entry(name, row, rate, last_error, transitions)
+      def entry(name, row, rows, recent:, last_error:, transitions:)
         total = row.min_value && row.max_value ? row.max_value - row.min_value + 1 : 0
         keys_done = (row.progress * total).round
         status = row.stale? ? :stale : row.status
+        rate = recent && Pace.rate(recent, row)
+        waiting = row.waiting unless row.stale?
         Entry.new(id: "#{name}_#{row.id}", database: name, row_id: row.id, job_class_name: row.job_class_name,
                   table_name: row.table_name, column_name: row.column_name, job_arguments: row.job_arguments,
                   gitlab_schema: row.gitlab_schema, status:, stored_status: row.status, stale: row.stale?,
                   progress: row.progress, min_value: row.min_value, max_value: row.max_value, keys_done:,
                   batches_done: row.jobs_succeeded, batches_failed: row.jobs_failed, last_error:, rate:,
-                  eta: eta(status, total - keys_done, rate), not_runnable: row.not_runnable,
+                  eta: Pace.eta(status, total - keys_done, rate, recent, row.clock), not_runnable: row.not_runnable,
+                  waiting:, waiting_note: waiting && Waiting.note(name, row, rows),
                   transitions: Array(transitions).map(&:to_h)).freeze
       end
 
@@ -226,25 +228,6 @@ module SchemaFence
         connection.exec_params(RECENT_BATCHES, [ids(list), RATE_WINDOW]).values
                   .group_by { |r| Integer(r[0]) }
                   .transform_values { |rs| rs.map { |r| [Integer(r[1]), r[2]&.to_f, Float(r[3])] } }
-      end
-
-      # Keys per second between the first and the last finish of the window (the time between
-      # batches included, so it is the pace the migration really keeps); one batch: its own time.
-      def rate(jobs)
-        jobs = jobs.sort_by(&:last)
-        span = jobs.last[2] - jobs.first[2]
-        return jobs.drop(1).sum(&:first) / span if jobs.size > 1 && span.positive?
-
-        last = jobs.last
-        took = last[1] && (last[2] - last[1])
-        took&.positive? ? last[0] / took : nil
-      end
-
-      def eta(status, keys_left, rate)
-        return 0 if %i[finished finalized].include?(status)
-        return unless %i[active finalizing].include?(status) && rate&.positive?
-
-        (keys_left / rate).ceil
       end
     end
 
@@ -306,6 +289,7 @@ module SchemaFence
       def status_cell(entry)
         return "stale (#{entry.stored_status})" if entry.stale?
         return "#{entry.status}, not runnable: #{entry.not_runnable}" if entry.not_runnable
+        return "#{entry.status}: #{entry.waiting_note}" if entry.waiting_note && entry.waiting != :paused
 
         entry.status.to_s
       end

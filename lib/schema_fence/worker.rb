@@ -10,8 +10,12 @@ module SchemaFence
   #   worker = SchemaFence::Worker.for(:ci)
   #   loop { break if worker.run_once.status == :nothing }
   class Worker
-    # What one step did: status is :ran, :failed, :idle, :paused or :nothing.
-    Outcome = Struct.new(:status, :batch, :completion, :error, keyword_init: true)
+    # What one step did: status is :ran, :failed, :idle, :paused or :nothing. With :nothing from
+    # {#run_once}, +reason+ says why: +:no_active_migrations+ (none this database runs is active),
+    # +:running_elsewhere+ (each active one has a batch running on another worker) or +:waiting+
+    # (some wait: paused, on hold, behind another migration of their table, for their interval);
+    # +waiting+ maps each active migration's id (+main_12+) to why it is not running now.
+    Outcome = Struct.new(:status, :batch, :completion, :error, :reason, :waiting, keyword_init: true)
 
     @workers = {}
     @lock = Mutex.new
@@ -56,7 +60,8 @@ module SchemaFence
     # @return [Outcome]
     # @raise [MisroutedConnectionError] when the connection reached another database
     def run_once
-      handle(claim(nil) { runner.claim_next })
+      outcome = handle(claim(nil) { runner.claim_next })
+      outcome.status == :nothing ? NothingReason.explain(outcome, @url, @database) : outcome
     end
 
     # Claims and runs one batch of +migration_id+, refused when the identity epoch is no longer
@@ -79,7 +84,8 @@ module SchemaFence
       end
     end
 
-    # Runs the migration's remaining batches here and now (finalize).
+    # Runs the migration's remaining batches here and now (finalize), yielding the migration
+    # ({Migration}, its progress read again) before each batch.
     # @return [Symbol] the final status
     def finish(migration_id, timeout: 3600)
       deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + timeout
@@ -94,6 +100,7 @@ module SchemaFence
         end
         return status if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
 
+        yield migration if block_given?
         outcome = finalize_batch(migration_id)
         sleep 0.05 if outcome.status == :nothing # another worker holds a batch; wait for it
       end

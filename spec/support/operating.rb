@@ -67,14 +67,15 @@ module Operating
   end
 
   # Gives the succeeded jobs of a migration finish times +step+ seconds apart (and started
-  # +took+ seconds before), so that rates are known.
-  def space_finishes(url, migration_id, step:, took:)
+  # +took+ seconds before), the first one +ago+ seconds plus a step before now, so that rates
+  # are known.
+  def space_finishes(url, migration_id, step:, took:, ago: 3600)
     PG.connect(url) do |c|
-      c.exec_params(<<~SQL, [migration_id, step, took])
+      c.exec_params(<<~SQL, [migration_id, step, took, ago])
         UPDATE batched_background_migration_jobs j
         SET finished_at = t.base + make_interval(secs => t.n * $2::float8),
             started_at = t.base + make_interval(secs => t.n * $2::float8 - $3::float8)
-        FROM (SELECT id, row_number() OVER (ORDER BY id) AS n, now() - interval '1 hour' AS base
+        FROM (SELECT id, row_number() OVER (ORDER BY id) AS n, now() - make_interval(secs => $4::float8) AS base
               FROM batched_background_migration_jobs
               WHERE batched_background_migration_id = $1 AND status = 3) t
         WHERE j.id = t.id

@@ -22,6 +22,17 @@ use crate::interrupt::Interrupt;
 /// How long a connection attempt may take when the connection string gives no `connect_timeout`.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// TCP keepalives when the connection string sets none: a peer cut off by the network (no RST,
+/// packets lost) is probed after 10 s of silence instead of the kernel's two hours, also while a
+/// statement waits for its answer; on Linux the TCP user timeout below decides when unanswered
+/// probes close the connection (30 s, measured in docs/faults.md).
+pub const DEFAULT_KEEPALIVES_IDLE: Duration = Duration::from_secs(10);
+pub const DEFAULT_KEEPALIVES_INTERVAL: Duration = Duration::from_secs(5);
+pub const DEFAULT_KEEPALIVES_RETRIES: u32 = 3;
+/// How long data sent may stay unacknowledged before the connection is given up (a partition
+/// while a statement is being sent), when the string gives no `tcp_user_timeout`.
+pub const DEFAULT_TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Parameters the `postgres` crate reads itself.
 const PASSED_ON: &[&str] = &[
     "user",
@@ -81,6 +92,17 @@ impl Connector {
                 })
             }
         };
+        // libpq reads tcp_user_timeout in milliseconds, the postgres crate in seconds: the URL
+        // means what it means to libpq (and to the server, which gets it for CREATE SUBSCRIPTION).
+        let tcp_user_timeout = match info.take("tcp_user_timeout") {
+            None => DEFAULT_TCP_USER_TIMEOUT,
+            Some(ms) => Duration::from_millis(ms.trim().parse::<u64>().map_err(|_| {
+                Error::InvalidArgument {
+                    what: "tcp_user_timeout".into(),
+                    problem: format!("{ms:?} is not a whole number of milliseconds"),
+                }
+            })?),
+        };
         // libpq's name for what the postgres crate calls keepalives_retries.
         if let Some(count) = info.take("keepalives_count") {
             info.set("keepalives_retries", &count);
@@ -127,6 +149,16 @@ impl Connector {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
         }
+        if info.get("keepalives_idle").is_none() {
+            config.keepalives_idle(DEFAULT_KEEPALIVES_IDLE);
+        }
+        if info.get("keepalives_interval").is_none() {
+            config.keepalives_interval(DEFAULT_KEEPALIVES_INTERVAL);
+        }
+        if info.get("keepalives_retries").is_none() {
+            config.keepalives_retries(DEFAULT_KEEPALIVES_RETRIES);
+        }
+        config.tcp_user_timeout(tcp_user_timeout);
         let hosts = config.get_hosts();
         let unix_only = !hosts.is_empty() && hosts.iter().all(|h| matches!(h, Host::Unix(_)));
         // libpq never uses TLS on a Unix-domain socket, whatever sslmode says.
@@ -152,6 +184,20 @@ impl Connector {
     /// Whether statements may stay prepared on the session (false behind a transaction pooler).
     pub fn prepared_statements(&self) -> bool {
         self.prepared_statements
+    }
+
+    /// The ports of the TCP hosts it may connect to (empty when it connects over Unix sockets).
+    pub fn tcp_ports(&self) -> Vec<u16> {
+        let hosts = self.config.get_hosts();
+        if !hosts.iter().any(|h| matches!(h, Host::Tcp(_))) {
+            return Vec::new();
+        }
+        let ports = self.config.get_ports();
+        if ports.is_empty() {
+            vec![5432]
+        } else {
+            ports.to_vec()
+        }
     }
 
     /// The sslmode in effect (`disable` on a Unix socket).
@@ -359,6 +405,22 @@ mod tests {
             .prepared_statements());
         let pooled = Connector::new("postgres://h/d?prepared_statements=false", "x").unwrap();
         assert!(!pooled.prepared_statements());
+    }
+
+    #[test]
+    fn tcp_user_timeout_is_read_in_milliseconds_as_libpq_reads_it() {
+        let c = Connector::new("postgres://h/d?tcp_user_timeout=5000", "x").unwrap();
+        assert_eq!(
+            c.config.get_tcp_user_timeout(),
+            Some(&Duration::from_secs(5))
+        );
+        let c = Connector::new("postgres://h/d", "x").unwrap();
+        assert_eq!(
+            c.config.get_tcp_user_timeout(),
+            Some(&DEFAULT_TCP_USER_TIMEOUT)
+        );
+        let err = Connector::new("postgres://h/d?tcp_user_timeout=5s", "x").unwrap_err();
+        assert!(err.to_string().contains("milliseconds"), "{err}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod fence;
 mod lock_writes;
 mod log;
 mod merge;
+mod pooler;
 mod reverse;
 mod rollback;
 mod sequences;
@@ -180,9 +181,10 @@ impl Cutover {
         };
         let connector = Connector::new(url, &connect::application_name(database, "cutover"))
             .map_err(cutover_error)?;
-        let client = connector
+        let mut client = connector
             .connect_with(&self.interrupt)
             .map_err(cutover_error)?;
+        pooler::refuse(&mut client, &connector, database, &address(url))?;
         self.interrupt.register(&connector, &client);
         Ok(client)
     }

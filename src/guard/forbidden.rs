@@ -24,12 +24,50 @@ const PROTECTED: &[&str] = &[
 /// `VariableSetStmt.kind` of `RESET ALL` (PostgreSQL's VAR_RESET_ALL, shifted by protobuf's 0).
 const RESET_ALL: i64 = 6;
 
+/// What the inspection of one statement found.
+pub(crate) struct Inspection {
+    /// What makes the statement forbidden in a batch, if anything.
+    pub forbidden: Option<String>,
+    /// Whether the verdict reads a literal's value (`set_config`'s setting name), so that the
+    /// same statement with other literals may get another verdict: such a statement must not
+    /// share a verdict with others of its shape.
+    pub reads_literals: bool,
+}
+
 /// What makes the statement forbidden in a batch, if anything.
+#[cfg(test)]
 pub(crate) fn forbidden(result: &ParseResult) -> Option<String> {
+    inspect(result).forbidden
+}
+
+/// The statement's inspection: whether it is forbidden, and whether that depends on literals.
+pub(crate) fn inspect(result: &ParseResult) -> Inspection {
     match serde_json::to_value(result) {
-        Ok(tree) => find(&tree),
-        Err(e) => Some(format!("a statement the guard cannot inspect ({e})")),
+        Ok(tree) => Inspection {
+            forbidden: find(&tree),
+            reads_literals: calls_set_config(&tree),
+        },
+        Err(e) => Inspection {
+            forbidden: Some(format!("a statement the guard cannot inspect ({e})")),
+            reads_literals: true,
+        },
     }
+}
+
+fn calls_set_config(value: &Value) -> bool {
+    match value {
+        Value::Object(map) => map.iter().any(|(key, inner)| {
+            (key == "FuncCall"
+                && called(inner).is_some_and(|f| f.eq_ignore_ascii_case("set_config")))
+                || calls_set_config(inner)
+        }),
+        Value::Array(items) => items.iter().any(calls_set_config),
+        _ => false,
+    }
+}
+
+fn called(n: &Value) -> Option<&str> {
+    n["funcname"].as_array()?.last()?["node"]["String"]["sval"].as_str()
 }
 
 fn find(value: &Value) -> Option<String> {
@@ -96,8 +134,7 @@ fn setting(n: &Value) -> Option<String> {
 }
 
 fn set_config(n: &Value) -> Option<String> {
-    let called = n["funcname"].as_array()?.last()?["node"]["String"]["sval"].as_str()?;
-    if !called.eq_ignore_ascii_case("set_config") {
+    if !called(n)?.eq_ignore_ascii_case("set_config") {
         return None;
     }
     let first = &n["args"][0]["node"]["AConst"]["val"]["Sval"]["sval"];

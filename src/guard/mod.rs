@@ -3,8 +3,13 @@
 //! resolved through the dictionary. Each must be in the connection's allowed schemas, and each
 //! table written must also be in the migration's tag, `gitlab_shared` or `gitlab_internal`.
 //!
-//! Verdicts are cached by statement text: the dictionary, the allowed schemas and the tag are
-//! fixed for a guard, so a statement seen before costs one hash lookup.
+//! Verdicts are cached by statement text, and by shape: the text with its literals replaced by
+//! parameters (libpg_query's normalize). The dictionary, the allowed schemas and the tag are
+//! fixed for a guard, and no literal can change which tables a statement touches (only
+//! `set_config`'s setting name changes a verdict, and statements calling it are cached by text
+//! only), so every statement of one shape gets the same verdict. A text seen before costs one
+//! hash lookup; a new text of a known shape one normalize (a parse in C, no tree handed over),
+//! not the full parse and walk.
 
 mod forbidden;
 mod net;
@@ -22,11 +27,13 @@ use crate::{GITLAB_INTERNAL, GITLAB_SHARED};
 
 pub use walk::Tables;
 
-/// Statements whose verdicts a guard keeps; when full, the cache starts again empty.
+/// Statement texts whose verdicts a guard keeps, and shapes too (each map at most this many);
+/// when one is full it starts again empty (a batch repeats a handful of shapes, so a reset costs
+/// a few parses).
 pub const CACHE_ENTRIES: usize = 10_000;
-/// Bytes of statement text a guard's cache holds at most, so a few huge statements cannot make
-/// it large; past this it starts again empty too.
-pub const CACHE_BYTES: usize = 32 * 1024 * 1024;
+/// Bytes of statement text (texts and shapes together) a guard's cache holds at most, so a few
+/// huge statements cannot make it large; past this both maps start again empty.
+pub const CACHE_BYTES: usize = 16 * 1024 * 1024;
 /// Characters of the statement quoted in an error.
 pub const STATEMENT_EXCERPT_CHARS: usize = 200;
 
@@ -46,8 +53,48 @@ where
 
 #[derive(Default)]
 struct Cache {
-    entries: FxHashMap<Box<str>, Arc<Analysis>>,
+    /// Statement text → analysis.
+    texts: FxHashMap<Box<str>, Arc<Analysis>>,
+    /// Normalized text (literals as `$n`) → analysis, for analyses that read no literal.
+    shapes: FxHashMap<Box<str>, Arc<Analysis>>,
     bytes: usize,
+}
+
+impl Cache {
+    /// Makes room for `len` more bytes in `which` map, emptying what must go.
+    fn room(&mut self, len: usize, shapes: bool) {
+        if self.bytes + len > CACHE_BYTES {
+            self.texts.clear();
+            self.shapes.clear();
+            self.bytes = 0;
+        }
+        let map = if shapes {
+            &mut self.shapes
+        } else {
+            &mut self.texts
+        };
+        if map.len() >= CACHE_ENTRIES {
+            let freed: usize = map.keys().map(|k| k.len()).sum();
+            map.clear();
+            self.bytes -= freed;
+        }
+    }
+
+    fn insert(&mut self, key: &str, analysis: &Arc<Analysis>, shapes: bool) {
+        if key.len() > CACHE_BYTES {
+            return;
+        }
+        self.room(key.len(), shapes);
+        let map = if shapes {
+            &mut self.shapes
+        } else {
+            &mut self.texts
+        };
+        if let Entry::Vacant(slot) = map.entry(key.into()) {
+            slot.insert(Arc::clone(analysis));
+            self.bytes += key.len();
+        }
+    }
 }
 
 /// What the guard learned about one statement text.
@@ -55,6 +102,8 @@ struct Cache {
 struct Analysis {
     tables: std::result::Result<Tables, String>,
     verdict: Verdict,
+    /// The verdict read a literal's value: not to be shared with other texts of its shape.
+    reads_literals: bool,
 }
 
 #[derive(Debug)]
@@ -131,7 +180,12 @@ impl<D: Deref<Target = Dictionary>> Guard<D> {
 
     /// Statement texts in the cache.
     pub fn cache_len(&self) -> usize {
-        self.read_cache().entries.len()
+        self.read_cache().texts.len()
+    }
+
+    /// Statement shapes (normalized texts) in the cache.
+    pub fn shapes_len(&self) -> usize {
+        self.read_cache().shapes.len()
     }
 
     fn read_cache(&self) -> std::sync::RwLockReadGuard<'_, Cache> {
@@ -139,40 +193,53 @@ impl<D: Deref<Target = Dictionary>> Guard<D> {
     }
 
     fn analysis(&self, sql: &str) -> Arc<Analysis> {
-        if let Some(hit) = self.read_cache().entries.get(sql) {
+        if let Some(hit) = self.read_cache().texts.get(sql) {
             return Arc::clone(hit);
         }
+        // A text the parser rejects has no shape: it goes on to the parse, which says why.
+        let shape = pg_query::normalize(sql).ok();
+        if let Some(shape) = &shape {
+            let hit = self.read_cache().shapes.get(shape.as_str()).cloned();
+            if let Some(hit) = hit {
+                self.remember(sql, None, &hit);
+                return hit;
+            }
+        }
+        let analysis = Arc::new(self.analyse(sql));
+        let shape = shape.filter(|_| !analysis.reads_literals);
+        self.remember(sql, shape.as_deref(), &analysis);
+        analysis
+    }
+
+    fn analyse(&self, sql: &str) -> Analysis {
         let parsed = parse(sql).map_err(|e| match e {
             Error::GuardParse { message, .. } => message,
             other => other.to_string(),
         });
-        let forbidden = parsed
+        let inspection = parsed
             .as_ref()
             .ok()
-            .and_then(|p| forbidden::forbidden(&p.protobuf));
+            .map(|p| forbidden::inspect(&p.protobuf));
+        let reads_literals = inspection.as_ref().is_none_or(|i| i.reads_literals);
+        let forbidden = inspection.and_then(|i| i.forbidden);
         let tables = parsed.map(|p| walk::tables(&p.protobuf));
         let verdict = match (&tables, forbidden) {
             (_, Some(what)) => Verdict::Forbidden(what),
             (Ok(tables), None) => self.verdict(tables),
             (Err(message), None) => Verdict::Unparsable(message.clone()),
         };
-        let analysis = Arc::new(Analysis { tables, verdict });
-        self.remember(sql, &analysis);
-        analysis
+        Analysis {
+            tables,
+            verdict,
+            reads_literals,
+        }
     }
 
-    fn remember(&self, sql: &str, analysis: &Arc<Analysis>) {
+    fn remember(&self, sql: &str, shape: Option<&str>, analysis: &Arc<Analysis>) {
         let mut cache = self.cache.write().unwrap_or_else(PoisonError::into_inner);
-        if cache.entries.len() >= CACHE_ENTRIES || cache.bytes + sql.len() > CACHE_BYTES {
-            cache.entries.clear();
-            cache.bytes = 0;
-        }
-        if sql.len() > CACHE_BYTES {
-            return;
-        }
-        if let Entry::Vacant(slot) = cache.entries.entry(sql.into()) {
-            slot.insert(Arc::clone(analysis));
-            cache.bytes += sql.len();
+        cache.insert(sql, analysis, false);
+        if let Some(shape) = shape {
+            cache.insert(shape, analysis, true);
         }
     }
 

@@ -55,6 +55,8 @@ pub(super) struct Claimant<'a> {
     pub owner: &'a str,
     pub epoch: i64,
     pub finalizing: bool,
+    /// The migration came from this claim's fetch: it must still be due once locked.
+    pub fetched: bool,
 }
 
 /// Claims the next batch of migration `id` in the caller's transaction, or `None` when the
@@ -71,7 +73,11 @@ pub(super) fn claim_batch(
         owner,
         epoch,
         finalizing,
+        fetched,
     } = *claimant;
+    if st.query_opt(tx, sql::LOCK_CANDIDATE, &[&id])?.is_none() {
+        return Ok(None);
+    }
     let Some(m) = st.query_opt(
         tx,
         sql::LOCK_MIGRATION,
@@ -81,6 +87,7 @@ pub(super) fn claim_batch(
             &options.max_attempts,
             &finalizing,
             &options.limits().stuck_after_secs,
+            &fetched,
         ],
     )?
     else {

@@ -16,32 +16,44 @@ pub const IDENTITY_FOR_SHARE: &str = "SELECT name, serves, epoch, claims_paused,
 
 /// The fetch of DESIGN.md section 7: per table, the oldest executable migration of the allowed
 /// schemas (`$1`: active or finalizing, not on hold, runnable by this library; GitLab's
-/// `active_migrations_distinct_on_table`), when its interval has elapsed, in queue order, at most
-/// `$2`. A migration on hold or one this library cannot run does not hold its table. The per-table
-/// and interval checks are scalar subqueries so that every plan, generic ones of the prepared
-/// statement included, walks the executable index in queue order and stops early. One text for
-/// both statements below, so the fetch and the claim cannot disagree on what may run.
+/// `active_migrations_distinct_on_table`), when its interval has elapsed, at most `$2`: the ones
+/// waiting longest first, those that never ran in queue order. A migration on hold or one this
+/// library cannot run does not hold its table.
+///
+/// A bounded number of index probes whatever the data: for each allowed schema, one range of
+/// `index_batched_background_migrations_due` up to now (rows of other schemas, paused or
+/// finished rows and rows not due yet are outside every range), at most `$2` rows from each, and
+/// per row the same-table and latest-batch probes that recheck what the next-run time says.
+/// One text for both statements below, so the fetch and the claim cannot disagree on what may
+/// run.
 macro_rules! executable_migrations {
     () => {
         r#"
-SELECT m.id
-FROM batched_background_migrations m
-WHERE m.status IN (1, 5)
-  AND m.gitlab_schema = ANY($1::text[])
-  AND (m.on_hold_until IS NULL OR m.on_hold_until < now())
-  AND (m.min_value IS NOT NULL AND m.max_value IS NOT NULL AND m.batch_class_name IN ('PrimaryKeyBatchingStrategy', 'LooseIndexScanBatchingStrategy'))
-  AND m.id = (
-      SELECT min(first.id) FROM batched_background_migrations first
-      WHERE first.table_name = m.table_name AND first.status IN (1, 5)
-        AND first.gitlab_schema = ANY($1::text[])
-        AND (first.on_hold_until IS NULL OR first.on_hold_until < now())
-        AND first.min_value IS NOT NULL AND first.max_value IS NOT NULL
-        AND first.batch_class_name IN ('PrimaryKeyBatchingStrategy', 'LooseIndexScanBatchingStrategy'))
-  AND COALESCE((
-      SELECT j.created_at FROM batched_background_migration_jobs j
-      WHERE j.batched_background_migration_id = m.id
-      ORDER BY j.id DESC LIMIT 1), '-infinity') <= now() - make_interval(secs => m."interval")
-ORDER BY m.id
+SELECT due.id
+FROM unnest($1::text[]) AS allowed(gitlab_schema)
+CROSS JOIN LATERAL (
+  SELECT m.id, m.schema_fence_next_run_at AS next_run_at
+  FROM batched_background_migrations m
+  WHERE m.status IN (1, 5)
+    AND m.gitlab_schema = allowed.gitlab_schema
+    AND m.schema_fence_next_run_at <= statement_timestamp()
+    AND (m.on_hold_until IS NULL OR m.on_hold_until < now())
+    AND (m.min_value IS NOT NULL AND m.max_value IS NOT NULL AND m.batch_class_name IN ('PrimaryKeyBatchingStrategy', 'LooseIndexScanBatchingStrategy'))
+    AND m.id = (
+        SELECT min(first.id) FROM batched_background_migrations first
+        WHERE first.table_name = m.table_name AND first.status IN (1, 5)
+          AND first.gitlab_schema = ANY($1::text[])
+          AND (first.on_hold_until IS NULL OR first.on_hold_until < now())
+          AND first.min_value IS NOT NULL AND first.max_value IS NOT NULL
+          AND first.batch_class_name IN ('PrimaryKeyBatchingStrategy', 'LooseIndexScanBatchingStrategy'))
+    AND COALESCE((
+        SELECT j.created_at FROM batched_background_migration_jobs j
+        WHERE j.batched_background_migration_id = m.id
+        ORDER BY j.id DESC LIMIT 1), '-infinity') <= statement_timestamp() - make_interval(secs => m."interval")
+  ORDER BY m.schema_fence_next_run_at, m.id
+  LIMIT $2
+) due
+ORDER BY due.next_run_at, due.id
 LIMIT $2
 "#
     };
@@ -54,8 +66,10 @@ pub const FETCH_WITH_IDENTITY: &str = concat!(
     "), i.system_identifier, i.database_oid FROM public.schema_fence_identity i WHERE i.singleton"
 );
 
-/// The fetch inside a claim, skipping migrations another worker is claiming.
-pub const FETCH: &str = concat!(executable_migrations!(), "FOR UPDATE OF m SKIP LOCKED");
+/// The fetch inside a claim. It locks nothing: the claim then locks only the migration it takes
+/// (`LOCK_MIGRATION`, skipping one another worker is claiming), so workers never wait on each
+/// other and a worker whose first candidate is taken goes on to the next.
+pub const FETCH: &str = executable_migrations!();
 
 /// A running job whose worker is gone: its lease expired, or it has no lease (GitLab's own
 /// worker took it) and has not moved for the runner's `stuck_after` (GitLab's stuck-job timeout,
@@ -73,7 +87,8 @@ macro_rules! abandoned {
 }
 
 /// The migration, locked for this claim (still executable, runnable and of an allowed schema; not
-/// on hold unless `$4`, a finalize, which GitLab runs regardless of holds), with its
+/// on hold unless `$4`, a finalize, which GitLab runs regardless of holds; still due when `$6`, a
+/// migration of the claim's own fetch, whose row another worker may have claimed since), with its
 /// first batch to run again (pending, failed with attempts left, or abandoned with attempts left:
 /// its worker died) and the end of the key ranges handed out so far. The migration's row
 /// lock serialises claims of one migration, so the job rows need no locks of their own.
@@ -100,10 +115,18 @@ LEFT JOIN LATERAL (
 ) r ON true
 WHERE m.id = $1 AND m.status IN (1, 5) AND m.gitlab_schema = ANY($2::text[])
   AND ($4 OR m.on_hold_until IS NULL OR m.on_hold_until < now())
+  AND ($4 OR NOT $6 OR m.schema_fence_next_run_at <= statement_timestamp())
   AND (m.min_value IS NOT NULL AND m.max_value IS NOT NULL AND m.batch_class_name IN ('PrimaryKeyBatchingStrategy', 'LooseIndexScanBatchingStrategy'))
 FOR UPDATE OF m SKIP LOCKED
 "#
 );
+
+/// Takes the migration's row lock before anything of the claim is read: a statement reads with
+/// the snapshot it started with, so `LOCK_MIGRATION` alone, taking the lock just as another
+/// worker's claim commits, would read the key ranges from before that claim and hand out the same
+/// range again (found by `tests/claims.rs`). Skips a migration another worker is claiming.
+pub const LOCK_CANDIDATE: &str =
+    "SELECT id FROM batched_background_migrations WHERE id = $1 FOR UPDATE SKIP LOCKED";
 
 pub const TAKE_JOB: &str = r#"
 UPDATE batched_background_migration_jobs

@@ -6,7 +6,8 @@ use postgres::types::{ToSql, Type};
 use postgres::{Client, Statement};
 
 use super::statements::Statements;
-use super::{sql, Batch};
+use super::{sql, sub_batches, Batch};
+use crate::batching::Strategy;
 use crate::error::{Error, Result};
 use crate::interrupt::Interrupt;
 
@@ -94,6 +95,31 @@ fn run_sub_batches(
             local_settings,
         )?;
         report.sub_batches = 1;
+        report.millis = started.elapsed().as_millis();
+        return Ok(report);
+    }
+    if batch.strategy == Strategy::PrimaryKey {
+        let starts_sql = sub_batches::starts_sql(&batch.table_name, &batch.column_name)?;
+        let starts: Vec<i64> = st
+            .query(
+                client,
+                &starts_sql,
+                &[&batch.min_value, &batch.max_value, &limit],
+            )?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        for (i, range) in sub_batches::bounds(&starts, batch.max_value)
+            .into_iter()
+            .enumerate()
+        {
+            if i > 0 && batch.pause_ms > 0 {
+                interrupt.sleep(Duration::from_millis(batch.pause_ms as u64), &what)?;
+            }
+            interrupt.check(&what)?;
+            report.rows += execute(client, &mut st, &job, range, local_settings)?;
+            report.sub_batches += 1;
+        }
         report.millis = started.elapsed().as_millis();
         return Ok(report);
     }

@@ -43,6 +43,12 @@ param!(&str, Type::TEXT);
 param!(Vec<String>, Type::TEXT_ARRAY);
 param!(&[String], Type::TEXT_ARRAY);
 
+/// Statements a runner keeps prepared on its session at most: its own bookkeeping and one
+/// key-range walk per migrated table and column. Past that it starts again empty (each one is
+/// prepared again at its next use, and the dropped ones are closed), so a worker serving
+/// migrations without end keeps a bounded cache.
+pub(crate) const STATEMENT_CACHE_ENTRIES: usize = 256;
+
 pub(crate) struct Statements {
     prepared: bool,
     cache: HashMap<String, Statement>,
@@ -72,6 +78,9 @@ impl Statements {
             return Ok(statement.clone());
         }
         let statement = tx.prepare(sql)?;
+        if self.cache.len() >= STATEMENT_CACHE_ENTRIES {
+            self.cache.clear();
+        }
         self.cache.insert(sql.to_string(), statement.clone());
         Ok(statement)
     }

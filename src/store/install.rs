@@ -61,6 +61,7 @@ pub fn install(
     // GitLab's own log keeps its partitions; the install adds only the months it lacks.
     db.batch(super::transition_log::CREATE_TRIGGERS)?;
     super::transition_log::maintain(db, None)?;
+    db.batch(super::next_run::CREATE_NEXT_RUN)?;
     let mistagged = match dictionary {
         Some(dictionary) => {
             let report = super::retag(db, dictionary, false)?;

@@ -1,5 +1,6 @@
 //! Reading the tracking rows of one database, for status and the Ruby query API.
 
+use super::waiting::{self, Schedule, Waiting};
 use super::{int, opt_int, text, Db, Row};
 use crate::error::Result;
 
@@ -93,9 +94,16 @@ pub struct MigrationRow {
     /// Keys covered by succeeded jobs, summed (a key is covered once: jobs do not overlap).
     pub keys_done: i64,
     pub created_at: String,
+    /// What decides whether it waits, read with the row.
+    pub schedule: Schedule,
 }
 
 impl MigrationRow {
+    /// Why it is not running now, if it waits (see [`waiting::waiting`]).
+    pub fn waiting(&self) -> Option<Waiting> {
+        waiting::waiting(self.status, self.interval_seconds, &self.schedule)
+    }
+
     /// Progress as a fraction of the key range; 1.0 once finished.
     pub fn progress(&self) -> f64 {
         if matches!(self.status, Status::Finished | Status::Finalized) {
@@ -116,12 +124,33 @@ SELECT m.id::text, m.job_class_name, m.table_name, m.column_name, m.job_argument
        COALESCE(j.succeeded, 0)::text, COALESCE(j.failed, 0)::text, COALESCE(j.keys_done, 0)::text,
        m.created_at::text, m.batch_class_name,
        -- Through to_jsonb: tables from before GitLab 17.6 have no cursor columns.
-       (to_jsonb(m) -> 'min_cursor')::text, (to_jsonb(m) -> 'max_cursor')::text
+       (to_jsonb(m) -> 'min_cursor')::text, (to_jsonb(m) -> 'max_cursor')::text,
+       -- The schedule (store/waiting.rs), on the database's clock.
+       extract(epoch FROM c.now)::float8::text, extract(epoch FROM m.on_hold_until)::float8::text,
+       COALESCE(to_jsonb(m) ->> 'schema_fence_hold_reason', to_jsonb(m) ->> 'on_hold_reason'),
+       (SELECT min(first.id) FROM batched_background_migrations first
+        WHERE first.table_name = m.table_name AND first.id < m.id AND first.status IN (1, 5)
+          AND (first.on_hold_until IS NULL OR first.on_hold_until < c.now)
+          AND first.min_value IS NOT NULL AND first.max_value IS NOT NULL
+          AND first.batch_class_name IN ('PrimaryKeyBatchingStrategy', 'LooseIndexScanBatchingStrategy'))::text,
+       (SELECT extract(epoch FROM l.created_at)::float8 FROM batched_background_migration_jobs l
+        WHERE l.batched_background_migration_id = m.id ORDER BY l.id DESC LIMIT 1)::text,
+       COALESCE(j.running, 0)::text, COALESCE(j.retryable, 0)::text, COALESCE(j.pending, 0)::text,
+       c.workers::text
 FROM batched_background_migrations m
+CROSS JOIN (
+    SELECT now() AS now,
+           (SELECT count(*) FROM pg_stat_activity
+            WHERE datname = current_database() AND application_name LIKE 'schema\_fence/%/runner') AS workers
+) c
 LEFT JOIN LATERAL (
     SELECT count(*) FILTER (WHERE status = 3) AS succeeded,
            count(*) FILTER (WHERE status = 2) AS failed,
-           sum(max_value - min_value + 1) FILTER (WHERE status = 3) AS keys_done
+           sum(max_value - min_value + 1) FILTER (WHERE status = 3) AS keys_done,
+           count(*) FILTER (WHERE status = 1) AS running,
+           -- The runner's default attempt limit (RunnerOptions::max_attempts).
+           count(*) FILTER (WHERE status = 2 AND attempts < 3) AS retryable,
+           count(*) FILTER (WHERE status = 0) AS pending
     FROM batched_background_migration_jobs
     WHERE batched_background_migration_id = m.id
 ) j ON true
@@ -139,6 +168,11 @@ fn parse(row: &Row) -> Result<MigrationRow> {
     let (min_value, max_value) = (opt_int(row, 7)?, opt_int(row, 8)?);
     let (min_cursor, max_cursor) = (json(18), json(19));
     let batch_class_name = text(row, 17)?.to_string();
+    let float = |i: usize| {
+        row.get(i)
+            .and_then(|v| v.as_deref())
+            .and_then(|v| v.parse::<f64>().ok())
+    };
     let status = Status::from_code(status_code).unwrap_or(Status::Unknown(
         i16::try_from(status_code).unwrap_or(i16::MIN),
     ));
@@ -172,6 +206,17 @@ fn parse(row: &Row) -> Result<MigrationRow> {
         jobs_failed: int(row, 14)?,
         keys_done: opt_int(row, 15)?.unwrap_or(0),
         created_at: text(row, 16)?.to_string(),
+        schedule: Schedule {
+            now: float(20).unwrap_or_default(),
+            on_hold_until: float(21),
+            hold_reason: row.get(22).and_then(|v| v.clone()),
+            behind: opt_int(row, 23)?,
+            last_batch_at: float(24),
+            running: int(row, 25)?,
+            retryable: int(row, 26)?,
+            pending: int(row, 27)?,
+            workers: int(row, 28)?,
+        },
     })
 }
 

@@ -10,9 +10,12 @@ pub mod enqueue;
 pub mod identity;
 pub mod install;
 pub mod migrations;
+pub mod next_run;
 pub mod retag;
 pub mod schema;
+pub mod steering;
 pub mod transition_log;
+pub mod waiting;
 
 pub use enqueue::{queue, QueueOutcome, QueueRequest};
 pub use identity::Identity;

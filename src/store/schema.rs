@@ -235,4 +235,7 @@ DROP TABLE IF EXISTS public.schema_fence_identity;
 DROP FUNCTION IF EXISTS public.schema_fence_identity_guard();
 DROP FUNCTION IF EXISTS public.schema_fence_log_job_transition();
 DROP FUNCTION IF EXISTS public.schema_fence_maintain_transition_logs(integer, integer);
+DROP FUNCTION IF EXISTS public.schema_fence_migration_next_run();
+DROP FUNCTION IF EXISTS public.schema_fence_job_next_run();
+DROP FUNCTION IF EXISTS public.schema_fence_next_run_at(bigint, timestamptz, smallint);
 "#;

@@ -22,6 +22,8 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+pub mod netns;
+
 pub use schema_fence::error::describe_pg_error;
 
 /// What went wrong with a throwaway cluster: the step, the command and the tail of the server
@@ -84,6 +86,9 @@ pub struct ClusterOptions {
     /// Extra server settings (name, value as written in postgresql.conf, e.g. `'all'`), applied
     /// after the defaults and kept by replicas.
     pub settings: Vec<(String, String)>,
+    /// Networks (CIDR) trusted besides loopback, e.g. a [`netns::Link`]'s subnet; the server
+    /// must also listen there (`listen_addresses` in `settings`).
+    pub trusted_networks: Vec<String>,
 }
 
 /// A PostgreSQL server of its own, in a temporary directory, stopped and removed on drop.
@@ -94,6 +99,7 @@ pub struct Cluster {
     port: u16,
     tools: Tools,
     settings: Vec<(String, String)>,
+    trusted_networks: Vec<String>,
     /// The process that created the cluster: only it stops and removes it (not a forked child).
     owner_pid: u32,
     torn_down: bool,
@@ -112,6 +118,7 @@ impl Cluster {
         let parent = options.parent_dir.unwrap_or_else(std::env::temp_dir);
         sweep_orphans(&parent, &tools);
         let mut cluster = Cluster::in_new_dir(&parent, tools, options.settings)?;
+        cluster.trusted_networks = options.trusted_networks;
         let data = cluster.data_dir.as_os_str();
         cluster.tools.run(
             "initialize the cluster",
@@ -141,6 +148,7 @@ impl Cluster {
     pub fn replica(&self) -> Result<Cluster> {
         let parent = self.dir.parent().unwrap_or(Path::new("/")).to_path_buf();
         let mut replica = Cluster::in_new_dir(&parent, self.tools.clone(), self.settings.clone())?;
+        replica.trusted_networks = self.trusted_networks.clone();
         let port = self.port.to_string();
         replica.tools.run(
             "copy the primary for a replica",
@@ -319,6 +327,7 @@ impl Cluster {
             port: 0,
             tools,
             settings,
+            trusted_networks: Vec::new(),
             owner_pid: std::process::id(),
             torn_down: false,
         })
@@ -337,7 +346,13 @@ impl Cluster {
                    local   replication  all                 trust\n\
                    host    all          all   127.0.0.1/32  trust\n\
                    host    replication  all   127.0.0.1/32  trust\n";
-        self.write_file(&self.data_dir.join("pg_hba.conf"), hba)
+        let mut hba = hba.to_string();
+        for network in &self.trusted_networks {
+            hba.push_str(&format!(
+                "host    all          all   {network}  trust\nhost    replication  all   {network}  trust\n"
+            ));
+        }
+        self.write_file(&self.data_dir.join("pg_hba.conf"), &hba)
     }
 
     fn write_settings(&self, port: u16) -> Result<()> {

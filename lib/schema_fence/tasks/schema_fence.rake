@@ -48,7 +48,13 @@ namespace :schema_fence do
       abort "schema_fence: give the migration's id, e.g. rake #{task.name}[main_12] (see rake schema_fence:status)" \
         unless args[:id]
 
-      puts SchemaFence::Operations.public_send(operation, args[:id])
+      progress = SchemaFence::FinalizeProgress.new(args[:id])
+      begin
+        result = SchemaFence::Operations.public_send(operation, args[:id]) { |migration| progress.update(migration) }
+      ensure
+        progress.finish
+      end
+      puts result
     rescue SchemaFence::Error => e
       abort "schema_fence: #{e.message}"
     end

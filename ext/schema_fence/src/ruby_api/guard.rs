@@ -71,6 +71,10 @@ impl Guard {
     fn cache_size(&self) -> usize {
         self.inner.cache_len()
     }
+
+    fn shape_cache_size(&self) -> usize {
+        self.inner.shapes_len()
+    }
 }
 
 pub(crate) fn init(ruby: &Ruby, module: &RModule) -> Result<(), Error> {
@@ -82,5 +86,6 @@ pub(crate) fn init(ruby: &Ruby, module: &RModule) -> Result<(), Error> {
     class.define_method("tag", method!(Guard::tag, 0))?;
     class.define_method("dictionary", method!(Guard::dictionary, 0))?;
     class.define_method("cache_size", method!(Guard::cache_size, 0))?;
+    class.define_method("shape_cache_size", method!(Guard::shape_cache_size, 0))?;
     Ok(())
 }

@@ -326,15 +326,36 @@ fn migrations(ruby: &Ruby, conn: Value) -> Result<RArray, Error> {
             m.min_cursor.clone().into_value_with(ruby),
             m.max_cursor.clone().into_value_with(ruby),
             m.not_runnable.clone().into_value_with(ruby),
+            waiting_fields(ruby, &m).as_value(),
         ]);
         list.push(fields)?;
     }
     Ok(list)
 }
 
-/// Sets a migration's status by name (`"paused"`, `"active"`, `"finalized"`, ...).
-fn set_status(ruby: &Ruby, conn: Value, id: i64, status: String) -> Result<bool, Error> {
-    let status = [
+/// `[kind, until, hold_reason, behind, retryable, now]`: why the row waits (kind nil when it
+/// does not), the time it waits for (epoch seconds), and the database's clock.
+fn waiting_fields(ruby: &Ruby, m: &store::MigrationRow) -> RArray {
+    let waiting = m.waiting();
+    let s = &m.schedule;
+    ruby.ary_new_from_values(&[
+        waiting
+            .as_ref()
+            .map(|w| ruby.to_symbol(w.kind()))
+            .into_value_with(ruby),
+        waiting
+            .as_ref()
+            .and_then(|w| w.until())
+            .into_value_with(ruby),
+        s.hold_reason.clone().into_value_with(ruby),
+        s.behind.into_value_with(ruby),
+        ruby.integer_from_i64(s.retryable).as_value(),
+        ruby.float_from_f64(s.now).as_value(),
+    ])
+}
+
+fn status_named(ruby: &Ruby, status: &str) -> Result<store::Status, Error> {
+    [
         store::Status::Paused,
         store::Status::Active,
         store::Status::Finished,
@@ -350,10 +371,47 @@ fn set_status(ruby: &Ruby, conn: Value, id: i64, status: String) -> Result<bool,
             "InvalidArgumentError",
             format!("unknown status {status:?}"),
         )
-    })?;
+    })
+}
+
+/// Sets a migration's status by name (`"paused"`, `"active"`, `"finalized"`, ...).
+fn set_status(ruby: &Ruby, conn: Value, id: i64, status: String) -> Result<bool, Error> {
+    let status = status_named(ruby, &status)?;
     on_connection(ruby, conn, |db| {
         store::migrations::set_status(db, id, status)
     })
+}
+
+/// Moves a migration from the status the caller read to another; false when it was no longer
+/// that status.
+fn change_status(
+    ruby: &Ruby,
+    conn: Value,
+    id: i64,
+    from: String,
+    to: String,
+) -> Result<bool, Error> {
+    let (from, to) = (status_named(ruby, &from)?, status_named(ruby, &to)?);
+    on_connection(ruby, conn, |db| {
+        store::steering::change_status(db, id, from, to)
+    })
+}
+
+/// `{status:, batches:}` after putting failed batches back to pending; nil when the migration
+/// was no longer `from`.
+fn retry_failed(ruby: &Ruby, conn: Value, id: i64, from: String) -> Result<Value, Error> {
+    let from = status_named(ruby, &from)?;
+    let retried = on_connection(ruby, conn, |db| store::steering::retry_failed(db, id, from))?;
+    let Some(retried) = retried else {
+        return Ok(ruby.qnil().as_value());
+    };
+    let hash = ruby.hash_new();
+    hash.aset(
+        ruby.to_symbol("status"),
+        ruby.to_symbol(retried.status.name()),
+    )?;
+    hash.aset(ruby.to_symbol("batches"), retried.batches)?;
+    Ok(hash.as_value())
 }
 
 /// The id of the migration with this key, tagged as the restriction dictates; nil when none.
@@ -384,6 +442,8 @@ pub(crate) fn init(_ruby: &Ruby, module: &RModule) -> Result<(), Error> {
     store.define_singleton_method("_tag", function!(tag, 3))?;
     store.define_singleton_method("_migrations", function!(migrations, 1))?;
     store.define_singleton_method("_set_status", function!(set_status, 3))?;
+    store.define_singleton_method("_change_status", function!(change_status, 4))?;
+    store.define_singleton_method("_retry_failed", function!(retry_failed, 3))?;
     store.define_singleton_method("_find_id", function!(find_id, 3))?;
     Ok(())
 }
