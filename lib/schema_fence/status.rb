@@ -56,11 +56,12 @@ module SchemaFence
     # the batches whose last attempt failed (retried or not) and +last_error+ is the error of the
     # latest of them; +rate+ is keys per second over the latest succeeded batches (nil for a
     # stale, finished or failed migration); +eta+ the seconds left at that rate (nil when
-    # unknown or not running, 0 once finished).
+    # unknown or not running, 0 once finished); +hold+ says "on hold until … because …" while a
+    # health indicator holds it.
     Entry = Struct.new(:id, :database, :row_id, :job_class_name, :table_name, :column_name, :job_arguments,
                        :gitlab_schema, :status, :stored_status, :stale, :progress, :min_value, :max_value,
                        :keys_done, :batches_done, :batches_failed, :last_error, :rate, :eta, :not_runnable,
-                       keyword_init: true) do
+                       :hold, keyword_init: true) do
       alias_method :tag, :gitlab_schema
       alias_method :stale?, :stale
     end
@@ -188,7 +189,8 @@ module SchemaFence
         failing = rows.select { |m| m.jobs_failed.positive? }.map(&:id)
         rates = recent_batches(connection, running).transform_values { |jobs| rate(jobs) }
         errors = connection.exec_params(LAST_ERRORS, [ids(failing)]).values.to_h.transform_keys { |i| Integer(i) }
-        rows.map { |m| entry(name, m, rates[m.id], errors[m.id]) }
+        holds = Health::Holds.read(connection, running)
+        rows.map { |m| entry(name, m, rates[m.id], errors[m.id], holds[m.id]) }
       end
 
       def running?(row)
@@ -199,7 +201,7 @@ module SchemaFence
         PG::TextEncoder::Array.new.encode(list)
       end
 
-      def entry(name, row, rate, last_error)
+      def entry(name, row, rate, last_error, hold = nil)
         total = row.min_value && row.max_value ? row.max_value - row.min_value + 1 : 0
         keys_done = (row.progress * total).round
         status = row.stale? ? :stale : row.status
@@ -208,7 +210,7 @@ module SchemaFence
                   gitlab_schema: row.gitlab_schema, status:, stored_status: row.status, stale: row.stale?,
                   progress: row.progress, min_value: row.min_value, max_value: row.max_value, keys_done:,
                   batches_done: row.jobs_succeeded, batches_failed: row.jobs_failed, last_error:, rate:,
-                  eta: eta(status, total - keys_done, rate), not_runnable: row.not_runnable).freeze
+                  eta: eta(status, total - keys_done, rate), not_runnable: row.not_runnable, hold:).freeze
       end
 
       # The latest succeeded batches of each migration: id => [[keys, started, finished], ...].
@@ -296,6 +298,7 @@ module SchemaFence
       def status_cell(entry)
         return "stale (#{entry.stored_status})" if entry.stale?
         return "#{entry.status}, not runnable: #{entry.not_runnable}" if entry.not_runnable
+        return "#{entry.status}, #{entry.hold}" if entry.hold
 
         entry.status.to_s
       end

@@ -109,8 +109,13 @@ module SchemaFence
     # Claims (the block) inside a fetch event.
     def claim(migration_id)
       payload = Instrumentation.fetch_payload(@database, migration_id)
+      pace.before_claim(runner)
       Instrumentation.instrument(:fetch, payload) { yield.tap { |claimed| Instrumentation.claimed(payload, claimed) } }
+    ensure
+      pace.report(runner) # holds the claim made
     end
+
+    def pace = (@pace ||= Health::Pace.new(@database))
 
     def handle(claim)
       case claim
@@ -129,6 +134,7 @@ module SchemaFence
         metrics = perform(batch)
         completion = runner.complete(batch, metrics)
         recorded = true
+        efficiency = pace.report(runner)
       rescue StandardError => e
         raise if e.is_a?(MisroutedConnectionError)
 
@@ -139,7 +145,7 @@ module SchemaFence
         # query; the batch is recorded failed, so it is retried while it has attempts left.
         interrupted(batch, $ERROR_INFO) unless recorded
       end
-      Instrumentation.instrument(:batch_finish, payload.merge(completion:, metrics:, duration: since(started)))
+      Instrumentation.instrument(:batch_finish, payload.merge(completion:, metrics:, duration: since(started), efficiency:))
       Outcome.new(status: :ran, batch:, completion:)
     end
 
@@ -162,9 +168,7 @@ module SchemaFence
       nil # the lease expires and another worker takes the batch over
     end
 
-    def since(started)
-      Process.clock_gettime(Process::CLOCK_MONOTONIC) - started
-    end
+    def since(started) = Process.clock_gettime(Process::CLOCK_MONOTONIC) - started
 
     def perform(batch)
       guard = guard_for(batch)
