@@ -43,7 +43,9 @@ WHERE id = (SELECT id FROM batched_background_migrations WHERE id = $1 FOR UPDAT
 RETURNING extract(epoch FROM on_hold_until)::float8
 "#;
 
-#[derive(Debug, Default)]
+/// Inert until [`super::Runner::set_pace`]: a runner built without options neither throttles nor
+/// resizes batches (the Ruby worker always sets both, with GitLab's defaults).
+#[derive(Debug)]
 pub struct Pace {
     pub health: HealthOptions,
     pub optimizer: OptimizerOptions,
@@ -53,6 +55,25 @@ pub struct Pace {
     cache: HashMap<i64, (Instant, String, Option<Signal>)>,
     wal: WalSample,
     decisions: Vec<Decision>,
+}
+
+impl Default for Pace {
+    fn default() -> Self {
+        Pace {
+            health: HealthOptions {
+                enabled: false,
+                ..HealthOptions::default()
+            },
+            optimizer: OptimizerOptions {
+                enabled: false,
+                ..OptimizerOptions::default()
+            },
+            external: None,
+            cache: HashMap::new(),
+            wal: WalSample::default(),
+            decisions: Vec::new(),
+        }
+    }
 }
 
 impl Pace {
