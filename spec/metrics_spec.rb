@@ -37,6 +37,9 @@ RSpec.describe SchemaFence::Metrics, :postgres do
     Batches.drain(SchemaFence::Worker.new(database: :ci, url:))
     guarded = Batches.queue(url, "TouchProjects", "ci_builds", :gitlab_ci, batch_size: 300)
     SchemaFence::Worker.new(database: :ci, url:).run_once
+    # One registry per process (the mmap files' folder is fixed once read): holds are counted here too.
+    SchemaFence.configuration.health_indicator(:deploys) { |database:| "a deploy runs on #{database}" }
+    SchemaFence::Worker.new(database: :ci, url:).run_once
 
     body = scrape
     labels = %(database="ci",migration_id="#{sql}",migration_identifier="SqlIncrementCiBuilds/ci_builds.id")
@@ -48,5 +51,8 @@ RSpec.describe SchemaFence::Metrics, :postgres do
     expect(body).to include('schema_fence_batches_total{database="ci",result="failed"} 1')
     expect(body).to include('schema_fence_guard_violations_total{database="ci"} 1')
     expect(body).not_to include(%(migration_id="#{guarded}",migration_identifier))
+    expect(body).to include('schema_fence_migration_holds_total{database="ci",indicator="deploys"} 1')
+  ensure
+    SchemaFence.configuration.health_indicators.clear
   end
 end

@@ -40,13 +40,55 @@ module SchemaFence
       @lock_timeout = 5
       @job_statement_timeout = 120
       @transition_log_retain_months = 6
+      @health_options = Health::DEFAULTS.dup
+      @optimizer_options = Health::OPTIMIZER_DEFAULTS.dup
+      @health_indicators = []
       @mutex = Mutex.new
     end
 
     # The worker settings, as {Runner.new} takes them.
     # @return [Hash]
     def runner_options
-      { lease:, max_attempts:, stuck_after:, statement_timeout:, lock_timeout:, job_statement_timeout: }
+      { lease:, max_attempts:, stuck_after:, statement_timeout:, lock_timeout:, job_statement_timeout:,
+        health: health_options, optimizer: optimizer_options }
+    end
+
+    # The thresholds of the health indicators ({Health::DEFAULTS}) and the batch optimizer's
+    # options ({Health::OPTIMIZER_DEFAULTS}); the indicators the application added.
+    attr_reader :health_options, :optimizer_options, :health_indicators
+
+    # Changes health thresholds, e.g. +c.health(max_transaction_age: 1800, autovacuum: false)+.
+    def health(**options)
+      unknown = options.keys - Health::DEFAULTS.keys
+      raise ArgumentError, "unknown health option #{unknown.join(', ')}; known: #{Health::DEFAULTS.keys.join(', ')}" \
+        if unknown.any?
+
+      @health_options = @health_options.merge(options)
+    end
+
+    # Changes the batch optimizer, e.g. +c.optimizer(enabled: false)+.
+    def optimizer(**options)
+      unknown = options.keys - Health::OPTIMIZER_DEFAULTS.keys
+      if unknown.any?
+        raise ArgumentError, "unknown optimizer option #{unknown.join(', ')}; " \
+                             "known: #{Health::OPTIMIZER_DEFAULTS.keys.join(', ')}"
+      end
+
+      @optimizer_options = @optimizer_options.merge(options)
+    end
+
+    # Adds an indicator: +callable.call(database:)+ (or the block) returns nil to go on, a reason
+    # (String) to stop.
+    def health_indicator(name, callable = nil, &block)
+      callable ||= block
+      raise ArgumentError, "health_indicator #{name}: give a callable or a block" unless callable.respond_to?(:call)
+
+      @health_indicators << Health::Indicator.new(name.to_sym, callable)
+    end
+
+    # Adds a Prometheus indicator (see {Health::PrometheusIndicator}).
+    def prometheus_indicator(name, url:, query:, slo:, alert: :above, timeout: 5)
+      @health_indicators << Health::PrometheusIndicator.new(name.to_sym, url:, query:, slo:, alert:, timeout:)
     end
 
     # Declares how workers reach a database: a PostgreSQL URL, an ActiveRecord class connected

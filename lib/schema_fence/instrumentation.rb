@@ -52,13 +52,23 @@ module SchemaFence
   # [cutover_step]   One step of the cutover finished. +step+ (e.g. +:pause+, +:drain+,
   #                  +:catch_up+, +:promote+, +:stamp+, +:lock_writes+, +:resume+), +database+,
   #                  +duration+ (seconds), +skipped+ (true when an earlier run had finished it).
+  # [migration_held] A health indicator said stop before a claim: the migration is on hold.
+  #                  +database+, +migration_id+, +table_name+, +indicator+ (Symbol: +:autovacuum+,
+  #                  +:replication_lag+, +:wal_rate+, +:archive_backlog+, +:long_transaction+ or
+  #                  an application indicator's name), +reason+, +on_hold_until+ (Time).
+  # [batch_size_change] The batch optimizer changed a migration's batch size after a job.
+  #                  +database+, +migration_id+, +job_id+, +efficiency+ (the smoothed time
+  #                  efficiency), +from+, +to+. batch_finish carries +efficiency+ too (nil
+  #                  before 20 jobs).
+  # [optimizer_failure] The optimizer could not run after a recorded batch. +database+,
+  #                  +migration_id+, +error+.
   module Instrumentation
     # The suffix of every event name.
     NAMESPACE = "schema_fence"
 
     # The events schema_fence publishes.
     EVENTS = %i[enqueue fetch batch_start batch_finish batch_failure guard_violation cutover_step
-                migration_not_found].freeze
+                migration_not_found migration_held batch_size_change optimizer_failure].freeze
 
     module_function
 

@@ -106,6 +106,29 @@ module SchemaFence
       info { line(event, "step #{p[:step]} #{done}") }
     end
 
+    # @param event [ActiveSupport::Notifications::Event]
+    def migration_held(event)
+      p = event.payload
+      warn do
+        line(event, "migration #{p[:migration_id]} (#{p[:table_name]}) on hold until " \
+                    "#{p[:on_hold_until].utc.iso8601} because #{p[:reason]} (#{p[:indicator]})")
+      end
+    end
+
+    # @param event [ActiveSupport::Notifications::Event]
+    def batch_size_change(event)
+      p = event.payload
+      info do
+        line(event, "migration #{p[:migration_id]} batch size #{p[:from]} -> #{p[:to]} " \
+                    "(time efficiency #{p[:efficiency]} after job #{p[:job_id]})")
+      end
+    end
+
+    # @param event [ActiveSupport::Notifications::Event]
+    def optimizer_failure(event)
+      warn { line(event, "the batch optimizer failed for migration #{event.payload[:migration_id]}: #{event.payload[:error]}") }
+    end
+
     private
 
     def line(event, text)

@@ -14,8 +14,10 @@ module SchemaFence
   # +migration_id+ and +migration_identifier+ (+Job/table.column+) as GitLab labels them, and
   # +database+. schema_fence's own: schema_fence_batches_total (by database and result:
   # succeeded, failed, lease_lost), schema_fence_guard_violations_total and
-  # schema_fence_cutover_step_duration_seconds (by step). Labels never carry a value from the
-  # migrated data.
+  # schema_fence_cutover_step_duration_seconds (by step), schema_fence_batch_optimizer_efficiency
+  # (gauge, the optimizer's smoothed time efficiency, labelled as a batch) and
+  # schema_fence_migration_holds_total (by database and health indicator). Labels never carry a
+  # value from the migrated data.
   module Metrics
     BUCKETS = [0.1, 0.25, 0.5, 1, 5, 30, 120].freeze
 
@@ -30,7 +32,7 @@ module SchemaFence
           return if @attached
 
           @metrics = register(registry || Prometheus::Client.registry)
-          @subscribers = %w[batch_finish batch_failure guard_violation cutover_step].map do |event|
+          @subscribers = %w[batch_finish batch_failure guard_violation cutover_step migration_held].map do |event|
             ActiveSupport::Notifications.subscribe("#{event}.#{Instrumentation::NAMESPACE}") do |*args|
               record(event, ActiveSupport::Notifications::Event.new(*args).payload)
             end
@@ -63,7 +65,10 @@ module SchemaFence
           batches: registry.counter(:schema_fence_batches_total, "Batches run by schema_fence workers, by result"),
           violations: registry.counter(:schema_fence_guard_violations_total,
                                        "Statements the guard refused before they were sent"),
-          cutover: registry.gauge(:schema_fence_cutover_step_duration_seconds, "Duration of the last run of a cutover step")
+          cutover: registry.gauge(:schema_fence_cutover_step_duration_seconds, "Duration of the last run of a cutover step"),
+          efficiency: registry.gauge(:schema_fence_batch_optimizer_efficiency,
+                                     "Smoothed time efficiency (job duration / interval) the batch optimizer measured"),
+          holds: registry.counter(:schema_fence_migration_holds_total, "Migrations put on hold, by health indicator")
         }
       end
 
@@ -72,6 +77,8 @@ module SchemaFence
         when "batch_finish" then batch_finished(payload)
         when "batch_failure" then count_batch(payload, :failed)
         when "guard_violation" then @metrics[:violations].increment(database: payload[:database].to_s)
+        when "migration_held"
+          @metrics[:holds].increment(database: payload[:database].to_s, indicator: payload[:indicator].to_s)
         when "cutover_step"
           @metrics[:cutover].set({ step: payload[:step].to_s }, payload[:duration].to_f) unless payload[:skipped]
         end
@@ -83,6 +90,7 @@ module SchemaFence
         @metrics[:sub_batch_size].set(labels, payload[:sub_batch_size].to_i) if payload[:sub_batch_size]
         @metrics[:duration].set(labels, payload[:duration].to_f)
         @metrics[:timings].observe(labels, payload[:duration].to_f)
+        @metrics[:efficiency].set(labels, payload[:efficiency]) if payload[:efficiency]
         rows = payload.dig(:metrics, :rows)
         @metrics[:updated].increment(labels, rows) if rows
         count_batch(payload, payload[:completion] == :lease_lost ? :lease_lost : :succeeded)

@@ -18,11 +18,15 @@ module SchemaFence
     # @param lock_timeout [Numeric] seconds bookkeeping may wait for a lock
     # @param job_statement_timeout [Numeric] seconds each statement of a SQL job may take (hitting
     #   it halves the batch)
+    # @param health [Hash] thresholds of the health indicators read before a claim ({Health::DEFAULTS})
+    # @param optimizer [Hash] the batch optimizer's options ({Health::OPTIMIZER_DEFAULTS})
     def self.new(url:, database:, topology: SchemaFence.topology, lease: 300, max_attempts: 3, owner: nil,
-                 fetch_limit: 8, stuck_after: 3600, statement_timeout: 30, lock_timeout: 5, job_statement_timeout: 120)
+                 fetch_limit: 8, stuck_after: 3600, statement_timeout: 30, lock_timeout: 5, job_statement_timeout: 120,
+                 health: Health::DEFAULTS, optimizer: Health::OPTIMIZER_DEFAULTS)
       _new(url, database.to_s, topology,
            [Float(lease), Integer(max_attempts), owner, Integer(fetch_limit), Float(stuck_after)],
            [Float(statement_timeout), Float(lock_timeout), Float(job_statement_timeout)])
+        .tap { |runner| runner._set_pace(Health::DEFAULTS.merge(health), Health::OPTIMIZER_DEFAULTS.merge(optimizer)) }
     end
 
     # @return [Symbol] :recorded, :migration_finished, :migration_failed or :lease_lost

@@ -61,13 +61,14 @@ module SchemaFence
     # (nil for a stale, finished or failed migration); +eta+ the seconds left at that rate,
     # counted from the latest batch's finish, so it goes down as time passes (nil when unknown or
     # not running, 0 once finished). +waiting+ is why an active migration is not running now
-    # (see {Migration}; nil when it runs) and +waiting_note+ says it in words. +transitions+ the
-    # latest status changes of its batches from GitLab's job transition log, newest first
-    # (Hashes of {TransitionLog::Transition}).
+    # (see {Migration}; nil when it runs) and +waiting_note+ says it in words; +hold+ says "on hold
+    # until … because …" while a health indicator (or anyone) holds it. +transitions+ the latest
+    # status changes of its batches from GitLab's job transition log, newest first (Hashes of
+    # {TransitionLog::Transition}).
     Entry = Struct.new(:id, :database, :row_id, :job_class_name, :table_name, :column_name, :job_arguments,
                        :gitlab_schema, :status, :stored_status, :stale, :progress, :min_value, :max_value,
                        :keys_done, :batches_done, :batches_failed, :last_error, :rate, :eta, :not_runnable,
-                       :waiting, :waiting_note, :transitions, keyword_init: true) do
+                       :waiting, :waiting_note, :hold, :transitions, keyword_init: true) do
       alias_method :tag, :gitlab_schema
       alias_method :stale?, :stale
     end
@@ -220,7 +221,12 @@ module SchemaFence
                   batches_done: row.jobs_succeeded, batches_failed: row.jobs_failed, last_error:, rate:,
                   eta: Pace.eta(status, total - keys_done, rate, recent, row.clock), not_runnable: row.not_runnable,
                   waiting:, waiting_note: waiting && Waiting.note(name, row, rows),
+                  hold: hold_of(row, waiting),
                   transitions: Array(transitions).map(&:to_h)).freeze
+      end
+
+      def hold_of(row, waiting)
+        Health::Holds.describe(row.waiting_until, row.hold_reason) if waiting == :on_hold
       end
 
       # The latest succeeded batches of each migration: id => [[keys, started, finished], ...].
@@ -289,6 +295,7 @@ module SchemaFence
       def status_cell(entry)
         return "stale (#{entry.stored_status})" if entry.stale?
         return "#{entry.status}, not runnable: #{entry.not_runnable}" if entry.not_runnable
+        return "#{entry.status}, #{entry.hold}" if entry.hold
         return "#{entry.status}: #{entry.waiting_note}" if entry.waiting_note && entry.waiting != :paused
 
         entry.status.to_s

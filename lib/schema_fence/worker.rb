@@ -10,6 +10,8 @@ module SchemaFence
   #   worker = SchemaFence::Worker.for(:ci)
   #   loop { break if worker.run_once.status == :nothing }
   class Worker
+    include Finalizing
+
     # What one step did: status is :ran, :failed, :idle, :paused or :nothing. With :nothing from
     # {#run_once}, +reason+ says why: +:no_active_migrations+ (none this database runs is active),
     # +:running_elsewhere+ (each active one has a batch running on another worker) or +:waiting+
@@ -84,40 +86,18 @@ module SchemaFence
       end
     end
 
-    # Runs the migration's remaining batches here and now (finalize), yielding the migration
-    # ({Migration}, its progress read again) before each batch.
-    # @return [Symbol] the final status
-    def finish(migration_id, timeout: 3600)
-      deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + timeout
-      loop do
-        migration = Migrations.on(@url).find_by_id(migration_id)
-        status = migration&.status
-        return status if status.nil? || %i[finished finalized failed paused].include?(status)
-
-        unless migration.runnable?
-          raise MigrationNotFinishedError, "batched background migration #{migration_id} (#{migration.job_class_name} " \
-                                           "on #{migration.table_name}) cannot be run here: #{migration.not_runnable}"
-        end
-        return status if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
-
-        yield migration if block_given?
-        outcome = finalize_batch(migration_id)
-        sleep 0.05 if outcome.status == :nothing # another worker holds a batch; wait for it
-      end
-    end
-
     private
-
-    # One batch of a migration being finalized: a hold (on_hold_until) does not stop it.
-    def finalize_batch(migration_id)
-      handle(claim(migration_id) { runner.claim_to_finalize(Integer(migration_id)) })
-    end
 
     # Claims (the block) inside a fetch event.
     def claim(migration_id)
       payload = Instrumentation.fetch_payload(@database, migration_id)
+      pace.before_claim(runner)
       Instrumentation.instrument(:fetch, payload) { yield.tap { |claimed| Instrumentation.claimed(payload, claimed) } }
+    ensure
+      pace.report(runner) # holds the claim made
     end
+
+    def pace = (@pace ||= Health::Pace.new(@database))
 
     def handle(claim)
       case claim
@@ -136,6 +116,7 @@ module SchemaFence
         metrics = perform(batch)
         completion = runner.complete(batch, metrics)
         recorded = true
+        efficiency = pace.report(runner)
       rescue StandardError => e
         raise if e.is_a?(MisroutedConnectionError)
 
@@ -146,7 +127,7 @@ module SchemaFence
         # query; the batch is recorded failed, so it is retried while it has attempts left.
         interrupted(batch, $ERROR_INFO) unless recorded
       end
-      Instrumentation.instrument(:batch_finish, payload.merge(completion:, metrics:, duration: since(started)))
+      Instrumentation.instrument(:batch_finish, payload.merge(completion:, metrics:, duration: since(started), efficiency:))
       Outcome.new(status: :ran, batch:, completion:)
     end
 
@@ -169,9 +150,7 @@ module SchemaFence
       nil # the lease expires and another worker takes the batch over
     end
 
-    def since(started)
-      Process.clock_gettime(Process::CLOCK_MONOTONIC) - started
-    end
+    def since(started) = Process.clock_gettime(Process::CLOCK_MONOTONIC) - started
 
     def perform(batch)
       guard = guard_for(batch)

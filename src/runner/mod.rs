@@ -7,12 +7,14 @@
 
 mod batch;
 mod fence;
+mod pace;
 pub mod reach;
 pub mod sql;
 mod sql_job;
 mod statements;
 mod sub_batches;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use postgres::{Client, Transaction};
@@ -21,6 +23,7 @@ use statements::Statements;
 
 pub use batch::{Batch, Completion};
 pub use fence::{fence, Fence};
+pub use pace::Decision;
 pub use reach::{Place, Reach};
 pub use sql_job::SqlJobReport;
 
@@ -120,6 +123,8 @@ pub struct Runner {
     place: Place,
     /// The identity (name, serves) the last fetch saw, and the allowed schemas derived from it.
     last_allowed: Option<(SeenIdentity, Vec<String>)>,
+    /// The health check before a claim and the optimizer after a completion.
+    pace: Arc<Mutex<pace::Pace>>,
 }
 
 impl Runner {
@@ -139,6 +144,7 @@ impl Runner {
             cancel_id: None,
             place: Place::default(),
             last_allowed: None,
+            pace: Arc::default(),
         }
     }
 
@@ -368,6 +374,7 @@ impl Runner {
         let owner = self.owner.clone();
         let options = self.options.clone();
         let local = self.settings_sql("LOCAL");
+        let pace = self.pace.clone();
         self.connection()?;
         let place = self.place;
         let (client, statements) = self.connection()?;
@@ -403,6 +410,9 @@ impl Runner {
                 .collect(),
         };
         for id in candidates {
+            if !finalizing && pace::lock(&pace).held(&mut tx, statements, id)? {
+                continue;
+            }
             let claimant = batch::Claimant {
                 allowed: &allowed,
                 owner: &owner,
@@ -428,7 +438,7 @@ impl Runner {
     /// Marks the batch succeeded (if the lease is still ours) and the migration finished when
     /// nothing is left.
     pub fn complete(&mut self, batch: &Batch, metrics_json: &str) -> Result<Completion> {
-        self.with_retry(|r| {
+        let done = self.with_retry(|r| {
             let owner = r.owner.clone();
             let max_attempts = r.options.limits();
             let local = r.settings_sql("LOCAL");
@@ -454,7 +464,11 @@ impl Runner {
             )?;
             tx.commit()?;
             Ok(done)
-        })
+        })?;
+        if done == Completion::Recorded {
+            self.optimize_after(batch);
+        }
+        Ok(done)
     }
 
     /// Records a failed attempt; a statement timeout halves the batch instead (both halves run

@@ -193,7 +193,13 @@ $$;
 ALTER TABLE batched_background_migration_jobs
     ADD COLUMN IF NOT EXISTS lease_owner text,
     ADD COLUMN IF NOT EXISTS lease_expires_at timestamptz,
-    ADD COLUMN IF NOT EXISTS claimed_epoch bigint;
+    ADD COLUMN IF NOT EXISTS claimed_epoch bigint,
+    -- The batch optimizer's decision after this job: the smoothed efficiency and the batch size.
+    ADD COLUMN IF NOT EXISTS schema_fence_efficiency double precision,
+    ADD COLUMN IF NOT EXISTS schema_fence_next_batch_size integer;
+
+-- Why a health indicator put the migration on hold (until on_hold_until).
+ALTER TABLE batched_background_migrations ADD COLUMN IF NOT EXISTS schema_fence_hold_reason text;
 
 -- GitLab's own index of its gitlab_schema migration (20220503035221 and later): the idempotency
 -- key of the enqueue. A no-op where GitLab created it already.

@@ -371,7 +371,10 @@ impl Cluster {
              wal_keep_size = '256MB'\n\
              hot_standby = on\n\
              shared_buffers = '32MB'\n\
-             max_connections = 100\n"
+             max_connections = 100\n\
+             # An autovacuum of a migrated table puts its migration on hold for ten minutes;\n\
+             # suites that drain migrations cannot wait that long.\n\
+             autovacuum = off\n"
         );
         for (name, value) in &self.settings {
             text.push_str(&format!("{name} = {value}\n"));

@@ -3,6 +3,7 @@ mod dictionary;
 pub(crate) mod errors;
 mod guard;
 pub(crate) mod gvl;
+mod pace;
 mod runner;
 mod store;
 mod topology;

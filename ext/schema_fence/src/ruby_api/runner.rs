@@ -92,6 +92,11 @@ impl Runner {
         outcome.map_err(|e| errors::to_ruby(ruby, e))
     }
 
+    /// The core runner, locked (for calls that do not block).
+    pub(super) fn core(&self) -> std::sync::MutexGuard<'_, core::Runner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn owner(&self) -> String {
         self.inner
             .lock()
@@ -294,6 +299,7 @@ pub(crate) fn init(ruby: &Ruby, module: &RModule) -> Result<(), Error> {
     runner.define_method("_complete", method!(Runner::complete, 2))?;
     runner.define_method("_fail", method!(Runner::fail, 3))?;
     runner.define_method("_run_sql_batch", method!(Runner::run_sql_batch, 2))?;
+    super::pace::init(&runner)?;
 
     let batch = module.define_class("Batch", ruby.class_object())?;
     batch.define_method("job_id", method!(Batch::job_id, 0))?;
