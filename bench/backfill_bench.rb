@@ -1,6 +1,6 @@
 # frozen_string_literal: true
 
-# DESIGN.md section 12, the SQL-job backfill at batch 100,000 / sub-batch 10,000 against one
+# docs/architecture.md section 12, the SQL-job backfill at batch 100,000 / sub-batch 10,000 against one
 # unbatched UPDATE of the same number of rows, in the same run: >= 85% of its rows per second.
 # Each round updates two tables of ROWS rows, one with each side, then swaps which side runs
 # first (the second statement of a round finds a warmer cache and a busier checkpointer). Printed:

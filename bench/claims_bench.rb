@@ -1,6 +1,6 @@
 # frozen_string_literal: true
 
-# DESIGN.md section 12, claims with N workers (N = 1, 2, 4, 8) and 8 executable migrations, each
+# docs/architecture.md section 12, claims with N workers (N = 1, 2, 4, 8) and 8 executable migrations, each
 # worker a process of its own looping claim + complete (a no-op job) for a few seconds:
 # - <= 5% of claims come back empty, at every N;
 # - no worker waits on another's lock: a sampler reads pg_stat_activity every millisecond and

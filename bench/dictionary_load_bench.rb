@@ -1,6 +1,6 @@
 # frozen_string_literal: true
 
-# DESIGN.md section 12: loading a 1,200-file db/docs dictionary must be >= 10x faster than Ruby's
+# docs/architecture.md section 12: loading a 1,200-file db/docs dictionary must be >= 10x faster than Ruby's
 # YAML.safe_load_file per file into a Hash. Run with `rake bench` (or
 # `ruby -Ilib bench/dictionary_load_bench.rb` after `rake compile`). BENCH_RUNS sets the runs.
 

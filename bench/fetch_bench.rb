@@ -1,6 +1,6 @@
 # frozen_string_literal: true
 
-# DESIGN.md section 12, the fetch at 1,000,000 tracking rows in every layout the tracking data of a
+# docs/architecture.md section 12, the fetch at 1,000,000 tracking rows in every layout the tracking data of a
 # split takes, against GitLab's ActiveRecord scope chain
 # (for_gitlab_schema(...).executable.queue_order.first) in the same run: median <= 100 us and
 # >= 10x in each. The layouts, on a `ci` database after the split:

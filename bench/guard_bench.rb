@@ -1,6 +1,6 @@
 # frozen_string_literal: true
 
-# DESIGN.md section 12: a guard check per statement, against the pg_query gem
+# docs/architecture.md section 12: a guard check per statement, against the pg_query gem
 # (`PgQuery.parse(sql).tables`), each side repeated in alternating rounds (min / median / max):
 # - warm, the same texts again and again (a batch's sub-batches with bound keys): the guard
 #   against a one-line Hash memo of the parse (the fair baseline: a memo is what anyone would

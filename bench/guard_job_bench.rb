@@ -1,6 +1,6 @@
 # frozen_string_literal: true
 
-# DESIGN.md section 12: the statement guard inside a Ruby job's batch at GitLab's default sizes
+# docs/architecture.md section 12: the statement guard inside a Ruby job's batch at GitLab's default sizes
 # (batch 1,000 / sub-batch 100): the same job (`each_sub_batch` + `update_all`) on the same
 # ActiveRecord connection, with the guard on and off, batch by batch in turn (the order swapped
 # every pair) over fresh key ranges; each round's overhead is its guarded batches' time over its

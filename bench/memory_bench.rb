@@ -1,6 +1,6 @@
 # frozen_string_literal: true
 
-# DESIGN.md section 12: a worker process's memory after 10,000 batches against its memory after
+# docs/architecture.md section 12: a worker process's memory after 10,000 batches against its memory after
 # 100 (the baseline, every code path warm). One worker process (bench/support/memory_worker.rb)
 # runs batches of two migrations in turn: a Ruby job whose sub-batch keys are written into its
 # SQL (prepared_statements=false, so every statement is a new text to the guard, the worst case

@@ -1,6 +1,6 @@
 # frozen_string_literal: true
 
-# DESIGN.md section 12: resolving one name from Ruby (FFI included) must be >= 3x faster than a
+# docs/architecture.md section 12: resolving one name from Ruby (FFI included) must be >= 3x faster than a
 # Ruby implementation of GitLab's `table_schema` rules. Dictionary: GitLab's 572-table flat map
 # (../shared/fixtures/gitlab/gitlab_schemas.yml) plus a small db/docs overlay of later GitLab
 # tables, so that the p_ci_* parent rule and the deleted-table rule have something to find.

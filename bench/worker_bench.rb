@@ -1,6 +1,6 @@
 # frozen_string_literal: true
 
-# DESIGN.md section 12, the worker's numbers, each against its baseline in the same run on a
+# docs/architecture.md section 12, the worker's numbers, each against its baseline in the same run on a
 # throwaway cluster:
 # - fetch with 100,000 tracking rows, half stale, vs GitLab's ActiveRecord scope chain
 #   (for_gitlab_schema(...).executable.queue_order.first): >= 5x faster, <= 1 ms median, no seq scan;

@@ -44,6 +44,6 @@ require_relative "schema_fence/dashboard"
 require_relative "schema_fence/railtie" if defined?(Rails::Railtie)
 
 # Keeps batched background migrations on the database that owns their data while a Rails app
-# splits one PostgreSQL database into several. See README.md and DESIGN.md.
+# splits one PostgreSQL database into several. See README.md and docs/architecture.md.
 module SchemaFence
 end

@@ -1,6 +1,6 @@
 # frozen_string_literal: true
 
-# The statement guard (DESIGN.md section 9) with GitLab's own table map: a connection of `main`
+# The statement guard (docs/architecture.md section 9) with GitLab's own table map: a connection of `main`
 # (gitlab_main, gitlab_shared, gitlab_internal) running a gitlab_main migration.
 RSpec.describe SchemaFence::Guard, :native do
   let(:dictionary) { SchemaFence::Dictionary.load(GitlabFixtures.path("gitlab_schemas.yml")) }

@@ -1,4 +1,4 @@
-//! Batching strategies (DESIGN.md section 8): which `batch_class_name`s this library runs, which
+//! Batching strategies (docs/architecture.md section 8): which `batch_class_name`s this library runs, which
 //! key types it batches over, and why a tracking row cannot be run.
 
 use crate::error::{Error, Result};

@@ -282,7 +282,7 @@ pub enum Error {
         reason: String,
     },
 
-    /// The statement guard (DESIGN.md section 9) refused a statement before it was sent.
+    /// The statement guard (docs/architecture.md section 9) refused a statement before it was sent.
     #[error("{}", crate::guard::refusal_message(table, table_schema.as_deref(), *written, allowed, tag, statement))]
     CrossDatabaseAccess {
         table: String,

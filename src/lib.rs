@@ -1,7 +1,7 @@
 //! schema_fence core: keeps batched background migrations on the database that owns their data.
 //!
 //! This crate knows nothing of Ruby; the binding crate in `ext/schema_fence` only converts values
-//! and errors. See DESIGN.md for the words used here (dictionary, topology, gitlab_schema, ...).
+//! and errors. See docs/architecture.md for the words used here (dictionary, topology, gitlab_schema, ...).
 // Errors carry what a message needs (paths, names, lists); they are the cold path.
 #![allow(clippy::result_large_err)]
 

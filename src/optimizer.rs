@@ -1,4 +1,4 @@
-//! The batch optimizer (DESIGN.md section 8), GitLab's rule: time efficiency is a job's duration
+//! The batch optimizer (docs/architecture.md section 8), GitLab's rule: time efficiency is a job's duration
 //! over the migration's interval; the smoothed efficiency of the last 20 succeeded jobs (an
 //! exponential moving average, alpha 0.4, newest first) outside 0.9..0.95 scales `batch_size`
 //! toward 0.95, by at most x1.2, within [1,000, max_batch_size or 2,000,000].

@@ -1,4 +1,4 @@
-//! Workers claiming side by side (DESIGN.md section 7): a claim locks only the migration it takes,
+//! Workers claiming side by side (docs/architecture.md section 7): a claim locks only the migration it takes,
 //! so eight workers on eight migrations cover every key range once, none twice, none skipped.
 
 mod common;

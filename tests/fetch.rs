@@ -1,4 +1,4 @@
-//! The fetch (DESIGN.md section 7): a bounded number of index probes whatever the tracking data
+//! The fetch (docs/architecture.md section 7): a bounded number of index probes whatever the tracking data
 //! holds, and the next-run time it ranges over, kept true by whoever writes the tables.
 
 mod common;

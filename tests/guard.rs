@@ -1,4 +1,4 @@
-//! The statement guard (DESIGN.md section 9): which tables a statement reads and writes, and
+//! The statement guard (docs/architecture.md section 9): which tables a statement reads and writes, and
 //! which statements a connection of `main` (gitlab_main, gitlab_shared, gitlab_internal) running
 //! a gitlab_main migration may send.
 

@@ -1,4 +1,4 @@
-//! The guard's cache by shape (DESIGN.md section 9): statements that differ only in their
+//! The guard's cache by shape (docs/architecture.md section 9): statements that differ only in their
 //! literals share one verdict, which is the verdict a fresh guard gives each of them; a verdict
 //! that reads a literal (`set_config`'s setting name) is never shared; both maps stay bounded.
 //! On GitLab's own table map, as a `main` connection running a gitlab_main migration.

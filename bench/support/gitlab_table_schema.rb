@@ -5,7 +5,7 @@ require "yaml"
 module SchemaFence
   module Bench
     # GitLab's Gitlab::Database::GitlabSchema.table_schema in plain Ruby, with Hash lookups as
-    # GitLab does, under the rules of DESIGN.md section 4 (GitLab's, with exact match tried
+    # GitLab does, under the rules of docs/architecture.md section 4 (GitLab's, with exact match tried
     # before the partition suffix is stripped). It is the baseline of bench/resolve_bench.rb.
     class GitlabTableSchema
       PARTITION_SUFFIX = /\A(.+)_\d+\z/m

@@ -1,7 +1,7 @@
 # frozen_string_literal: true
 
 module SchemaFence
-  # Table name → gitlab_schema, from GitLab's dictionary formats (DESIGN.md section 4).
+  # Table name → gitlab_schema, from GitLab's dictionary formats (docs/architecture.md section 4).
   # Lookups (#table_schema, #table_schema!, #resolve, #tables, #schemas, #size) are native.
   class Dictionary
     # Loads and merges every source. Each path is a flat map file (gitlab_schemas.yml), a

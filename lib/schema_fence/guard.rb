@@ -1,7 +1,7 @@
 # frozen_string_literal: true
 
 module SchemaFence
-  # The statement guard (DESIGN.md section 9). Each SQL statement a batch sends is parsed with
+  # The statement guard (docs/architecture.md section 9). Each SQL statement a batch sends is parsed with
   # PostgreSQL's own parser (libpg_query) and checked before it reaches the server:
   #
   # - every table it reads or writes must be in the gitlab_schemas the connection's database

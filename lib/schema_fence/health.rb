@@ -4,7 +4,7 @@ require_relative "health/holds"
 require_relative "health/prometheus_indicator"
 
 module SchemaFence
-  # Throttling on database health (DESIGN.md section 8). Before every claim the core reads the
+  # Throttling on database health (docs/architecture.md section 8). Before every claim the core reads the
   # built-in indicators on the worker's connection; the application's own indicators (a callable,
   # a Prometheus query) are evaluated here and handed to the core as one stop signal. A stop
   # puts the migration on hold (+on_hold_until+) with the reason recorded.

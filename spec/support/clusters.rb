@@ -4,7 +4,7 @@ require "securerandom"
 require "uri"
 require "schema_fence"
 
-# The one place the suite gets PostgreSQL databases (DESIGN.md section 13).
+# The one place the suite gets PostgreSQL databases (docs/architecture.md section 13).
 #
 # By default the whole run shares one throwaway cluster, started on first use and stopped at
 # exit ({SchemaFence::Cluster}). +DATABASE_URL+ points the suite at an existing server instead;

@@ -6,7 +6,7 @@ require "tmpdir"
 require "uri"
 
 # Debian's PgBouncer, started by the suite in transaction pooling in front of a cluster
-# (DESIGN.md section 13). PgBouncer refuses to run as root: as root it runs as the postgres user.
+# (docs/architecture.md section 13). PgBouncer refuses to run as root: as root it runs as the postgres user.
 class PgBouncer
   attr_reader :port, :dir
 

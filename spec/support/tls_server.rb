@@ -5,7 +5,7 @@ require "open3"
 require "tmpdir"
 
 # A PostgreSQL server with TLS, and the certificates it and its clients use, made at test time
-# with the openssl command (DESIGN.md section 13): a CA, a server certificate naming only
+# with the openssl command (docs/architecture.md section 13): a CA, a server certificate naming only
 # "localhost" (so 127.0.0.1 fails a host name check), a client certificate for the role
 # "certuser" (which the server's pg_hba.conf makes authenticate by certificate over TLS), and a
 # second CA nobody signed with.

@@ -1,4 +1,4 @@
-//! The fence (DESIGN.md section 10, step 3): from the moment the source's moving tables are
+//! The fence (docs/architecture.md section 10, step 3): from the moment the source's moving tables are
 //! fenced until the target owns them, application writes to them on the source fail at once with
 //! SQLSTATE `SF001`, so nothing is acknowledged on the source that the target will not have. The
 //! fence is laid in one transaction (every moving table at once), so the WAL position the

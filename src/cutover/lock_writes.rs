@@ -1,5 +1,5 @@
 //! Write locks after the split: triggers on each physical database reject INSERT, UPDATE, DELETE
-//! and TRUNCATE on the tables of every gitlab_schema it no longer serves (DESIGN.md section 10),
+//! and TRUNCATE on the tables of every gitlab_schema it no longer serves (docs/architecture.md section 10),
 //! partitions included.
 //!
 //! Each table and partition gets a statement-level trigger. A partitioned table also gets a

@@ -1,4 +1,4 @@
-//! The progress merge of a rollback after the promotion (DESIGN.md section 10): the migrations
+//! The progress merge of a rollback after the promotion (docs/architecture.md section 10): the migrations
 //! that moved ran on the target after the split, while the source kept a stale copy of each. The
 //! source takes the target's progress back, matching each migration by its configuration (job
 //! class, table, column, arguments, tag), never by id: the id sequences of the two sides diverged

@@ -1,4 +1,4 @@
-//! The cutover of DESIGN.md section 10: a replica of the shared database is promoted to become
+//! The cutover of docs/architecture.md section 10: a replica of the shared database is promoted to become
 //! the split-out database (`ci`, with the databases that fall back to it), while the source keeps
 //! the rest (`main`, and `sec` if it still shares main).
 //!

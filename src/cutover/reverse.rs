@@ -1,4 +1,4 @@
-//! Reverse replication (DESIGN.md section 10): while the moving tables are still fenced, right
+//! Reverse replication (docs/architecture.md section 10): while the moving tables are still fenced, right
 //! after the promotion, the target publishes them and the source subscribes, starting at that
 //! point without copying data. Every write the new database takes after the split reaches the
 //! source, so a rollback after the promotion loses nothing.

@@ -1,4 +1,4 @@
-//! The rollback after the promotion (DESIGN.md section 10): the split is undone without losing a
+//! The rollback after the promotion (docs/architecture.md section 10): the split is undone without losing a
 //! write the new database took or redoing a batch it finished. Each step is logged under
 //! `<cutover> rollback` and a rerun resumes after the last finished one, as `execute` does.
 

@@ -1,4 +1,4 @@
-//! What a cutover moves, from the topology (DESIGN.md section 10): the target database and the
+//! What a cutover moves, from the topology (docs/architecture.md section 10): the target database and the
 //! databases that fall back to it go to the promoted replica; every other database the source
 //! served stays. Splitting `ci` off a source serving main, ci and sec leaves main serving main
 //! and sec.

@@ -1,4 +1,4 @@
-//! The nine steps, in order (DESIGN.md section 10).
+//! The nine steps, in order (docs/architecture.md section 10).
 
 use std::time::{Duration, Instant};
 

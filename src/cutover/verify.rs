@@ -1,4 +1,4 @@
-//! Step 0 (DESIGN.md section 10): before anything changes, show that the target is a streaming
+//! Step 0 (docs/architecture.md section 10): before anything changes, show that the target is a streaming
 //! replica of this very source: in recovery, the same `system_identifier` and timeline, and the
 //! same identity row. A replica of another primary, a primary, or a copy restored elsewhere is
 //! refused with every difference named, and neither side is touched.

@@ -1,4 +1,4 @@
-//! Merging sources into a dictionary, with the cross-source checks of DESIGN.md section 4.
+//! Merging sources into a dictionary, with the cross-source checks of docs/architecture.md section 4.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

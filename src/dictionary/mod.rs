@@ -1,4 +1,4 @@
-//! The dictionary: table → gitlab_schema, loaded from GitLab's formats (DESIGN.md section 4).
+//! The dictionary: table → gitlab_schema, loaded from GitLab's formats (docs/architecture.md section 4).
 
 mod build;
 mod resolve;
@@ -42,7 +42,7 @@ impl Dictionary {
         builder.finish()
     }
 
-    /// The gitlab_schema of `name` under the rules of DESIGN.md section 4, or `None`.
+    /// The gitlab_schema of `name` under the rules of docs/architecture.md section 4, or `None`.
     pub fn table_schema(&self, name: &str) -> Option<&str> {
         self.resolve(name).map(|r| self.schema_name(r.schema))
     }

@@ -1,9 +1,9 @@
-//! GitLab's `table_schema` rules, in the order of DESIGN.md section 4, with the fix that an exact
+//! GitLab's `table_schema` rules, in the order of docs/architecture.md section 4, with the fix that an exact
 //! match is tried before a partition suffix is stripped.
 
 use super::{Dictionary, SchemaId};
 
-/// Which rule of DESIGN.md section 4 gave a name its gitlab_schema.
+/// Which rule of docs/architecture.md section 4 gave a name its gitlab_schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rule {
     /// `information_schema.*` and `pg_*` (rule 2).

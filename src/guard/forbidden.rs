@@ -1,4 +1,4 @@
-//! A batch is DML (DESIGN.md section 9): statements that change what later statements mean are
+//! A batch is DML (docs/architecture.md section 9): statements that change what later statements mean are
 //! refused whatever tables they name. DO blocks and DDL of functions, procedures, triggers,
 //! rules and views (code the guard cannot see into), and SET, RESET and `set_config` of the
 //! settings that change how names and strings are read or who runs them.

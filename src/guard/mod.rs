@@ -1,4 +1,4 @@
-//! The statement guard of DESIGN.md section 9: before a batch's SQL reaches the server it is
+//! The statement guard of docs/architecture.md section 9: before a batch's SQL reaches the server it is
 //! parsed with PostgreSQL's own parser (libpg_query) and every table it reads or writes is
 //! resolved through the dictionary. Each must be in the connection's allowed schemas, and each
 //! table written must also be in the migration's tag, `gitlab_shared` or `gitlab_internal`.

@@ -1,4 +1,4 @@
-//! Health indicators (DESIGN.md section 8, "Pace"): what the database says about running one more
+//! Health indicators (docs/architecture.md section 8, "Pace"): what the database says about running one more
 //! batch now. Every built-in indicator reads the same row ([`reading::READ`]), so a check is one
 //! round trip on the worker's connection; the verdict is cached per migration for a few seconds.
 //! GitLab's `Gitlab::Database::HealthStatus` is the model: any indicator saying stop puts the

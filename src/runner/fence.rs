@@ -1,4 +1,4 @@
-//! Identity fencing (DESIGN.md section 7): a worker for database D proves it reached D.
+//! Identity fencing (docs/architecture.md section 7): a worker for database D proves it reached D.
 
 use super::reach::Place;
 use crate::error::{Error, Result};

@@ -1,4 +1,4 @@
-//! Fetching and running batches (DESIGN.md sections 7 and 8) on the core's own connection.
+//! Fetching and running batches (docs/architecture.md sections 7 and 8) on the core's own connection.
 //!
 //! A [`Runner`] is configured for one logical database. Every claim reads the identity of the
 //! database it reached under a share lock, fences on it, fetches an executable migration of the

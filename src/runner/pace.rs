@@ -1,4 +1,4 @@
-//! Pace (DESIGN.md section 8): the health check before a claim and the batch optimizer after a
+//! Pace (docs/architecture.md section 8): the health check before a claim and the batch optimizer after a
 //! completion, on the runner's connection, and what they decided for the caller to report.
 
 use std::collections::HashMap;

@@ -1,4 +1,4 @@
-//! Which physical database a connection reaches (DESIGN.md section 8): a Ruby batch runs on an
+//! Which physical database a connection reaches (docs/architecture.md section 8): a Ruby batch runs on an
 //! ActiveRecord connection, not on the runner's own, so before the job runs the worker shows
 //! that the job's connection reaches the database the batch was claimed on.
 //!

@@ -14,7 +14,7 @@ pub const IDENTITY: &str = "SELECT name, serves, epoch, claims_paused, system_id
 pub const IDENTITY_FOR_SHARE: &str = "SELECT name, serves, epoch, claims_paused, \
     system_identifier, database_oid FROM public.schema_fence_identity WHERE singleton FOR SHARE";
 
-/// The fetch of DESIGN.md section 7: per table, the oldest executable migration of the allowed
+/// The fetch of docs/architecture.md section 7: per table, the oldest executable migration of the allowed
 /// schemas (`$1`: active or finalizing, not on hold, runnable by this library; GitLab's
 /// `active_migrations_distinct_on_table`), when its interval has elapsed, at most `$2`: the ones
 /// waiting longest first, those that never ran in queue order. A migration on hold or one this

@@ -1,4 +1,4 @@
-//! Queueing a batched background migration with its tag (DESIGN.md section 6).
+//! Queueing a batched background migration with its tag (docs/architecture.md section 6).
 
 use super::{opt_int, text, Db};
 use crate::batching::{self, Strategy};

@@ -1,4 +1,4 @@
-//! The tracking tables in PostgreSQL (DESIGN.md section 5): install, identity, enqueue, listing.
+//! The tracking tables in PostgreSQL (docs/architecture.md section 5): install, identity, enqueue, listing.
 //!
 //! Every operation is written against [`Db`], so it runs the same on the core's own connection
 //! (`postgres::Client`) and on a Rails migration's connection inside its transaction (the binding

@@ -1,6 +1,6 @@
 //! The next-run time: a column of this library's own on GitLab's `batched_background_migrations`,
 //! so that the fetch finds the migrations that are due with one index range per allowed schema
-//! (DESIGN.md section 7: stale rows and migrations not due cost nothing).
+//! (docs/architecture.md section 7: stale rows and migrations not due cost nothing).
 //!
 //! `schema_fence_next_run_at` is the earliest moment a migration may get its next batch: the
 //! later of its hold (`on_hold_until`) and its latest batch's `created_at` plus its `interval`

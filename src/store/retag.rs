@@ -1,4 +1,4 @@
-//! Retagging (DESIGN.md section 5): each row's tag re-derived from its own `table_name` through
+//! Retagging (docs/architecture.md section 5): each row's tag re-derived from its own `table_name` through
 //! the dictionary, as the install does for tables without `gitlab_schema`. It repairs GitLab's
 //! blanket `gitlab_main` tag on rows queued before GitLab tagged them (migration 20220503035221).
 

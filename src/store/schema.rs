@@ -1,7 +1,7 @@
 //! The DDL of the tracking tables and the identity table. Statements are idempotent so the
 //! install can run on every database, again and again.
 
-/// The identity of a physical database: exactly one row (DESIGN.md section 5), always in `public`
+/// The identity of a physical database: exactly one row (docs/architecture.md section 5), always in `public`
 /// and always read schema-qualified, so a table of that name earlier in `search_path` is never
 /// read. It records the physical database it was stamped in (`system_identifier`, database oid),
 /// and a trigger rejects every write but the library's own stamp (see [`STAMP`]).

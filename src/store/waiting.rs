@@ -1,4 +1,4 @@
-//! Why an active migration is not running now (DESIGN.md section 11: status "with a waiting
+//! Why an active migration is not running now (docs/architecture.md section 11: status "with a waiting
 //! reason"). The reasons follow the fetch's own rules (runner/sql.rs): a paused migration is
 //! never fetched; one on hold waits until `on_hold_until`; per table only the oldest executable
 //! migration is fetched; a migration waits `interval` after its latest batch was created.

@@ -60,7 +60,7 @@ impl Dictionary {
         .map_err(|e| errors::to_ruby(ruby, e))
     }
 
-    /// `[schema, rule]` as Symbols, or nil: which rule of DESIGN.md section 4 matched.
+    /// `[schema, rule]` as Symbols, or nil: which rule of docs/architecture.md section 4 matched.
     fn resolve(ruby: &Ruby, rb_self: &Self, name: Value) -> Result<Option<RArray>, Error> {
         let found = with_name(ruby, name, |name| rb_self.inner.resolve(name))?;
         Ok(found.map(|r| {

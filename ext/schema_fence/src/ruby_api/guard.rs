@@ -1,4 +1,4 @@
-//! `SchemaFence::Guard`: the statement guard of DESIGN.md section 9. Keyword arguments live in
+//! `SchemaFence::Guard`: the statement guard of docs/architecture.md section 9. Keyword arguments live in
 //! `lib/schema_fence/guard.rb`. A check is a hash lookup, or one parse of a short statement, so
 //! it keeps the GVL.
 
