@@ -72,7 +72,6 @@ RSpec.describe SchemaFence::Status, :postgres do
     expect(entry("main_2").waiting_note).to match(/\Aon hold until \d\d:\d\d:\d\d UTC \(in (9m 5\ds|10m 00s)\)\z/)
 
     PG.connect(url) do |c|
-      c.exec("ALTER TABLE batched_background_migrations ADD COLUMN schema_fence_hold_reason text")
       c.exec("UPDATE batched_background_migrations SET schema_fence_hold_reason = 'autovacuum is running on projects'")
     end
     held = entry("main_2")
