@@ -18,15 +18,7 @@ fn split_setup() -> (Cluster, Cluster, String, String) {
     source.create_database("app").unwrap();
     let url = source.url("app");
     let mut client = connect(&url);
-    client
-        .batch_execute(
-            "CREATE TABLE ci_builds (id bigint PRIMARY KEY, done int NOT NULL DEFAULT 0);
-             INSERT INTO ci_builds (id) SELECT generate_series(1, 1000);
-             CREATE TABLE projects (id bigint PRIMARY KEY, done int NOT NULL DEFAULT 0);
-             INSERT INTO projects (id) SELECT generate_series(1, 1000);",
-        )
-        .unwrap();
-    store::install(&mut client, "main", &["main".into(), "ci".into()], None).unwrap();
+    seed_shared_database(&mut client, 1000);
     for (table, schema) in [("ci_builds", "gitlab_ci"), ("projects", "gitlab_main")] {
         queue_backfill(&mut client, &gitlab_dictionary(), table, schema, (100, 50));
     }

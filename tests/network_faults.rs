@@ -241,7 +241,10 @@ fn a_worker_cut_off_mid_batch_loses_its_range_to_another_worker_and_cannot_compl
 
 #[test]
 fn a_cutover_cut_off_after_the_promotion_fails_its_step_and_a_rerun_resumes_to_the_split() {
-    use common::{cutover_config, gitlab_dictionary, gitlab_topology, identity, queue_backfill};
+    use common::{
+        cutover_config, gitlab_dictionary, gitlab_topology, identity, queue_backfill,
+        seed_shared_database,
+    };
     use schema_fence::cutover::{Cutover, Step};
 
     let Some(link) = link_or_skip("the cutover cut off after the promotion") else {
@@ -251,15 +254,7 @@ fn a_cutover_cut_off_after_the_promotion_fails_its_step_and_a_rerun_resumes_to_t
     source.create_database("app").unwrap();
     let direct_source = source.url("app");
     let mut client = connect(&direct_source);
-    client
-        .batch_execute(
-            "CREATE TABLE ci_builds (id bigint PRIMARY KEY, done int NOT NULL DEFAULT 0);
-             INSERT INTO ci_builds (id) SELECT generate_series(1, 100);
-             CREATE TABLE projects (id bigint PRIMARY KEY, done int NOT NULL DEFAULT 0);
-             INSERT INTO projects (id) SELECT generate_series(1, 100);",
-        )
-        .unwrap();
-    store::install(&mut client, "main", &["main".into(), "ci".into()], None).unwrap();
+    seed_shared_database(&mut client, 100);
     queue_backfill(
         &mut client,
         &gitlab_dictionary(),

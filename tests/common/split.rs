@@ -65,3 +65,22 @@ pub fn identity(url: &str) -> (String, Vec<String>, i64) {
     let i = store::identity::require(&mut connect(url)).unwrap();
     (i.name, i.serves, i.epoch)
 }
+
+/// The shared database before a split: `ci_builds` (gitlab_ci) and `projects` (gitlab_main) with
+/// `rows` keys each, and the install stamping it `main` serving main and ci.
+pub fn seed_shared_database(client: &mut postgres::Client, rows: i64) {
+    for table in ["ci_builds", "projects"] {
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE {table} (id bigint PRIMARY KEY, done int NOT NULL DEFAULT 0)"
+            ))
+            .unwrap();
+        client
+            .execute(
+                &format!("INSERT INTO {table} (id) SELECT generate_series(1, $1::bigint)"),
+                &[&rows],
+            )
+            .unwrap();
+    }
+    store::install(client, "main", &["main".into(), "ci".into()], None).unwrap();
+}
