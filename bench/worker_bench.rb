@@ -22,14 +22,7 @@ SchemaFence.configure do |c|
   c.topology_path = File.join(FIXTURES, "database_connections")
 end
 
-# GitLab's model and scopes, for the baselines.
-class TrackedMigration < ActiveRecord::Base
-  self.table_name = "batched_background_migrations"
-  self.inheritance_column = :_type_disabled
-  scope :for_gitlab_schema, ->(schemas) { where(gitlab_schema: schemas) }
-  scope :executable, -> { where(status: [1, 5]).where("on_hold_until IS NULL OR on_hold_until < NOW()") }
-  scope :queue_order, -> { order(:id) }
-end
+require_relative "support/gitlab_baseline"
 
 class TrackedJob < ActiveRecord::Base
   self.table_name = "batched_background_migration_jobs"
