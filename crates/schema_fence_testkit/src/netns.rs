@@ -118,6 +118,11 @@ impl Link {
         {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
+        // Connections tried while the link was down left FAILED neighbour entries, which answer
+        // "No route to host" until they age out: forget them, on both sides, so the first
+        // connection after the heal resolves the peer again.
+        ip(&["neigh", "flush", "dev", &self.host_interface])?;
+        ip(&["-n", &self.namespace, "neigh", "flush", "all"])?;
         Ok(())
     }
 
