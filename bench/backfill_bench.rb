@@ -55,8 +55,9 @@ def unbatched(url, table)
 end
 
 def batched(url, table, dictionary, round)
-  SchemaFence::Store._queue(url, dictionary, ["Backfill#{table}", table, "id", "[#{round}]", "gitlab_ci",
-                                              [0, 100_000, 10_000, 1, nil, nil, 0, nil]])
+  SchemaFence::Store.queue(url, dictionary:, job_class_name: "Backfill#{table}", table_name: table, column_name: "id",
+                                job_arguments: [round], restriction: "gitlab_ci", job_interval: 0,
+                                batch_size: 100_000, sub_batch_size: 10_000, pause_ms: 0)
   runner = SchemaFence::Runner.new(url:, database: "ci")
   statement = SchemaFence::SqlJobs["Backfill#{table}"]
   started = now

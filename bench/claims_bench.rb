@@ -36,8 +36,9 @@ def prepare(cluster)
       c.exec("CREATE TABLE #{c.quote_ident(table)} (id bigint PRIMARY KEY); " \
              "INSERT INTO #{c.quote_ident(table)} SELECT generate_series(1, 300000)")
       # Batches of 10 keys over 300,000: enough that no migration runs out (checked at the end).
-      SchemaFence::Store._queue(url, dictionary, ["Noop#{table}", table, "id", "[]", "gitlab_ci",
-                                                  [0, 10, 10, 1, nil, nil, 0, nil]])
+      SchemaFence::Store.queue(url, dictionary:, job_class_name: "Noop#{table}", table_name: table, column_name: "id",
+                                    restriction: "gitlab_ci", job_interval: 0, batch_size: 10, sub_batch_size: 10,
+                                    pause_ms: 0)
     end
     c.exec("VACUUM ANALYZE")
   end

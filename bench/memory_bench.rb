@@ -39,8 +39,9 @@ begin
   end
   dictionary = SchemaFence::Dictionary.load(File.join(FIXTURES, "gitlab_schemas.yml"))
   ids = [%w[MemoryBenchJob issues], %w[MemoryBenchSql projects]].map do |job, table|
-    SchemaFence::Store._queue(url, dictionary, [job, table, "id", "[]", "gitlab_main",
-                                                [0, BATCH_SIZE, SUB_BATCH_SIZE, 1, nil, nil, 0, nil]])[1]
+    SchemaFence::Store.queue(url, dictionary:, job_class_name: job, table_name: table, column_name: "id",
+                                  restriction: "gitlab_main", job_interval: 0, batch_size: BATCH_SIZE,
+                                  sub_batch_size: SUB_BATCH_SIZE, pause_ms: 0).id
   end
   checkpoints = [100, BATCHES / 4, BATCHES / 2, BATCHES * 3 / 4, BATCHES].uniq
   worker = File.expand_path("support/memory_worker.rb", __dir__)

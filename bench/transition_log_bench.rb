@@ -49,8 +49,9 @@ begin
   exec(url, "CREATE TABLE projects (id bigint PRIMARY KEY); " \
             "INSERT INTO projects SELECT generate_series(1, 100000); ANALYZE projects")
   dictionary = SchemaFence::Dictionary.load(File.join(FIXTURES, "gitlab_schemas.yml"))
-  SchemaFence::Store._queue(url, dictionary, ["NoopJob", "projects", "id", "[]", "gitlab_main",
-                                              [0, 10, 10, 1, 100_000, nil, 0, nil]])
+  SchemaFence::Store.queue(url, dictionary:, job_class_name: "NoopJob", table_name: "projects", column_name: "id",
+                                restriction: "gitlab_main", job_interval: 0, batch_size: 10, sub_batch_size: 10,
+                                batch_max_value: 100_000, pause_ms: 0)
   runner = SchemaFence::Runner.new(url:, database: "main")
   batch = proc do
     claimed = runner.claim_next

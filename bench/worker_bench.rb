@@ -135,8 +135,9 @@ def bookkeeping_bench(cluster, results)
             "INSERT INTO bench_items SELECT generate_series(1, 200000); ANALYZE bench_items")
   dictionary = SchemaFence::Dictionary.load(File.join(FIXTURES, "gitlab_schemas.yml"))
   ids = %w[Ours Theirs].map do |name|
-    SchemaFence::Store._queue(url, dictionary, ["Noop#{name}", "projects", "id", "[]", "gitlab_main",
-                                                [0, 10, 10, 1, 200_000, nil, 0, nil]])
+    SchemaFence::Store.queue(url, dictionary:, job_class_name: "Noop#{name}", table_name: "projects",
+                                  column_name: "id", restriction: "gitlab_main", job_interval: 0, batch_size: 10,
+                                  sub_batch_size: 10, batch_max_value: 200_000, pause_ms: 0)
   rescue SchemaFence::TableNotFoundError
     exec(url, "CREATE VIEW projects AS SELECT id FROM bench_items")
     retry
@@ -176,8 +177,9 @@ def backfill_bench(cluster, results)
 
   SchemaFence.sql_job("BenchBackfill", "UPDATE ci_builds SET done = done + 1 WHERE id BETWEEN $1 AND $2")
   dictionary = SchemaFence::Dictionary.load(File.join(FIXTURES, "gitlab_schemas.yml"))
-  SchemaFence::Store._queue(url, dictionary, ["BenchBackfill", "ci_builds", "id", "[]", "gitlab_ci",
-                                              [0, 100_000, 100_000, 1, nil, nil, 0, nil]])
+  SchemaFence::Store.queue(url, dictionary:, job_class_name: "BenchBackfill", table_name: "ci_builds", column_name: "id",
+                                restriction: "gitlab_ci", job_interval: 0, batch_size: 100_000,
+                                sub_batch_size: 100_000, pause_ms: 0)
   runner = SchemaFence::Runner.new(url:, database: "ci")
   started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
   while (batch = runner.claim_next).is_a?(SchemaFence::Batch)

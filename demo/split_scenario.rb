@@ -112,9 +112,10 @@ class SplitScenario
     end
     SchemaFence::Install.up(@source_url, name: "main", serves: %w[main ci sec])
     @ids = JOBS.to_h do |table, job|
-      options = [@interval, @batch_size, @sub_batch_size, 1, nil, nil, @pause_ms, nil]
-      [table, SchemaFence::Store._queue(@source_url, SchemaFence.dictionary,
-                                        [job, table, "id", "[]", TABLES[table].to_s, options])[1]]
+      [table, SchemaFence::Store.queue(@source_url, job_class_name: job, table_name: table, column_name: "id",
+                                                    restriction: TABLES[table], job_interval: @interval,
+                                                    batch_size: @batch_size, sub_batch_size: @sub_batch_size,
+                                                    pause_ms: @pause_ms).id]
     end
     @replica = @source.replica
     @target_url = @replica.url("app")

@@ -79,9 +79,9 @@ RSpec.describe "workers under races and crashes", :postgres do
         c.exec("INSERT INTO ci_builds (id) SELECT generate_series(1, 5000)")
       end
       SchemaFence::Install.up(url, name: "ci", serves: ["ci"])
-      id = SchemaFence::Store._queue(url, SchemaFence.dictionary,
-                                     ["SqlIncrementCiBuilds", "ci_builds", "id", "[]", "gitlab_ci",
-                                      [0, 100, 50, 1, nil, nil, 20, nil]])[1]
+      id = SchemaFence::Store.queue(url, job_class_name: "SqlIncrementCiBuilds", table_name: "ci_builds",
+                                         column_name: "id", restriction: "gitlab_ci", job_interval: 0,
+                                         batch_size: 100, sub_batch_size: 50, pause_ms: 20).id
       pid = spawn_worker(url, lease: 2, idle: 4)
       sleep 0.05 until Batches.done_counts(url, "ci_builds")[1] > 500
       cluster.restart

@@ -51,9 +51,8 @@ module SchemaFence
     private
 
     def find_queued(job_class_name, table_name, column_name, job_arguments)
-      key = [job_class_name.to_s, table_name.to_s, column_name.to_s,
-             JobArguments.to_json_array(Array(job_arguments)), restriction_name]
-      Store._find_id(Connection.native(connection), SchemaFence.dictionary, key)
+      Store.find_id(connection, job_class_name:, table_name:, column_name:, job_arguments: Array(job_arguments),
+                                restriction: restriction_name)
     end
 
     def migration_not_found(job_class_name, table_name, column_name, job_arguments)

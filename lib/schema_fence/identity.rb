@@ -9,8 +9,13 @@ module SchemaFence
     # @param connection [ActiveRecord::ConnectionAdapters::AbstractAdapter, PG::Connection, String]
     # @return [Identity, nil]
     def self.read(connection)
-      fields = Store._identity(Connection.native(connection))
-      fields && new(name: fields[0], serves: fields[1], epoch: fields[2], stamped_at: fields[3]).freeze
+      Store._identity(Connection.native(connection))&.then { |row| from_row(row) }
+    end
+
+    # @param row [Store::IdentityRow]
+    # @return [Identity]
+    def self.from_row(row)
+      new(name: row.name, serves: row.serves, epoch: row.epoch, stamped_at: row.stamped_at).freeze
     end
 
     # @return [Identity]
@@ -31,8 +36,7 @@ module SchemaFence
     # @raise [InvalidArgumentError] when name is not among serves; nothing is changed
     # @raise [IdentityMissingError] when the database has no identity to adopt
     def self.adopt(connection, name:, serves:)
-      fields = Store._adopt(Connection.native(connection), name.to_s, Array(serves).map(&:to_s))
-      new(name: fields[0], serves: fields[1], epoch: fields[2], stamped_at: fields[3]).freeze
+      from_row(Store._adopt(Connection.native(connection), name.to_s, Array(serves).map(&:to_s)))
     end
 
     # The gitlab_schemas this physical database serves now.

@@ -26,10 +26,10 @@ module SchemaFence
       name = (name || database_name(connection)).to_s
       serves = (serves || default_serves(connection, name)).map(&:to_s)
       dictionary ||= SchemaFence.configuration.dictionary_paths.empty? ? nil : SchemaFence.dictionary
-      fields = Store._install(Connection.native(connection), name, serves, dictionary)
-      identity = Identity.new(name: fields[0], serves: fields[1], epoch: fields[2], stamped_at: fields[3])
-      warn_mistagged(fields[5])
-      Report.new(identity: identity.freeze, backfilled: fields[4], mistagged: fields[5])
+      report = Store._install(Connection.native(connection), name, serves, dictionary)
+      warn_mistagged(report.mistagged)
+      Report.new(identity: Identity.from_row(report.identity), backfilled: report.backfilled,
+                 mistagged: report.mistagged)
     end
 
     def warn_mistagged(count)

@@ -94,17 +94,19 @@ module SchemaFence
                                            max_batch_size: nil, sub_batch_size: SUB_BATCH_SIZE, pause_ms: PAUSE_MS,
                                            gitlab_schema: nil)
       JobClasses.check_queueable!(job_class_name.to_s, job_arguments)
-      options = [job_interval&.then { |v| Integer(v) }, Integer(batch_size), Integer(sub_batch_size),
-                 Integer(batch_min_value), batch_max_value&.then { |v| Integer(v) },
-                 max_batch_size&.then { |v| Integer(v) }, Integer(pause_ms), queued_version,
-                 batch_class_name&.to_s, gitlab_schema&.to_s, true]
+      options = { job_interval: job_interval&.then { |v| Integer(v) }, batch_size: Integer(batch_size),
+                  sub_batch_size: Integer(sub_batch_size), batch_min_value: Integer(batch_min_value),
+                  batch_max_value: batch_max_value&.then { |v| Integer(v) },
+                  max_batch_size: max_batch_size&.then { |v| Integer(v) }, pause_ms: Integer(pause_ms),
+                  queued_migration_version: queued_version, batch_class_name: batch_class_name&.to_s,
+                  gitlab_schema: gitlab_schema&.to_s, gitlab_interval: true }
       payload = { database: Connection.database_name(connection), job_class_name: job_class_name.to_s,
                   table_name: batch_table_name.to_s, column_name: batch_column_name.to_s, job_arguments:,
                   gitlab_schema: self.class.restricted_gitlab_schema, outcome: nil, id: nil }
       Instrumentation.instrument(:enqueue, payload) do
-        outcome, id, tag = Store._queue(Connection.native(connection), SchemaFence.dictionary,
-                                        [job_class_name.to_s, batch_table_name.to_s, batch_column_name.to_s,
-                                         JobArguments.to_json_array(job_arguments), restriction_name, options])
+        queued = Store.queue(connection, job_class_name:, table_name: batch_table_name, column_name: batch_column_name,
+                                         job_arguments:, restriction: restriction_name, **options)
+        outcome, id, tag = queued.to_a
         payload.merge!(outcome:, id:, gitlab_schema: tag)
         say_queued(outcome, job_class_name, batch_table_name, tag)
         id
@@ -114,9 +116,8 @@ module SchemaFence
     # Deletes the migration queued with this key, tag included, and its jobs.
     # @return [Integer] how many were deleted (0 or 1)
     def delete_batched_background_migration(job_class_name, table_name, column_name, job_arguments)
-      Store._delete(Connection.native(connection), SchemaFence.dictionary,
-                    [job_class_name.to_s, table_name.to_s, column_name.to_s,
-                     JobArguments.to_json_array(Array(job_arguments)), restriction_name])
+      Store.delete(connection, job_class_name:, table_name:, column_name:, job_arguments: Array(job_arguments),
+                               restriction: restriction_name)
     end
 
     private

@@ -33,6 +33,11 @@ module SchemaFence
   class Migrations
     include Enumerable
 
+    # The fields a Store::MigrationRow gives as they are.
+    FIELDS = %i[id job_class_name table_name column_name gitlab_schema status progress min_value max_value
+                batch_size sub_batch_size interval pause_ms jobs_succeeded jobs_failed created_at
+                batch_class_name not_runnable waiting hold_reason behind retryable].freeze
+
     # @param connection [ActiveRecord::ConnectionAdapters::AbstractAdapter, PG::Connection, String]
     # @param topology [Topology, nil] to mark stale rows; default: the configured one, if any
     def self.on(connection, topology: nil)
@@ -65,20 +70,14 @@ module SchemaFence
 
     def rows
       allowed = allowed_schemas
-      Store._migrations(@connection).map do |f|
-        Migration.new(id: f[0], job_class_name: f[1], table_name: f[2], column_name: f[3],
-                      job_arguments: JSON.parse(f[4]), gitlab_schema: f[5], status: f[6], progress: f[7],
-                      min_value: f[8], max_value: f[9], batch_size: f[10], sub_batch_size: f[11],
-                      interval: f[12], pause_ms: f[13], jobs_succeeded: f[14], jobs_failed: f[15],
-                      created_at: f[16], stale: allowed ? !allowed.include?(f[5]) : false,
-                      batch_class_name: f[17], min_cursor: f[18] && JSON.parse(f[18]),
-                      max_cursor: f[19] && JSON.parse(f[19]), not_runnable: f[20], **waiting(f[21])).freeze
+      Store._migrations(@connection).map do |row|
+        Migration.new(**FIELDS.to_h { |name| [name, row.public_send(name)] },
+                      job_arguments: JSON.parse(row.job_arguments_json),
+                      min_cursor: row.min_cursor_json&.then { |j| JSON.parse(j) },
+                      max_cursor: row.max_cursor_json&.then { |j| JSON.parse(j) },
+                      waiting_until: row.waiting_until&.then { |t| Time.at(t) }, clock: Time.at(row.clock),
+                      stale: allowed ? !allowed.include?(row.gitlab_schema) : false).freeze
       end
-    end
-
-    def waiting(fields)
-      kind, till, hold_reason, behind, retryable, clock = fields
-      { waiting: kind, waiting_until: till && Time.at(till), hold_reason:, behind:, retryable:, clock: Time.at(clock) }
     end
 
     def allowed_schemas

@@ -23,9 +23,11 @@ module SchemaFence
     def self.new(url:, database:, topology: SchemaFence.topology, lease: 300, max_attempts: 3, owner: nil,
                  fetch_limit: 8, stuck_after: 3600, statement_timeout: 30, lock_timeout: 5, job_statement_timeout: 120,
                  health: Health::DEFAULTS, optimizer: Health::OPTIMIZER_DEFAULTS)
-      _new(url, database.to_s, topology,
-           [Float(lease), Integer(max_attempts), owner, Integer(fetch_limit), Float(stuck_after)],
-           [Float(statement_timeout), Float(lock_timeout), Float(job_statement_timeout)])
+      settings = { lease: Float(lease), max_attempts: Integer(max_attempts), owner: owner&.to_s,
+                   fetch_limit: Integer(fetch_limit), stuck_after: Float(stuck_after),
+                   statement_timeout: Float(statement_timeout), lock_timeout: Float(lock_timeout),
+                   job_statement_timeout: Float(job_statement_timeout) }
+      _new(url, database.to_s, topology, settings)
         .tap { |runner| runner._set_pace(Health::DEFAULTS.merge(health), Health::OPTIMIZER_DEFAULTS.merge(optimizer)) }
     end
 

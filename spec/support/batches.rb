@@ -22,9 +22,8 @@ module Batches
 
   # Queues through the core on the URL (as a migration would on its connection).
   def queue(url, job_class_name, table, schema, batch_size: 50, sub_batch_size: 20, interval: 0)
-    SchemaFence::Store._queue(url, SchemaFence.dictionary,
-                              [job_class_name, table, "id", "[]", schema.to_s,
-                               [interval, batch_size, sub_batch_size, 1, nil, nil, 0, nil]])[1]
+    SchemaFence::Store.queue(url, job_class_name:, table_name: table, column_name: "id", restriction: schema,
+                                  job_interval: interval, batch_size:, sub_batch_size:, pause_ms: 0).id
   end
 
   # [keys never done, done once, done more than once]

@@ -45,9 +45,9 @@ class Soak
     end
     SchemaFence::Install.up(@source_url, name: "main", serves: %w[main ci])
     SoakPlan::TABLES.each do |table, (schema, _)|
-      options = [1, BATCH_SIZE, SUB_BATCH_SIZE, 1, nil, nil, 0, nil]
-      SchemaFence::Store._queue(@source_url, SchemaFence.dictionary,
-                                [SoakPlan.job_class_name(table), table, "id", "[]", schema.to_s, options])
+      SchemaFence::Store.queue(@source_url, job_class_name: SoakPlan.job_class_name(table), table_name: table,
+                                            column_name: "id", restriction: schema, job_interval: 1,
+                                            batch_size: BATCH_SIZE, sub_batch_size: SUB_BATCH_SIZE, pause_ms: 0)
     end
     @target = @source.replica
     @target_url = @target.url("app")

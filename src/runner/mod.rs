@@ -9,6 +9,7 @@ mod batch;
 mod fence;
 mod pace;
 pub mod reach;
+mod settings;
 pub mod sql;
 mod sql_job;
 mod statements;
@@ -25,6 +26,7 @@ pub use batch::{Batch, Completion};
 pub use fence::{fence, Fence};
 pub use pace::Decision;
 pub use reach::{Place, Reach};
+pub use settings::RunnerSettings;
 pub use sql_job::SqlJobReport;
 
 use crate::connect::{self, Connector};

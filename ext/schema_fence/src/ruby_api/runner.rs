@@ -2,12 +2,11 @@
 //! the core's own connection, with the GVL released around every round trip. The worker loop,
 //! Ruby jobs and the guard hook live in `lib/schema_fence/worker.rb`.
 
+use magnus::{function, method, prelude::*, Error, RArray, RHash, RModule, Ruby, Value};
+use schema_fence::runner::{self as core, Claim, Completion, Fence, RunnerSettings};
 use std::sync::Mutex;
-use std::time::Duration;
 
-use magnus::{function, method, prelude::*, Error, RArray, RModule, Ruby, Value};
-use schema_fence::runner::{self as core, Claim, Completion, Fence, RunnerOptions};
-
+use super::options::Options;
 use super::topology::Topology;
 use super::{errors, gvl};
 
@@ -22,56 +21,32 @@ pub(crate) struct Runner {
 pub(crate) struct Batch(core::Batch);
 
 impl Runner {
+    /// `settings` holds the keyword arguments of `SchemaFence::Runner.new` (seconds as numbers).
     fn new(
         ruby: &Ruby,
         url: String,
         database: String,
         topology: &Topology,
-        settings: (f64, i64, Option<String>, i64, f64),
-        timeouts: (f64, f64, f64),
+        settings: RHash,
     ) -> Result<Self, Error> {
-        let (lease_seconds, max_attempts, owner, fetch_limit, stuck_after) = settings;
-        let (statement_timeout, lock_timeout, job_statement_timeout) = timeouts;
-        for (what, value) in [
-            ("statement_timeout", statement_timeout),
-            ("lock_timeout", lock_timeout),
-            ("job_statement_timeout", job_statement_timeout),
-        ] {
-            if !(value.is_finite() && value > 0.0) {
-                return Err(errors::raise(
-                    ruby,
-                    "InvalidArgumentError",
-                    format!("invalid {what}: must be a positive number of seconds, got {value}"),
-                ));
-            }
-        }
-        let valid = lease_seconds > 0.0
-            && lease_seconds.is_finite()
-            && stuck_after > 0.0
-            && stuck_after.is_finite()
-            && (1..=100).contains(&max_attempts)
-            && (1..=1000).contains(&fetch_limit);
-        if !valid {
-            return Err(errors::raise(
-                ruby,
-                "InvalidArgumentError",
-                format!(
-                    "invalid runner settings: lease must be positive seconds (got {lease_seconds}), \
-                     max_attempts between 1 and 100 (got {max_attempts}), fetch_limit between 1 \
-                     and 1000 (got {fetch_limit}), stuck_after positive seconds (got {stuck_after})"
-                ),
-            ));
-        }
-        let options = RunnerOptions {
-            lease: Duration::from_secs_f64(lease_seconds),
-            max_attempts: max_attempts as i16,
-            owner,
-            fetch_limit,
-            stuck_after: Duration::from_secs_f64(stuck_after),
-            statement_timeout: Duration::from_secs_f64(statement_timeout),
-            lock_timeout: Duration::from_secs_f64(lock_timeout),
-            job_statement_timeout: Duration::from_secs_f64(job_statement_timeout),
+        let defaults = RunnerSettings::default();
+        let mut read = Options::new(ruby, settings, "Runner.new");
+        let settings = RunnerSettings {
+            lease_seconds: read.or("lease", defaults.lease_seconds)?,
+            max_attempts: read.or("max_attempts", defaults.max_attempts)?,
+            owner: read.get("owner")?,
+            fetch_limit: read.or("fetch_limit", defaults.fetch_limit)?,
+            stuck_after_seconds: read.or("stuck_after", defaults.stuck_after_seconds)?,
+            statement_timeout_seconds: read
+                .or("statement_timeout", defaults.statement_timeout_seconds)?,
+            lock_timeout_seconds: read.or("lock_timeout", defaults.lock_timeout_seconds)?,
+            job_statement_timeout_seconds: read.or(
+                "job_statement_timeout",
+                defaults.job_statement_timeout_seconds,
+            )?,
         };
+        read.finish()?;
+        let options = settings.options().map_err(|e| errors::to_ruby(ruby, e))?;
         let runner = core::Runner::new(&url, &database, topology.inner.clone(), options);
         Ok(Self {
             interrupt: runner.interrupt(),
@@ -286,7 +261,7 @@ impl Batch {
 
 pub(crate) fn init(ruby: &Ruby, module: &RModule) -> Result<(), Error> {
     let runner = module.define_class("Runner", ruby.class_object())?;
-    runner.define_singleton_method("_new", function!(Runner::new, 5))?;
+    runner.define_singleton_method("_new", function!(Runner::new, 4))?;
     runner.define_singleton_method("fetch_sql", function!(fetch_sql, 0))?;
     runner.define_singleton_method("reach_sql", function!(reach_sql, 0))?;
     runner.define_method("owner", method!(Runner::owner, 0))?;

@@ -2,10 +2,15 @@
 //! connection, inside its transaction) or on a PostgreSQL URL (the core's own connection, with
 //! the GVL released). The Ruby API (`Install`, `Migrations`, the migration DSL) sits on top.
 
-use magnus::{function, prelude::*, Error, IntoValue, RArray, RModule, RString, Ruby, Value};
+use magnus::{
+    function, prelude::*, Error, IntoValue, RArray, RHash, RModule, RString, Ruby, Value,
+};
 use schema_fence::store::{self, Db, QueueOutcome, QueueRequest, Row};
 
 use super::dictionary::Dictionary;
+use super::identity_row::{IdentityRow, InstallReport};
+use super::migration_row::MigrationRow;
+use super::options::Options;
 use super::{errors, gvl};
 
 /// [`Db`] over a Ruby `PG::Connection`: `exec_params` with text parameters, text results.
@@ -117,31 +122,18 @@ fn database_of(url: &str) -> String {
         .unwrap_or_default()
 }
 
-fn identity_fields(ruby: &Ruby, identity: &store::Identity) -> RArray {
-    ruby.ary_new_from_values(&[
-        ruby.str_new(&identity.name).as_value(),
-        ruby.ary_from_vec(identity.serves.clone()).as_value(),
-        ruby.integer_from_i64(identity.epoch).as_value(),
-        ruby.str_new(&identity.stamped_at).as_value(),
-    ])
-}
-
-/// `[name, serves, epoch, stamped_at, backfilled, mistagged]` (mistagged nil without a dictionary).
 fn install(
     ruby: &Ruby,
     conn: Value,
     name: String,
     serves: Vec<String>,
     dictionary: Option<&Dictionary>,
-) -> Result<RArray, Error> {
+) -> Result<InstallReport, Error> {
     let dictionary = dictionary.map(|d| &*d.inner);
-    let report = on_connection(ruby, conn, |db| {
+    on_connection(ruby, conn, |db| {
         store::install(db, &name, &serves, dictionary)
-    })?;
-    let fields = identity_fields(ruby, &report.identity);
-    fields.push(report.backfilled)?;
-    fields.push(report.mistagged)?;
-    Ok(fields)
+    })
+    .map(InstallReport)
 }
 
 /// `[changes, unresolved, applied]`: changes as `[id, table_name, from, to]`, unresolved as
@@ -164,16 +156,17 @@ fn retag(ruby: &Ruby, conn: Value, dictionary: &Dictionary, apply: bool) -> Resu
     ]))
 }
 
-/// `[name, serves, epoch, stamped_at]`, or nil before the install.
-fn identity(ruby: &Ruby, conn: Value) -> Result<Option<RArray>, Error> {
-    let found = on_connection(ruby, conn, store::identity::read)?;
-    Ok(found.map(|i| identity_fields(ruby, &i)))
+fn identity(ruby: &Ruby, conn: Value) -> Result<Option<IdentityRow>, Error> {
+    Ok(on_connection(ruby, conn, store::identity::read)?.map(IdentityRow))
 }
 
-/// `[name, serves, epoch, stamped_at]` after adopting the database as `name` serving `serves`.
-fn adopt(ruby: &Ruby, conn: Value, name: String, serves: Vec<String>) -> Result<RArray, Error> {
-    let adopted = on_connection(ruby, conn, |db| store::identity::adopt(db, &name, &serves))?;
-    Ok(identity_fields(ruby, &adopted))
+fn adopt(
+    ruby: &Ruby,
+    conn: Value,
+    name: String,
+    serves: Vec<String>,
+) -> Result<IdentityRow, Error> {
+    on_connection(ruby, conn, |db| store::identity::adopt(db, &name, &serves)).map(IdentityRow)
 }
 
 fn schema_sql(ruby: &Ruby) -> RArray {
@@ -187,44 +180,53 @@ fn schema_sql(ruby: &Ruby) -> RArray {
     ])
 }
 
-/// Builds the core's request from the fixed-arity call `lib/schema_fence/migration_helpers.rb`
-/// makes: `options` is `[interval?, batch_size, sub_batch_size, min, max?, max_batch_size?,
-/// pause_ms, version?, batch_class_name?, gitlab_schema?, gitlab_interval?]`; the last three may
-/// be left out. With `gitlab_interval` true, the interval gets GitLab's default and minimum.
-fn request(
-    ruby: &Ruby,
-    (job_class_name, table, column): (String, String, String),
-    arguments_json: String,
-    restriction: Option<String>,
-    options: RArray,
-) -> Result<QueueRequest, Error> {
-    if !(8..=11).contains(&options.len()) {
-        return Err(errors::raise(
-            ruby,
-            "InvalidArgumentError",
-            format!("expected 8 to 11 queue options, got {}", options.len()),
-        ));
+/// Builds the core's request from the Hash `lib/schema_fence/migration_helpers.rb` passes: the
+/// key (job_class_name, table_name, column_name, job_arguments as JSON text), the restriction and
+/// the queue options by name. With `gitlab_interval` true, the interval gets GitLab's default and
+/// minimum.
+fn request(ruby: &Ruby, call: RHash, what: &'static str) -> Result<QueueRequest, Error> {
+    let mut read = Options::new(ruby, call, what);
+    let job_class_name: String = required(ruby, &mut read, "job_class_name")?;
+    let table_name: String = required(ruby, &mut read, "table_name")?;
+    let column_name: String = required(ruby, &mut read, "column_name")?;
+    let mut req = QueueRequest::new(&job_class_name, &table_name, &column_name);
+    let arguments: String = read.or("job_arguments", "[]".to_string())?;
+    req.job_arguments = parse_arguments(ruby, &arguments)?;
+    req.restriction = read.get("restriction")?;
+    if what != "queue" {
+        read.finish()?;
+        return Ok(req);
     }
-    let v: Vec<Value> = (0..11)
-        .map(|i| options.entry::<Value>(i as isize))
-        .collect::<Result<_, _>>()?;
-    let mut req = QueueRequest::new(&job_class_name, &table, &column);
-    req.job_arguments = parse_arguments(ruby, &arguments_json)?;
-    req.restriction = restriction;
+    let interval: Option<i64> = read.get("job_interval")?;
     req.job_interval_seconds =
-        store::enqueue::job_interval(Option::<i64>::try_convert(v[0])?, v[10].to_bool());
-    req.batch_size = i64::try_convert(v[1])?;
-    req.sub_batch_size = i64::try_convert(v[2])?;
-    req.batch_min_value = i64::try_convert(v[3])?;
-    req.batch_max_value = Option::<i64>::try_convert(v[4])?;
-    req.max_batch_size = Option::<i64>::try_convert(v[5])?;
-    req.pause_ms = i64::try_convert(v[6])?;
-    req.queued_migration_version = Option::<String>::try_convert(v[7])?;
-    if let Some(name) = Option::<String>::try_convert(v[8])? {
+        store::enqueue::job_interval(interval, read.or("gitlab_interval", false)?);
+    req.batch_size = read.or("batch_size", req.batch_size)?;
+    req.sub_batch_size = read.or("sub_batch_size", req.sub_batch_size)?;
+    req.batch_min_value = read.or("batch_min_value", req.batch_min_value)?;
+    req.batch_max_value = read.get("batch_max_value")?;
+    req.max_batch_size = read.get("max_batch_size")?;
+    req.pause_ms = read.or("pause_ms", req.pause_ms)?;
+    req.queued_migration_version = read.get("queued_migration_version")?;
+    if let Some(name) = read.get("batch_class_name")? {
         req.batch_class_name = name;
     }
-    req.gitlab_schema = Option::<String>::try_convert(v[9])?;
+    req.gitlab_schema = read.get("gitlab_schema")?;
+    read.finish()?;
     Ok(req)
+}
+
+fn required<T: magnus::TryConvert>(
+    ruby: &Ruby,
+    read: &mut Options<'_>,
+    key: &'static str,
+) -> Result<T, Error> {
+    read.get(key)?.ok_or_else(|| {
+        errors::raise(
+            ruby,
+            "InvalidArgumentError",
+            format!("the migration's {key} is missing"),
+        )
+    })
 }
 
 fn parse_arguments(ruby: &Ruby, json: &str) -> Result<serde_json::Value, Error> {
@@ -238,20 +240,8 @@ fn parse_arguments(ruby: &Ruby, json: &str) -> Result<serde_json::Value, Error> 
 }
 
 /// `[:queued | :already_queued | :finished, id, tag]`.
-fn queue(
-    ruby: &Ruby,
-    conn: Value,
-    dictionary: &Dictionary,
-    call: (String, String, String, String, Option<String>, RArray),
-) -> Result<RArray, Error> {
-    let (job_class_name, table, column, arguments_json, restriction, options) = call;
-    let req = request(
-        ruby,
-        (job_class_name, table, column),
-        arguments_json,
-        restriction,
-        options,
-    )?;
+fn queue(ruby: &Ruby, conn: Value, dictionary: &Dictionary, call: RHash) -> Result<RArray, Error> {
+    let req = request(ruby, call, "queue")?;
     let dict = &dictionary.inner;
     let outcome = on_connection(ruby, conn, |db| store::queue(db, dict, &req))?;
     let (kind, id, tag) = match outcome {
@@ -274,16 +264,8 @@ fn queue(
     ]))
 }
 
-fn delete(
-    ruby: &Ruby,
-    conn: Value,
-    dictionary: &Dictionary,
-    call: (String, String, String, String, Option<String>),
-) -> Result<usize, Error> {
-    let (job_class_name, table, column, arguments_json, restriction) = call;
-    let mut req = QueueRequest::new(&job_class_name, &table, &column);
-    req.job_arguments = parse_arguments(ruby, &arguments_json)?;
-    req.restriction = restriction;
+fn delete(ruby: &Ruby, conn: Value, dictionary: &Dictionary, call: RHash) -> Result<usize, Error> {
+    let req = request(ruby, call, "delete")?;
     let dict = &dictionary.inner;
     on_connection(ruby, conn, |db| store::enqueue::delete(db, dict, &req))
 }
@@ -299,59 +281,14 @@ fn tag(
         .map_err(|e| errors::to_ruby(ruby, e))
 }
 
-/// One Array per tracking row, fields in the order of `SchemaFence::Migration`'s members.
+/// The tracking rows, each a `SchemaFence::Store::MigrationRow`.
 fn migrations(ruby: &Ruby, conn: Value) -> Result<RArray, Error> {
     let rows = on_connection(ruby, conn, store::migrations::list)?;
     let list = ruby.ary_new_capa(rows.len());
-    for m in rows {
-        let fields = ruby.ary_new_from_values(&[
-            ruby.integer_from_i64(m.id).as_value(),
-            ruby.str_new(&m.job_class_name).as_value(),
-            ruby.str_new(&m.table_name).as_value(),
-            ruby.str_new(&m.column_name).as_value(),
-            ruby.str_new(&m.job_arguments).as_value(),
-            ruby.to_symbol(&m.gitlab_schema).as_value(),
-            ruby.to_symbol(m.status.name()).as_value(),
-            ruby.float_from_f64(m.progress()).as_value(),
-            m.min_value.into_value_with(ruby),
-            m.max_value.into_value_with(ruby),
-            ruby.integer_from_i64(m.batch_size).as_value(),
-            ruby.integer_from_i64(m.sub_batch_size).as_value(),
-            ruby.integer_from_i64(m.interval_seconds).as_value(),
-            ruby.integer_from_i64(m.pause_ms).as_value(),
-            ruby.integer_from_i64(m.jobs_succeeded).as_value(),
-            ruby.integer_from_i64(m.jobs_failed).as_value(),
-            ruby.str_new(&m.created_at).as_value(),
-            ruby.str_new(&m.batch_class_name).as_value(),
-            m.min_cursor.clone().into_value_with(ruby),
-            m.max_cursor.clone().into_value_with(ruby),
-            m.not_runnable.clone().into_value_with(ruby),
-            waiting_fields(ruby, &m).as_value(),
-        ]);
-        list.push(fields)?;
+    for row in rows {
+        list.push(ruby.obj_wrap(MigrationRow(row)))?;
     }
     Ok(list)
-}
-
-/// `[kind, until, hold_reason, behind, retryable, now]`: why the row waits (kind nil when it
-/// does not), the time it waits for (epoch seconds), and the database's clock.
-fn waiting_fields(ruby: &Ruby, m: &store::MigrationRow) -> RArray {
-    let waiting = m.waiting();
-    let s = &m.schedule;
-    ruby.ary_new_from_values(&[
-        waiting
-            .as_ref()
-            .map(|w| ruby.to_symbol(w.kind()))
-            .into_value_with(ruby),
-        waiting
-            .as_ref()
-            .and_then(|w| w.until())
-            .into_value_with(ruby),
-        s.hold_reason.clone().into_value_with(ruby),
-        s.behind.into_value_with(ruby),
-        ruby.integer_from_i64(s.retryable).as_value(),
-        ruby.float_from_f64(s.now).as_value(),
-    ])
 }
 
 fn status_named(ruby: &Ruby, status: &str) -> Result<store::Status, Error> {
@@ -419,19 +356,32 @@ fn find_id(
     ruby: &Ruby,
     conn: Value,
     dictionary: &Dictionary,
-    call: (String, String, String, String, Option<String>),
+    call: RHash,
 ) -> Result<Option<i64>, Error> {
-    let (job_class_name, table, column, arguments_json, restriction) = call;
-    let tag = schema_fence::tagging::tag(&dictionary.inner, &table, restriction.as_deref())
-        .map_err(|e| errors::to_ruby(ruby, e))?;
-    let arguments = parse_arguments(ruby, &arguments_json)?.to_string();
+    let req = request(ruby, call, "find")?;
+    let tag = schema_fence::tagging::tag(
+        &dictionary.inner,
+        &req.table_name,
+        req.restriction.as_deref(),
+    )
+    .map_err(|e| errors::to_ruby(ruby, e))?;
+    let arguments = req.job_arguments.to_string();
     on_connection(ruby, conn, |db| {
-        store::migrations::find_id(db, &job_class_name, &table, &column, &arguments, &tag)
+        store::migrations::find_id(
+            db,
+            &req.job_class_name,
+            &req.table_name,
+            &req.column_name,
+            &arguments,
+            &tag,
+        )
     })
 }
 
-pub(crate) fn init(_ruby: &Ruby, module: &RModule) -> Result<(), Error> {
+pub(crate) fn init(ruby: &Ruby, module: &RModule) -> Result<(), Error> {
     let store = module.define_module("Store")?;
+    super::migration_row::init(ruby, &store)?;
+    super::identity_row::init(ruby, &store)?;
     store.define_singleton_method("_install", function!(install, 4))?;
     store.define_singleton_method("_identity", function!(identity, 1))?;
     store.define_singleton_method("_retag", function!(retag, 3))?;

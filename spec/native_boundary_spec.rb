@@ -1,0 +1,44 @@
+# frozen_string_literal: true
+
+# The native methods take their options as one Hash read by name and answer with objects that
+# have readers: a misspelt or mistyped option is refused with its name, never ignored or read
+# from the wrong position.
+RSpec.describe "the native boundary", :native do
+  let(:topology) { SchemaFence::Topology.load(GitlabFixtures.path("database_connections")) }
+  let(:url) { "postgresql://127.0.0.1:1/none" }
+
+  describe "a runner's settings" do
+    it "are checked by the core, which names the one out of range" do
+      expect { SchemaFence::Runner.new(url:, database: :main, topology:, lease: 0) }
+        .to raise_error(SchemaFence::InvalidArgumentError, /lease: must be a positive number of seconds, got 0/)
+      expect { SchemaFence::Runner.new(url:, database: :main, topology:, max_attempts: 0) }
+        .to raise_error(SchemaFence::InvalidArgumentError, /max_attempts: must be between 1 and 100, got 0/)
+    end
+
+    it "refuse an option the runner does not take, naming it" do
+      expect { SchemaFence::Runner._new(url, "main", topology, { leese: 5.0 }) }
+        .to raise_error(SchemaFence::InvalidArgumentError, /Runner.new: unknown option :leese/)
+    end
+
+    it "refuse an option of the wrong type, naming it" do
+      expect { SchemaFence::Runner._new(url, "main", topology, { lease: "long" }) }
+        .to raise_error(SchemaFence::InvalidArgumentError, /Runner.new: option lease: /)
+    end
+  end
+
+  describe "queueing" do
+    let(:dictionary) { SchemaFence::Dictionary.load(GitlabFixtures.path("gitlab_schemas.yml")) }
+
+    it "refuses a queue option it does not know before touching the database" do
+      expect do
+        SchemaFence::Store.queue(url, dictionary:, job_class_name: "Backfill", table_name: "ci_builds",
+                                      column_name: "id", batch_sise: 10)
+      end.to raise_error(SchemaFence::InvalidArgumentError, /queue: unknown option :batch_sise/)
+    end
+
+    it "needs the migration's key" do
+      expect { SchemaFence::Store._queue(url, dictionary, { table_name: "ci_builds", column_name: "id" }) }
+        .to raise_error(SchemaFence::InvalidArgumentError, /job_class_name is missing/)
+    end
+  end
+end
