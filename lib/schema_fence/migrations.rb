@@ -44,6 +44,17 @@ module SchemaFence
       new(connection, topology:)
     end
 
+    # @param row [Store::MigrationRow] as the core read it
+    # @param stale [Boolean]
+    # @return [Migration]
+    def self.build(row, stale:)
+      Migration.new(**FIELDS.to_h { |name| [name, row.public_send(name)] },
+                    job_arguments: JSON.parse(row.job_arguments_json),
+                    min_cursor: row.min_cursor_json&.then { |j| JSON.parse(j) },
+                    max_cursor: row.max_cursor_json&.then { |j| JSON.parse(j) },
+                    waiting_until: row.waiting_until&.then { |t| Time.at(t) }, clock: Time.at(row.clock), stale:).freeze
+    end
+
     def initialize(connection, topology: nil)
       @connection = Connection.native(connection)
       @topology = topology || (SchemaFence.configuration.topology_path && SchemaFence.topology)
@@ -71,12 +82,7 @@ module SchemaFence
     def rows
       allowed = allowed_schemas
       Store._migrations(@connection).map do |row|
-        Migration.new(**FIELDS.to_h { |name| [name, row.public_send(name)] },
-                      job_arguments: JSON.parse(row.job_arguments_json),
-                      min_cursor: row.min_cursor_json&.then { |j| JSON.parse(j) },
-                      max_cursor: row.max_cursor_json&.then { |j| JSON.parse(j) },
-                      waiting_until: row.waiting_until&.then { |t| Time.at(t) }, clock: Time.at(row.clock),
-                      stale: allowed ? !allowed.include?(row.gitlab_schema) : false).freeze
+        self.class.build(row, stale: allowed ? !allowed.include?(row.gitlab_schema) : false)
       end
     end
 

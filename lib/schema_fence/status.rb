@@ -31,9 +31,6 @@ module SchemaFence
   # Migration ids are the database's name and the row's id (+main_12+, +ci_3+): a row exists in
   # one database, and after a split both databases number their rows from the same sequence.
   class Status
-    # How many of the latest succeeded batches the rate is measured over.
-    RATE_WINDOW = 50
-
     # How many of the latest job status changes each migration shows.
     TRANSITIONS_SHOWN = 5
 
@@ -72,30 +69,6 @@ module SchemaFence
       alias_method :tag, :gitlab_schema
       alias_method :stale?, :stale
     end
-
-    RECENT_BATCHES = <<~SQL
-      SELECT m.id, j.keys, j.started, j.finished
-      FROM unnest($1::bigint[]) AS m(id)
-      CROSS JOIN LATERAL (
-          SELECT max_value - min_value + 1 AS keys, extract(epoch FROM started_at)::float8 AS started,
-                 extract(epoch FROM finished_at)::float8 AS finished
-          FROM batched_background_migration_jobs
-          WHERE batched_background_migration_id = m.id AND status = 3 AND finished_at IS NOT NULL
-          ORDER BY id DESC
-          LIMIT $2) j
-    SQL
-    private_constant :RECENT_BATCHES
-
-    LAST_ERRORS = <<~SQL
-      SELECT DISTINCT ON (batched_background_migration_id) batched_background_migration_id, metrics->>'error'
-      FROM batched_background_migration_jobs
-      WHERE batched_background_migration_id = ANY($1::bigint[]) AND status = 2
-      ORDER BY batched_background_migration_id, id DESC
-    SQL
-    private_constant :LAST_ERRORS
-
-    CLAIMS_PAUSED = "SELECT claims_paused FROM schema_fence_identity WHERE singleton"
-    private_constant :CLAIMS_PAUSED
 
     # Reads every configured database.
     #
@@ -164,13 +137,13 @@ module SchemaFence
 
       def read_database(name, config)
         url = config[:url] || Connection.url_for(config[:connection_class])
-        identity = Identity.read(url)
+        report = Store._report(url, SchemaFence.configuration.topology_path && SchemaFence.topology)
+        identity = report.identity&.then { |row| Identity.from_row(row) }
         state, note = state_of(name, identity)
-        claims_paused, migrations = PG.connect(url) do |c|
-          [identity ? c.exec(CLAIMS_PAUSED).getvalue(0, 0) == "t" : false, state == :owner ? entries(name, url, c) : []]
-        end
+        migrations = state == :owner ? entries(name, url, report) : []
         reverse_replications = state == :owner ? Cutover.reverse_replications(url) : []
-        Database.new(name:, url:, identity:, state:, note:, claims_paused:, migrations:, reverse_replications:)
+        Database.new(name:, url:, identity:, state:, note:, claims_paused: report.claims_paused, migrations:,
+                     reverse_replications:)
       rescue Error, PG::Error => e
         Database.new(name:, url:, identity: nil, state: :unreachable, note: "cannot read #{name}: #{e.message}",
                      claims_paused: false, migrations: [])
@@ -190,36 +163,24 @@ module SchemaFence
                   "and steered as #{identity.name}_<id>"]
       end
 
-      def entries(name, url, connection)
-        rows = Migrations.on(url).to_a
-        running = rows.select { |m| running?(m) }.map(&:id)
-        failing = rows.select { |m| m.jobs_failed.positive? }.map(&:id)
-        recent = recent_batches(connection, running)
-        errors = connection.exec_params(LAST_ERRORS, [ids(failing)]).values.to_h.transform_keys { |i| Integer(i) }
-        transitions = TransitionLog.recent(connection, rows.map(&:id), limit: TRANSITIONS_SHOWN)
-        rows.map { |m| entry(name, m, rows, recent: recent[m.id], last_error: errors[m.id], transitions: transitions[m.id]) }
+      def entries(name, url, report)
+        reported = report.migrations
+        rows = reported.map { |r| Migrations.build(r.row, stale: r.stale) }
+        transitions = TransitionLog.recent(url, rows.map(&:id), limit: TRANSITIONS_SHOWN)
+        reported.zip(rows).map { |r, row| entry(name, row, rows, reported: r, transitions: transitions[row.id]) }
       end
 
-      def running?(row)
-        !row.stale? && !%i[finished finalized failed].include?(row.status)
-      end
-
-      def ids(list)
-        PG::TextEncoder::Array.new.encode(list)
-      end
-
-      def entry(name, row, rows, recent:, last_error:, transitions:)
+      def entry(name, row, rows, reported:, transitions:)
         total = row.min_value && row.max_value ? row.max_value - row.min_value + 1 : 0
-        keys_done = (row.progress * total).round
         status = row.stale? ? :stale : row.status
-        rate = recent && Pace.rate(recent, row)
         waiting = row.waiting unless row.stale?
         Entry.new(id: "#{name}_#{row.id}", database: name, row_id: row.id, job_class_name: row.job_class_name,
                   table_name: row.table_name, column_name: row.column_name, job_arguments: row.job_arguments,
                   gitlab_schema: row.gitlab_schema, status:, stored_status: row.status, stale: row.stale?,
-                  progress: row.progress, min_value: row.min_value, max_value: row.max_value, keys_done:,
-                  batches_done: row.jobs_succeeded, batches_failed: row.jobs_failed, last_error:, rate:,
-                  eta: Pace.eta(status, total - keys_done, rate, recent, row.clock), not_runnable: row.not_runnable,
+                  progress: row.progress, min_value: row.min_value, max_value: row.max_value,
+                  keys_done: (row.progress * total).round, batches_done: row.jobs_succeeded,
+                  batches_failed: row.jobs_failed, last_error: reported.last_error, rate: reported.rate,
+                  eta: reported.eta, not_runnable: row.not_runnable,
                   waiting:, waiting_note: waiting && Waiting.note(name, row, rows),
                   hold: hold_of(row, waiting),
                   transitions: Array(transitions).map(&:to_h)).freeze
@@ -227,13 +188,6 @@ module SchemaFence
 
       def hold_of(row, waiting)
         Health::Holds.describe(row.waiting_until, row.hold_reason) if waiting == :on_hold
-      end
-
-      # The latest succeeded batches of each migration: id => [[keys, started, finished], ...].
-      def recent_batches(connection, list)
-        connection.exec_params(RECENT_BATCHES, [ids(list), RATE_WINDOW]).values
-                  .group_by { |r| Integer(r[0]) }
-                  .transform_values { |rs| rs.map { |r| [Integer(r[1]), r[2]&.to_f, Float(r[3])] } }
       end
     end
 

@@ -11,6 +11,7 @@ pub mod identity;
 pub mod install;
 pub mod migrations;
 pub mod next_run;
+pub mod report;
 pub mod retag;
 pub mod schema;
 pub mod steering;

@@ -7,6 +7,7 @@ mod identity_row;
 mod migration_row;
 mod options;
 mod pace;
+mod report;
 mod runner;
 mod store;
 mod topology;

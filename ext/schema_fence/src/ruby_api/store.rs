@@ -11,6 +11,8 @@ use super::dictionary::Dictionary;
 use super::identity_row::{IdentityRow, InstallReport};
 use super::migration_row::MigrationRow;
 use super::options::Options;
+use super::report::Report;
+use super::topology::Topology;
 use super::{errors, gvl};
 
 /// [`Db`] over a Ruby `PG::Connection`: `exec_params` with text parameters, text results.
@@ -281,6 +283,12 @@ fn tag(
         .map_err(|e| errors::to_ruby(ruby, e))
 }
 
+/// The status report of the database `conn` reaches; rows are marked stale against `topology`.
+fn report(ruby: &Ruby, conn: Value, topology: Option<&Topology>) -> Result<Report, Error> {
+    let topology = topology.map(|t| &t.inner);
+    on_connection(ruby, conn, |db| store::report::read(db, topology)).map(Report)
+}
+
 /// The tracking rows, each a `SchemaFence::Store::MigrationRow`.
 fn migrations(ruby: &Ruby, conn: Value) -> Result<RArray, Error> {
     let rows = on_connection(ruby, conn, store::migrations::list)?;
@@ -382,6 +390,8 @@ pub(crate) fn init(ruby: &Ruby, module: &RModule) -> Result<(), Error> {
     let store = module.define_module("Store")?;
     super::migration_row::init(ruby, &store)?;
     super::identity_row::init(ruby, &store)?;
+    super::report::init(ruby, &store)?;
+    store.define_singleton_method("_report", function!(report, 2))?;
     store.define_singleton_method("_install", function!(install, 4))?;
     store.define_singleton_method("_identity", function!(identity, 1))?;
     store.define_singleton_method("_retag", function!(retag, 3))?;
