@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use schema_fence::runner::{Claim, Runner, RunnerOptions};
+use schema_fence::store::jobs::JobStatus;
 use schema_fence::store::{self, transition_log};
 
 fn strings(names: &[&str]) -> Vec<String> {
@@ -60,6 +61,31 @@ fn logged(url: &str, job_id: i64) -> Vec<Logged> {
         .collect()
 }
 
+/// Every logged move of the database's jobs is one of the job status table's
+/// (`store::jobs::MOVES`); `outside` are the ones a test made itself, outside the library.
+fn assert_moves_are_tabled(url: &str, outside: &[(i16, i16)]) {
+    let moves: Vec<(i16, i16)> = connect(url)
+        .query(
+            "SELECT DISTINCT previous_status, next_status FROM batched_background_migration_job_transition_logs",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert!(!moves.is_empty());
+    for (previous, next) in moves {
+        if outside.contains(&(previous, next)) {
+            continue;
+        }
+        let status = |code: i16| JobStatus::from_code(code.into()).expect("a GitLab job status");
+        assert!(
+            status(previous).moves_to(status(next)),
+            "the library moved a job {previous} -> {next}, which store::jobs::MOVES does not have"
+        );
+    }
+}
+
 fn plain(previous: i16, next: i16) -> Logged {
     (previous, next, None, None)
 }
@@ -96,6 +122,7 @@ fn a_batch_claimed_and_completed_is_logged_pending_to_running_to_succeeded() {
     let batch = claim(&mut worker);
     worker.complete(&batch, "{}").unwrap();
     assert_eq!(logged(&url, batch.job_id), vec![plain(0, 1), plain(1, 3)]);
+    assert_moves_are_tabled(&url, &[]);
 }
 
 #[test]
@@ -129,6 +156,7 @@ fn a_failed_attempt_logs_the_exception_class_and_message_and_its_retry_is_logged
             (1, 2, None, Some("interrupted: shutting down".into())),
         ]
     );
+    assert_moves_are_tabled(&url, &[]);
 }
 
 #[test]
@@ -157,6 +185,7 @@ fn a_split_on_timeout_and_a_change_made_outside_the_library_are_logged() {
         .get(0);
     assert_ne!(other, batch.job_id);
     assert_eq!(logged(&url, other), vec![]);
+    assert_moves_are_tabled(&url, &[(0, 3)]);
 }
 
 #[test]

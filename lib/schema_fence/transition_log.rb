@@ -9,10 +9,8 @@ module SchemaFence
   #   SchemaFence::TransitionLog.maintain(url)   # or rake schema_fence:transition_log:maintain
   #   SchemaFence::TransitionLog.recent(url, [12, 13], limit: 5)
   module TransitionLog
-    # The job statuses, as the log stores them (GitLab's BatchedJob states).
-    STATUSES = { 0 => :pending, 1 => :running, 2 => :failed, 3 => :succeeded }.freeze
-
-    # One status change of a batch.
+    # One status change of a batch; statuses as GitLab names them (+:pending+, +:running+,
+    # +:failed+, +:succeeded+), a code GitLab does not have as its Integer.
     Transition = Struct.new(:migration_id, :job_id, :previous_status, :next_status, :exception_class,
                             :exception_message, :created_at, keyword_init: true)
 
@@ -46,9 +44,8 @@ module SchemaFence
 
     def transition(row)
       migration_id, job_id, previous, following, exception_class, exception_message, created_at = row
-      Transition.new(migration_id:, job_id:, previous_status: STATUSES.fetch(previous, previous),
-                     next_status: STATUSES.fetch(following, following), exception_class:, exception_message:,
-                     created_at:)
+      Transition.new(migration_id:, job_id:, previous_status: previous, next_status: following, exception_class:,
+                     exception_message:, created_at:)
     end
     private_class_method :transition
   end

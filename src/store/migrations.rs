@@ -18,6 +18,21 @@ pub enum Status {
 }
 
 impl Status {
+    /// The statuses GitLab writes today.
+    pub const ALL: [Status; 6] = [
+        Status::Paused,
+        Status::Active,
+        Status::Finished,
+        Status::Failed,
+        Status::Finalizing,
+        Status::Finalized,
+    ];
+
+    /// The status GitLab names `name` (`"paused"`, `"active"`, ...).
+    pub fn from_name(name: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|s| s.name() == name)
+    }
+
     pub fn from_code(code: i64) -> Option<Status> {
         Some(match code {
             0 => Status::Paused,

@@ -9,6 +9,7 @@ mod client;
 pub mod enqueue;
 pub mod identity;
 pub mod install;
+pub mod jobs;
 pub mod migrations;
 pub mod next_run;
 pub mod report;

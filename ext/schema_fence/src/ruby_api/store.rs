@@ -300,17 +300,7 @@ fn migrations(ruby: &Ruby, conn: Value) -> Result<RArray, Error> {
 }
 
 fn status_named(ruby: &Ruby, status: &str) -> Result<store::Status, Error> {
-    [
-        store::Status::Paused,
-        store::Status::Active,
-        store::Status::Finished,
-        store::Status::Failed,
-        store::Status::Finalizing,
-        store::Status::Finalized,
-    ]
-    .into_iter()
-    .find(|s| s.name() == status)
-    .ok_or_else(|| {
+    store::Status::from_name(status).ok_or_else(|| {
         errors::raise(
             ruby,
             "InvalidArgumentError",

@@ -1,6 +1,7 @@
 //! `SchemaFence::TransitionLog`: GitLab's job transition log, maintained and read by the core.
 
 use magnus::{function, prelude::*, Error, RArray, RModule, Ruby, Value};
+use schema_fence::store::jobs::JobStatus;
 use schema_fence::store::transition_log;
 
 use super::store::on_connection;
@@ -14,6 +15,14 @@ fn maintain(ruby: &Ruby, conn: Value, retain_months: Option<i32>) -> Result<RArr
     ]))
 }
 
+/// A job status as GitLab names it (`:pending`, ...), or its code when GitLab has no such status.
+fn job_status(ruby: &Ruby, code: i64) -> Value {
+    match JobStatus::from_code(code) {
+        Some(status) => ruby.to_symbol(status.name()).as_value(),
+        None => ruby.integer_from_i64(code).as_value(),
+    }
+}
+
 /// One `[migration_id, job_id, previous_status, next_status, exception_class, exception_message,
 /// created_at]` per transition, newest first within each migration.
 fn recent(ruby: &Ruby, conn: Value, migration_ids: Vec<i64>, limit: i32) -> Result<RArray, Error> {
@@ -25,8 +34,8 @@ fn recent(ruby: &Ruby, conn: Value, migration_ids: Vec<i64>, limit: i32) -> Resu
         rows.push((
             t.migration_id,
             t.job_id,
-            t.previous_status,
-            t.next_status,
+            job_status(ruby, t.previous_status),
+            job_status(ruby, t.next_status),
             t.exception_class,
             t.exception_message,
             t.created_at,
