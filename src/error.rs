@@ -2,7 +2,7 @@ use std::path::{Path, PathBuf};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Every way schema_fence can refuse. Each variant maps to one Ruby exception class of the same
+/// Every way `schema_fence` can refuse. Each variant maps to one Ruby exception class of the same
 /// name plus `Error` (see `lib/schema_fence/errors.rb`), so messages say what, where and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -41,7 +41,7 @@ pub enum Error {
         defined: Vec<String>,
     },
 
-    /// A dictionary entry with a blank table name or an unusable gitlab_schema.
+    /// A dictionary entry with a blank table name or an unusable `gitlab_schema`.
     #[error("{}:{}: table {table:?}: {problem}", path.display(), line.map_or("?".to_string(), |l| l.to_string()))]
     InvalidEntry {
         path: PathBuf,
@@ -399,7 +399,7 @@ impl Error {
         }
     }
 
-    /// The gitlab_schema the error is about: the table's, when the dictionary knows it.
+    /// The `gitlab_schema` the error is about: the table's, when the dictionary knows it.
     pub fn gitlab_schema(&self) -> Option<&str> {
         match self {
             Error::UndefinedSchema { schema, .. } => Some(schema),

@@ -68,7 +68,11 @@ impl Interrupt {
     pub fn fire(&self) {
         self.0.fired.store(true, Ordering::SeqCst);
         {
-            let _guard = self.0.wake_lock.lock().unwrap_or_else(|p| p.into_inner());
+            let _guard = self
+                .0
+                .wake_lock
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             self.0.wake.notify_all();
         }
         if self.0.cancelling.swap(true, Ordering::SeqCst) {
@@ -86,7 +90,7 @@ impl Interrupt {
                     let tokens: Vec<(Connector, CancelToken)> = inner
                         .tokens
                         .lock()
-                        .unwrap_or_else(|p| p.into_inner())
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .iter()
                         .map(|(_, c, t)| (c.clone(), t.clone()))
                         .collect();
@@ -108,7 +112,7 @@ impl Interrupt {
         self.0
             .tokens
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push((id, connector.clone(), client.cancel_token()));
         id
     }
@@ -117,7 +121,7 @@ impl Interrupt {
         self.0
             .tokens
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .retain(|(i, _, _)| *i != id);
     }
 
@@ -126,7 +130,7 @@ impl Interrupt {
         self.0
             .tokens
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clear();
     }
 
@@ -141,7 +145,11 @@ impl Interrupt {
     /// Sleeps `duration`, ending early with `Err(Interrupted)` when fired.
     pub fn sleep(&self, duration: Duration, what: &str) -> Result<()> {
         let deadline = Instant::now() + duration;
-        let mut guard = self.0.wake_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self
+            .0
+            .wake_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         loop {
             self.check(what)?;
             let now = Instant::now();
@@ -152,7 +160,7 @@ impl Interrupt {
                 .0
                 .wake
                 .wait_timeout(guard, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .0;
         }
     }

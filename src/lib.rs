@@ -1,7 +1,7 @@
-//! schema_fence core: keeps batched background migrations on the database that owns their data.
+//! `schema_fence` core: keeps batched background migrations on the database that owns their data.
 //!
 //! This crate knows nothing of Ruby; the binding crate in `ext/schema_fence` only converts values
-//! and errors. See docs/architecture.md for the words used here (dictionary, topology, gitlab_schema, ...).
+//! and errors. See docs/architecture.md for the words used here (dictionary, topology, `gitlab_schema`, ...).
 // Errors carry what a message needs (paths, names, lists); they are the cold path.
 #![allow(clippy::result_large_err)]
 
@@ -25,7 +25,7 @@ pub use dictionary::{Dictionary, Resolution, Rule};
 pub use error::{Error, Result};
 pub use topology::{Database, Topology};
 
-/// The gitlab_schema of PostgreSQL's own catalogs and Rails' bookkeeping tables.
+/// The `gitlab_schema` of PostgreSQL's own catalogs and Rails' bookkeeping tables.
 pub const GITLAB_INTERNAL: &str = "gitlab_internal";
-/// The gitlab_schema present on every database, with data per database.
+/// The `gitlab_schema` present on every database, with data per database.
 pub const GITLAB_SHARED: &str = "gitlab_shared";

@@ -1,7 +1,7 @@
 //! The batch optimizer (docs/architecture.md section 8), GitLab's rule: time efficiency is a job's duration
 //! over the migration's interval; the smoothed efficiency of the last 20 succeeded jobs (an
 //! exponential moving average, alpha 0.4, newest first) outside 0.9..0.95 scales `batch_size`
-//! toward 0.95, by at most x1.2, within [1,000, max_batch_size or 2,000,000].
+//! toward 0.95, by at most x1.2, within [1,000, `max_batch_size` or 2,000,000].
 
 /// GitLab's constants, as options so a test or an operator can narrow them.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,12 +32,12 @@ impl Default for OptimizerOptions {
 /// The smoothed efficiency, newest job first; `None` with fewer than `number_of_jobs` jobs.
 /// Rounded to two decimals as GitLab does, so a value at the edge of the target does not flap.
 pub fn smoothed_efficiency(newest_first: &[f64], options: &OptimizerOptions) -> Option<f64> {
-    if (newest_first.len() as i64) < options.number_of_jobs {
+    if i64::try_from(newest_first.len()).unwrap_or(i64::MAX) < options.number_of_jobs {
         return None;
     }
     let (mut dividend, mut divisor) = (0.0, 0.0);
     for (i, efficiency) in newest_first.iter().enumerate() {
-        let weight = (1.0 - options.alpha).powi(i as i32);
+        let weight = (1.0 - options.alpha).powi(i32::try_from(i).unwrap_or(i32::MAX));
         dividend += efficiency * weight;
         divisor += weight;
     }
@@ -64,12 +64,14 @@ pub fn next_batch_size(
     let max = max_batch_size
         .unwrap_or(options.max_batch_size)
         .max(options.min_batch_size);
-    let next = ((f64::from(batch_size) * multiplier) as i64)
-        .clamp(i64::from(options.min_batch_size), i64::from(max)) as i32;
+    // Clamped into [min, max] as a float first, so the cast neither truncates nor wraps.
+    #[allow(clippy::cast_possible_truncation)]
+    let next = (f64::from(batch_size) * multiplier)
+        .clamp(f64::from(options.min_batch_size), f64::from(max)) as i32;
     (next != batch_size).then_some(next)
 }
 
-/// `$1`: the migration. Its batch size, max_batch_size, and the efficiencies of its last `$2`
+/// `$1`: the migration. Its batch size, `max_batch_size`, and the efficiencies of its last `$2`
 /// succeeded jobs, newest first (GitLab's `successful_in_execution_order`).
 pub const RECENT_EFFICIENCIES: &str = r#"
 SELECT m.batch_size, m.max_batch_size,

@@ -48,16 +48,13 @@ pub fn quote_ident(name: &str) -> String {
 
 /// A table name that may carry a PostgreSQL schema (`public.ci_builds`), each part quoted.
 pub fn quote_table(name: &str) -> Result<String> {
-    match name.split_once('.') {
-        Some((schema, table)) => {
-            check_identifier("schema", schema)?;
-            check_identifier("table", table)?;
-            Ok(format!("{}.{}", quote_ident(schema), quote_ident(table)))
-        }
-        None => {
-            check_identifier("table", name)?;
-            Ok(quote_ident(name))
-        }
+    if let Some((schema, table)) = name.split_once('.') {
+        check_identifier("schema", schema)?;
+        check_identifier("table", table)?;
+        Ok(format!("{}.{}", quote_ident(schema), quote_ident(table)))
+    } else {
+        check_identifier("table", name)?;
+        Ok(quote_ident(name))
     }
 }
 

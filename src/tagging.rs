@@ -1,4 +1,4 @@
-//! Enqueue-time tagging (docs/architecture.md section 6): which gitlab_schema a migration is stored with.
+//! Enqueue-time tagging (docs/architecture.md section 6): which `gitlab_schema` a migration is stored with.
 
 use crate::dictionary::Dictionary;
 use crate::error::{Error, Result};

@@ -1,4 +1,4 @@
-//! The databases of the app and the gitlab_schemas each owns, from GitLab's
+//! The databases of the app and the `gitlab_schemas` each owns, from GitLab's
 //! `db/database_connections/*.yaml`.
 
 use std::collections::BTreeSet;
@@ -148,7 +148,7 @@ impl Topology {
         &self.path
     }
 
-    /// The union of the gitlab_schemas of the named databases: what a physical database serving
+    /// The union of the `gitlab_schemas` of the named databases: what a physical database serving
     /// them may hold. Sorted.
     pub fn allowed_schemas<S: AsRef<str>>(&self, serves: &[S]) -> Result<Vec<String>> {
         let mut allowed = BTreeSet::new();

@@ -41,10 +41,7 @@ pub(crate) fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
 }
 
 pub(crate) fn malformed(path: &Path, e: &serde_yaml::Error) -> Error {
-    let (line, column) = e
-        .location()
-        .map(|l| (l.line(), l.column()))
-        .unwrap_or((1, 1));
+    let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
     Error::MalformedYaml {
         path: path.to_path_buf(),
         line,
@@ -53,7 +50,7 @@ pub(crate) fn malformed(path: &Path, e: &serde_yaml::Error) -> Error {
     }
 }
 
-/// serde_yaml repeats the location at the end of its message; ours leads with it.
+/// `serde_yaml` repeats the location at the end of its message; ours leads with it.
 fn strip_location(message: &str) -> String {
     match message.rfind(" at line ") {
         Some(i) => message[..i].to_string(),
@@ -69,7 +66,7 @@ pub(crate) fn yaml_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
         let name = entry.file_name();
         let is_yaml = matches!(
             Path::new(&name).extension().and_then(|e| e.to_str()),
-            Some("yml") | Some("yaml")
+            Some("yml" | "yaml")
         );
         if !is_yaml {
             continue;
@@ -89,17 +86,17 @@ pub(crate) fn yaml_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
     Ok(names.into_iter().map(|name| dir.join(name)).collect())
 }
 
-/// The values of `keys` in a YAML document, read without serde_yaml when the document keeps to
+/// The values of `keys` in a YAML document, read without `serde_yaml` when the document keeps to
 /// a plain subset: a block mapping of `word: value` lines whose values are one-line scalars,
 /// `|`/`>` block scalars, or nested block mappings and sequences of one-line scalars; ASCII
 /// only, no tabs, no trailing spaces, no anchors, tags, flow collections or comments after
 /// values. That is the shape of GitLab's db/docs files, and every such text is valid YAML, so
-/// nothing is accepted that serde_yaml would refuse.
+/// nothing is accepted that `serde_yaml` would refuse.
 ///
 /// Returns `None` whenever the text steps outside the subset, or a wanted key's value is not a
-/// plain or single-quoted one-line scalar (or is null): the caller then parses with serde_yaml,
+/// plain or single-quoted one-line scalar (or is null): the caller then parses with `serde_yaml`,
 /// which gives the same values or the error with its line. A `Some` holds each wanted key's
-/// string value exactly as serde_yaml would give it, or `None` where the key is absent.
+/// string value exactly as `serde_yaml` would give it, or `None` where the key is absent.
 pub(crate) fn scan_simple_mapping<'t, const N: usize>(
     text: &'t str,
     keys: [&str; N],
@@ -195,6 +192,7 @@ fn key_value(line: &str) -> Option<(&str, &str)> {
 
 /// A one-line scalar of the subset: `Some(Some(text))` when its string value is `text`,
 /// `Some(None)` when it is valid but not a string we hand out as is, `None` outside the subset.
+#[allow(clippy::option_option)] // the three answers above, each handled differently by the caller
 fn scalar(value: &str) -> Option<Option<&str>> {
     match *value.as_bytes().first()? {
         b'\'' => {
@@ -316,7 +314,7 @@ mod tests {
 
     const KEYS: [&str; 3] = ["table_name", "view_name", "gitlab_schema"];
 
-    /// The scanner's one promise: whenever it answers, serde_yaml gives the same values.
+    /// The scanner's one promise: whenever it answers, `serde_yaml` gives the same values.
     fn agrees_with_serde_yaml(text: &str) -> bool {
         let Some(fast) = scan_simple_mapping(text, KEYS) else {
             return false;
@@ -404,7 +402,7 @@ mod tests {
             self.state ^= self.state << 13;
             self.state ^= self.state >> 7;
             self.state ^= self.state << 17;
-            (self.state % n as u64) as usize
+            usize::try_from(self.state % n as u64).expect("below n, a usize")
         }
 
         fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
@@ -484,7 +482,7 @@ mod tests {
             out.push_str("---\n");
         }
         let mut wanted: Vec<&str> = WANTED.to_vec();
-        for i in 0..g.below(9) + 1 {
+        for i in 0..=g.below(9) {
             if !wanted.is_empty() && g.below(3) == 0 {
                 let key = wanted.swap_remove(g.below(wanted.len()));
                 out.push_str(&format!("{key}: {}\n", g.scalar()));
@@ -536,7 +534,7 @@ mod tests {
 
     fn nested(g: &mut Gen, out: &mut String, indent: usize, depth: usize) {
         let sequence = indent == 0 || g.below(3) == 0;
-        for i in 0..g.below(4) + 1 {
+        for i in 0..=g.below(4) {
             let pad = " ".repeat(indent + usize::from(g.odd && g.below(12) == 0));
             let key = format!("{}{i}", g.pick_odd(WORDS, ODD_WORDS));
             if sequence {

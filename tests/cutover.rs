@@ -11,7 +11,7 @@ use schema_fence::store::{self};
 use schema_fence::Error;
 use schema_fence_testkit::Cluster;
 
-/// A source cluster serving main and ci with ci_builds and projects, a migration queued on each,
+/// A source cluster serving main and ci with `ci_builds` and projects, a migration queued on each,
 /// and a streaming replica.
 fn split_setup() -> (Cluster, Cluster, String, String) {
     let source = Cluster::start().unwrap();
@@ -206,7 +206,7 @@ fn a_catch_up_timeout_leaves_the_source_paused_and_a_rollback_lifts_the_pause() 
         .execute("UPDATE ci_builds SET done = done WHERE id = 1", &[])
         .unwrap_err();
     assert_eq!(
-        fenced.code().map(|c| c.code()),
+        fenced.code().map(postgres::error::SqlState::code),
         Some(cutover::FENCE_SQLSTATE)
     );
     let err = cutover.run_step(Step::CatchUp).unwrap_err();

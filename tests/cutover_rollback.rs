@@ -23,7 +23,7 @@ fn run_batches(runner: &mut Runner, n: usize) {
     }
 }
 
-/// A source serving main and ci (ci_builds with a serial key), a migration on each with some
+/// A source serving main and ci (`ci_builds` with a serial key), a migration on each with some
 /// batches done, split onto its replica; then the new ci works and takes application writes.
 fn split_and_work() -> (Cluster, Cluster, String, String) {
     let source = Cluster::start().unwrap();

@@ -16,7 +16,7 @@ fn topology() -> Topology {
     Topology::load(&gitlab_fixtures().join("database_connections_with_sec")).unwrap()
 }
 
-/// GitLab's flat map and its gitlab_sec tables (from the db/docs sample).
+/// GitLab's flat map and its `gitlab_sec` tables (from the db/docs sample).
 fn dictionary(dir: &std::path::Path) -> Arc<Dictionary> {
     let sec: Vec<(String, String)> = db_docs_pairs()
         .into_iter()
@@ -34,7 +34,7 @@ const TABLES: [(&str, &str); 3] = [
 ];
 
 fn strings(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| s.to_string()).collect()
+    list.iter().map(std::string::ToString::to_string).collect()
 }
 
 fn refused(url: &str, sql: &str) -> bool {

@@ -70,7 +70,7 @@ fn write(dir: &Path, relative: &str, text: impl AsRef<[u8]>) -> PathBuf {
     path
 }
 
-/// GitLab's 572-table flat map, plus p_ci_* parents, deleted tables and views.
+/// GitLab's 572-table flat map, plus `p_ci`_* parents, deleted tables and views.
 fn dictionary() -> &'static Dictionary {
     static DICT: OnceLock<Dictionary> = OnceLock::new();
     DICT.get_or_init(|| {
@@ -353,7 +353,7 @@ fn flat_text() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
-/// What the loader must read from one db/docs file, parsed independently with serde_yaml.
+/// What the loader must read from one db/docs file, parsed independently with `serde_yaml`.
 #[derive(Deserialize)]
 struct DocsKeys {
     table_name: Option<String>,

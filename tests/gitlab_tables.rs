@@ -18,7 +18,7 @@ fn topology() -> Topology {
 }
 
 fn strings(names: &[&str]) -> Vec<String> {
-    names.iter().map(|s| s.to_string()).collect()
+    names.iter().map(std::string::ToString::to_string).collect()
 }
 
 fn gitlab_ddl() -> String {
@@ -242,9 +242,8 @@ fn sql_for(class: &str) -> Option<String> {
     Some(increment(match class {
         "BackfillCiBuilds" => "ci_builds",
         "BackfillCiPipelines" => "ci_pipelines",
-        "BackfillProjects" => "projects",
+        "BackfillProjects" | "Queued" => "projects",
         "BackfillEvents" => "events",
-        "Queued" => "projects",
         _ => return None,
     }))
 }
@@ -595,7 +594,7 @@ fn how_long_a_job_of_gitlabs_worker_may_stay_untouched_is_configurable() {
         "GitLab's hour"
     );
     let options = RunnerOptions {
-        stuck_after: std::time::Duration::from_secs(600),
+        stuck_after: std::time::Duration::from_mins(10),
         ..RunnerOptions::default()
     };
     let Claim::Batch(batch) = Runner::new(&url, "main", topology(), options)

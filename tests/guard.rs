@@ -1,6 +1,6 @@
 //! The statement guard (docs/architecture.md section 9): which tables a statement reads and writes, and
-//! which statements a connection of `main` (gitlab_main, gitlab_shared, gitlab_internal) running
-//! a gitlab_main migration may send.
+//! which statements a connection of `main` (`gitlab_main`, `gitlab_shared`, `gitlab_internal`) running
+//! a `gitlab_main` migration may send.
 
 use std::sync::Arc;
 
@@ -48,7 +48,7 @@ fn tables(sql: &str) -> (Vec<String>, Vec<String>) {
 }
 
 fn names(list: &[&str]) -> Vec<String> {
-    let mut v: Vec<String> = list.iter().map(|s| s.to_string()).collect();
+    let mut v: Vec<String> = list.iter().map(std::string::ToString::to_string).collect();
     v.sort();
     v
 }

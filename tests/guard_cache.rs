@@ -1,7 +1,7 @@
 //! The guard's cache by shape (docs/architecture.md section 9): statements that differ only in their
 //! literals share one verdict, which is the verdict a fresh guard gives each of them; a verdict
 //! that reads a literal (`set_config`'s setting name) is never shared; both maps stay bounded.
-//! On GitLab's own table map, as a `main` connection running a gitlab_main migration.
+//! On GitLab's own table map, as a `main` connection running a `gitlab_main` migration.
 
 mod common;
 
@@ -50,7 +50,7 @@ const TEMPLATES: &[&str] = &[
     "SELECT set_config({a}, {b}, true) FROM projects WHERE id = 1",
 ];
 
-/// Literals to put in the templates; the setting names among them matter to set_config.
+/// Literals to put in the templates; the setting names among them matter to `set_config`.
 const LITERALS: &[&str] = &[
     "1",
     "42",

@@ -39,7 +39,7 @@ fn migration_on(url: &str, rows: i64, batch: i64) -> i64 {
     req.pause_ms = 0;
     match store::queue(&mut client, &dictionary, &req).unwrap() {
         store::QueueOutcome::Queued { id, .. } => id,
-        other => panic!("{other:?}"),
+        other @ store::QueueOutcome::AlreadyQueued { .. } => panic!("{other:?}"),
     }
 }
 
@@ -48,7 +48,7 @@ fn only(enable: impl FnOnce(&mut HealthOptions)) -> HealthOptions {
     let mut options = HealthOptions {
         enabled: true,
         cache: Duration::ZERO,
-        hold_for: Duration::from_secs(600),
+        hold_for: Duration::from_mins(10),
         autovacuum: false,
         max_replication_lag_bytes: None,
         max_replication_lag: None,

@@ -19,7 +19,7 @@ fn installed(prefix: &str) -> String {
     url
 }
 
-fn sqlstate(e: postgres::Error) -> String {
+fn sqlstate(e: &postgres::Error) -> String {
     e.code().map(|c| c.code().to_string()).unwrap_or_default()
 }
 
@@ -35,7 +35,7 @@ fn a_write_to_the_identity_other_than_the_librarys_stamp_is_refused() {
          ON CONFLICT (singleton) DO UPDATE SET name = 'x'",
     ] {
         let err = client.batch_execute(forged).unwrap_err();
-        assert_eq!(sqlstate(err), "42501", "{forged}");
+        assert_eq!(sqlstate(&err), "42501", "{forged}");
     }
     // A session-wide SET of the setting allows nothing: it must be this transaction's id.
     client

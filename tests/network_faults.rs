@@ -3,7 +3,7 @@
 //! (`ip link set ... down`: packets lost, no RST) in the middle of its batch.
 //!
 //! Needs root and iproute2 (bin/test runs as root); elsewhere each test says why it skips, and
-//! fails instead when SCHEMA_FENCE_NETNS=1 demands the namespaces.
+//! fails instead when `SCHEMA_FENCE_NETNS=1` demands the namespaces.
 
 mod common;
 
@@ -20,7 +20,7 @@ use schema_fence_testkit::{Cluster, ClusterOptions};
 const ROWS: i64 = 1_000;
 const BATCH: i64 = 100;
 /// The far side's keepalives (libpq's key names: the source server reads the target's URL for
-/// the reverse replication). On Linux the core's tcp_user_timeout (30 s) still decides when
+/// the reverse replication). On Linux the core's `tcp_user_timeout` (30 s) still decides when
 /// unanswered probes end the connection (docs/faults.md).
 const FAST_KEEPALIVES: &str = "keepalives_idle=1&keepalives_interval=1&keepalives_count=2";
 
@@ -88,7 +88,7 @@ fn ci_database(url: &str) -> i64 {
     req.pause_ms = 0;
     match store::queue(&mut client, &dictionary, &req).unwrap() {
         store::QueueOutcome::Queued { id, .. } => id,
-        other => panic!("{other:?}"),
+        other @ store::QueueOutcome::AlreadyQueued { .. } => panic!("{other:?}"),
     }
 }
 
@@ -306,7 +306,7 @@ fn a_cutover_cut_off_after_the_promotion_fails_its_step_and_a_rerun_resumes_to_t
                 tries += 1;
                 match cutover.execute(|_| {}) {
                     Err(Error::CutoverConnection { .. }) if tries < 5 => {
-                        std::thread::sleep(Duration::from_millis(500))
+                        std::thread::sleep(Duration::from_millis(500));
                     }
                     other => break other,
                 }

@@ -18,7 +18,7 @@ fn dictionary() -> Dictionary {
 }
 
 fn strings(names: &[&str]) -> Vec<String> {
-    names.iter().map(|s| s.to_string()).collect()
+    names.iter().map(std::string::ToString::to_string).collect()
 }
 
 /// A database with the tracking tables, a `ci_builds` and a `projects` table of `rows` rows each
@@ -48,7 +48,7 @@ fn queue(url: &str, table: &str, schema: &str, batch: i64, sub: i64) -> i64 {
     req.pause_ms = 0;
     match store::queue(&mut client, &dictionary(), &req).unwrap() {
         store::QueueOutcome::Queued { id, .. } => id,
-        other => panic!("{other:?}"),
+        other @ store::QueueOutcome::AlreadyQueued { .. } => panic!("{other:?}"),
     }
 }
 

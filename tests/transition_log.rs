@@ -9,7 +9,7 @@ use schema_fence::store::jobs::JobStatus;
 use schema_fence::store::{self, transition_log};
 
 fn strings(names: &[&str]) -> Vec<String> {
-    names.iter().map(|s| s.to_string()).collect()
+    names.iter().map(std::string::ToString::to_string).collect()
 }
 
 /// main serving main and ci, with `ci_builds` of `rows` keys and a backfill of it queued.

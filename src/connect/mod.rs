@@ -246,7 +246,10 @@ impl Connector {
             }
             interrupt.check("connecting")?;
             if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
-                let seconds = self.config.get_connect_timeout().map_or(0, |t| t.as_secs());
+                let seconds = self
+                    .config
+                    .get_connect_timeout()
+                    .map_or(0, std::time::Duration::as_secs);
                 return Err(self.failed(format!(
                     "no answer from the server within connect_timeout ({seconds}s)"
                 )));

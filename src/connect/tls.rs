@@ -144,30 +144,31 @@ impl Tls {
     /// settings and by the modification times of their files (a rotated certificate is read
     /// again).
     pub fn connector(&self) -> Result<Option<MakeTlsConnector>> {
-        if self.mode == SslMode::Disable {
-            return Ok(None);
-        }
         static BUILT: std::sync::OnceLock<
             std::sync::Mutex<std::collections::HashMap<String, SslConnector>>,
         > = std::sync::OnceLock::new();
+        if self.mode == SslMode::Disable {
+            return Ok(None);
+        }
         let key = self.cache_key();
         let built = BUILT.get_or_init(Default::default);
         let cached = built
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(&key)
             .cloned();
-        let ssl = match cached {
-            Some(ssl) => ssl,
-            None => {
-                let ssl = self.build()?;
-                let mut built = built.lock().unwrap_or_else(|p| p.into_inner());
-                if built.len() > 64 {
-                    built.clear();
-                }
-                built.insert(key, ssl.clone());
-                ssl
+        let ssl = if let Some(ssl) = cached {
+            ssl
+        } else {
+            let ssl = self.build()?;
+            let mut built = built
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if built.len() > 64 {
+                built.clear();
             }
+            built.insert(key, ssl.clone());
+            ssl
         };
         let mut connector = MakeTlsConnector::new(ssl);
         if self.mode != SslMode::VerifyFull {
@@ -207,13 +208,14 @@ impl Tls {
     }
 
     fn build(&self) -> Result<SslConnector> {
-        let mut builder = SslConnector::builder(SslMethod::tls_client()).map_err(tls_error)?;
+        let mut builder =
+            SslConnector::builder(SslMethod::tls_client()).map_err(|e| tls_error(&e))?;
         builder
             .set_min_proto_version(Some(self.min_version.unwrap_or(SslVersion::TLS1_2)))
-            .map_err(tls_error)?;
+            .map_err(|e| tls_error(&e))?;
         builder
             .set_max_proto_version(self.max_version)
-            .map_err(tls_error)?;
+            .map_err(|e| tls_error(&e))?;
         let verify = matches!(self.mode, SslMode::VerifyCa | SslMode::VerifyFull);
         if verify {
             match &self.roots {
@@ -221,9 +223,11 @@ impl Tls {
                     readable("sslrootcert", "root certificate", path)?;
                     builder
                         .set_ca_file(path)
-                        .map_err(|e| file_error("sslrootcert", path, e))?;
+                        .map_err(|e| file_error("sslrootcert", path, &e))?;
                 }
-                Roots::System => builder.set_default_verify_paths().map_err(tls_error)?,
+                Roots::System => builder
+                    .set_default_verify_paths()
+                    .map_err(|e| tls_error(&e))?,
                 Roots::None => {
                     return Err(Error::InvalidArgument {
                         what: format!("sslmode={}", self.mode.name()),
@@ -245,13 +249,13 @@ impl Tls {
                 key_permissions(key)?;
                 builder
                     .set_certificate_chain_file(cert)
-                    .map_err(|e| file_error("sslcert", cert, e))?;
+                    .map_err(|e| file_error("sslcert", cert, &e))?;
                 builder
                     .set_private_key_file(key, SslFiletype::PEM)
-                    .map_err(|e| file_error("sslkey", key, e))?;
+                    .map_err(|e| file_error("sslkey", key, &e))?;
                 builder
                     .check_private_key()
-                    .map_err(|e| file_error("sslkey", key, e))?;
+                    .map_err(|e| file_error("sslkey", key, &e))?;
             }
             (Some(cert), None) => {
                 return Err(Error::InvalidArgument {
@@ -295,7 +299,7 @@ fn readable(key: &str, what: &str, path: &Path) -> Result<()> {
 /// libpq refuses a private key others can read.
 fn key_permissions(path: &Path) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(path).map_err(|e| io_error("sslkey", path, e))?;
+    let meta = std::fs::metadata(path).map_err(|e| io_error("sslkey", path, &e))?;
     let mode = meta.mode() & 0o777;
     let limit = if meta.uid() == 0 { 0o640 } else { 0o600 };
     if mode & !limit != 0 {
@@ -311,21 +315,21 @@ fn key_permissions(path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn io_error(key: &str, path: &Path, e: std::io::Error) -> Error {
+fn io_error(key: &str, path: &Path, e: &std::io::Error) -> Error {
     Error::InvalidArgument {
         what: key.into(),
         problem: format!("{}: {e}", path.display()),
     }
 }
 
-fn file_error(key: &str, path: &Path, e: openssl::error::ErrorStack) -> Error {
+fn file_error(key: &str, path: &Path, e: &openssl::error::ErrorStack) -> Error {
     Error::InvalidArgument {
         what: key.into(),
         problem: format!("{} is not usable: {e}", path.display()),
     }
 }
 
-fn tls_error(e: openssl::error::ErrorStack) -> Error {
+fn tls_error(e: &openssl::error::ErrorStack) -> Error {
     Error::InvalidArgument {
         what: "TLS setup".into(),
         problem: e.to_string(),

@@ -1,5 +1,5 @@
 //! Write locks after the split: triggers on each physical database reject INSERT, UPDATE, DELETE
-//! and TRUNCATE on the tables of every gitlab_schema it no longer serves (docs/architecture.md section 10),
+//! and TRUNCATE on the tables of every `gitlab_schema` it no longer serves (docs/architecture.md section 10),
 //! partitions included.
 //!
 //! Each table and partition gets a statement-level trigger. A partitioned table also gets a
@@ -50,12 +50,12 @@ END
 $$
 "#;
 
-/// A SQL string literal (standard_conforming_strings is on in every supported server).
+/// A SQL string literal (`standard_conforming_strings` is on in every supported server).
 pub(super) fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-/// Locks the tables of every gitlab_schema that a database serving `serves` does not own; returns
+/// Locks the tables of every `gitlab_schema` that a database serving `serves` does not own; returns
 /// them. `database` names the physical database in the message. Idempotent.
 pub fn lock_writes(
     db: &mut impl GenericClient,

@@ -165,7 +165,7 @@ pub(super) fn forget(db: &mut impl GenericClient, cutover: &str) -> Result<()> {
 /// Closes a cutover and its rollback in the log once the rollback is complete, so that a new
 /// `execute` splits again: their rows are kept under `<name> (rolled back, log <id>)`.
 pub(super) fn archive(db: &mut impl GenericClient, names: &[&str]) -> Result<()> {
-    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let names: Vec<String> = names.iter().map(std::string::ToString::to_string).collect();
     db.execute(
         "UPDATE schema_fence_cutover_log SET cutover = cutover || ' (rolled back, log ' || \
          (SELECT max(id) FROM schema_fence_cutover_log) || ')' WHERE cutover = ANY($1)",

@@ -78,37 +78,34 @@ pub fn merge(
             &[&record],
         )?;
         let columns = list(&migration_columns);
-        let source_id: i64 = match found {
-            Some(found) => {
-                let id: i64 = found.get(0);
-                source.execute(
+        let source_id: i64 = if let Some(found) = found {
+            let id: i64 = found.get(0);
+            source.execute(
+                &format!(
+                    "UPDATE batched_background_migrations SET ({columns}) = \
+                     (SELECT {columns} FROM jsonb_populate_record(NULL::batched_background_migrations, \
+                      $1::text::jsonb)) WHERE id = $2"
+                ),
+                &[&record, &id],
+            )?;
+            source.execute(
+                "DELETE FROM batched_background_migration_jobs WHERE batched_background_migration_id = $1",
+                &[&id],
+            )?;
+            report.matched += 1;
+            id
+        } else {
+            report.created += 1;
+            source
+                .query_one(
                     &format!(
-                        "UPDATE batched_background_migrations SET ({columns}) = \
-                         (SELECT {columns} FROM jsonb_populate_record(NULL::batched_background_migrations, \
-                          $1::text::jsonb)) WHERE id = $2"
+                        "INSERT INTO batched_background_migrations ({columns}) SELECT {columns} \
+                         FROM jsonb_populate_record(NULL::batched_background_migrations, $1::text::jsonb) \
+                         RETURNING id"
                     ),
-                    &[&record, &id],
-                )?;
-                source.execute(
-                    "DELETE FROM batched_background_migration_jobs WHERE batched_background_migration_id = $1",
-                    &[&id],
-                )?;
-                report.matched += 1;
-                id
-            }
-            None => {
-                report.created += 1;
-                source
-                    .query_one(
-                        &format!(
-                            "INSERT INTO batched_background_migrations ({columns}) SELECT {columns} \
-                             FROM jsonb_populate_record(NULL::batched_background_migrations, $1::text::jsonb) \
-                             RETURNING id"
-                        ),
-                        &[&record],
-                    )?
-                    .get(0)
-            }
+                    &[&record],
+                )?
+                .get(0)
         };
         let jobs: String = target
             .query_one(
@@ -127,7 +124,7 @@ pub fn merge(
             ),
             &[&jobs, &source_id],
         )?;
-        report.jobs += copied as usize;
+        report.jobs += usize::try_from(copied).expect("a row count fits in usize");
         // Whatever was under way on the target starts again here, from scratch.
         let reset_lease = if job_columns.iter().any(|c| c == "\"lease_owner\"") {
             ", lease_owner = NULL, lease_expires_at = NULL"

@@ -505,7 +505,7 @@ impl Cutover {
 }
 
 /// Lays the write locks of the database at `db` again, from what its identity serves now: after
-/// a table (or a partition) of a locked gitlab_schema was created there.
+/// a table (or a partition) of a locked `gitlab_schema` was created there.
 pub fn relock(
     db: &mut Client,
     dictionary: &Dictionary,

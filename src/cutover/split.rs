@@ -64,7 +64,7 @@ impl Split {
         })
     }
 
-    /// The gitlab_schemas the source stops serving: its moving tables, fenced during the cutover.
+    /// The `gitlab_schemas` the source stops serving: its moving tables, fenced during the cutover.
     pub fn moving_schemas(&self, topology: &Topology) -> Result<Vec<String>> {
         let before = topology.allowed_schemas(&self.before)?;
         let after: BTreeSet<String> = topology
@@ -78,12 +78,12 @@ impl Split {
     }
 }
 
-/// The gitlab_schemas whose tables a physical database serving `serves` write-locks: every schema
-/// of the topology that none of the databases it serves owns. gitlab_shared and gitlab_internal
+/// The `gitlab_schemas` whose tables a physical database serving `serves` write-locks: every schema
+/// of the topology that none of the databases it serves owns. `gitlab_shared` and `gitlab_internal`
 /// are never locked (every database has its own copy), nor is anything a database it still serves
 /// owns. A retired database (serving nothing) locks everything.
 pub fn locked_schemas(topology: &Topology, serves: &[String]) -> Result<Vec<String>> {
-    let served: BTreeSet<String> = topology.allowed_schemas(serves)?.into_iter().collect();
+    let allowed: BTreeSet<String> = topology.allowed_schemas(serves)?.into_iter().collect();
     let all: BTreeSet<&String> = topology
         .databases()
         .iter()
@@ -91,7 +91,7 @@ pub fn locked_schemas(topology: &Topology, serves: &[String]) -> Result<Vec<Stri
         .collect();
     Ok(all
         .into_iter()
-        .filter(|s| !served.contains(*s) && lockable(s))
+        .filter(|s| !allowed.contains(*s) && lockable(s))
         .cloned()
         .collect())
 }
@@ -107,7 +107,7 @@ mod tests {
 
     fn db(name: &str, schemas: &[&str], fallback: Option<&str>) -> Database {
         let mut gitlab_schemas = vec!["gitlab_internal".to_string(), "gitlab_shared".into()];
-        gitlab_schemas.extend(schemas.iter().map(|s| s.to_string()));
+        gitlab_schemas.extend(schemas.iter().map(std::string::ToString::to_string));
         Database {
             name: name.into(),
             gitlab_schemas,
@@ -126,7 +126,7 @@ mod tests {
     }
 
     fn names(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| s.to_string()).collect()
+        list.iter().map(std::string::ToString::to_string).collect()
     }
 
     #[test]

@@ -330,7 +330,7 @@ fn promote(target: &mut Client, config: &CutoverConfig, interrupt: &Interrupt) -
         return Ok("the replica was already promoted".into());
     }
     if config.promotion == Promotion::PgPromote {
-        let seconds = config.promote_timeout.as_secs().clamp(1, i32::MAX as u64) as i32;
+        let seconds = i32::try_from(config.promote_timeout.as_secs().max(1)).unwrap_or(i32::MAX);
         let promoted: bool = target
             .query_one("SELECT pg_promote(true, $1)", &[&seconds])?
             .get(0);

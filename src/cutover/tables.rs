@@ -1,4 +1,4 @@
-//! The tables of some gitlab_schemas in one physical database: every relation whose name the
+//! The tables of some `gitlab_schemas` in one physical database: every relation whose name the
 //! dictionary resolves to one of them (in any PostgreSQL schema, so GitLab's partition schemas
 //! too), and every partition of those, whatever its name.
 
@@ -17,7 +17,7 @@ pub struct Relation {
     /// put into DDL as is.
     pub name: String,
     pub partitioned: bool,
-    /// The gitlab_schema it belongs to (a partition's is its parent's).
+    /// The `gitlab_schema` it belongs to (a partition's is its parent's).
     pub gitlab_schema: String,
 }
 

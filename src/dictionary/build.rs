@@ -41,7 +41,8 @@ impl Builder {
         if let Some(&id) = self.schema_ids.get(schema) {
             return id;
         }
-        let id = self.dict.schema_names.len() as SchemaId;
+        let id = SchemaId::try_from(self.dict.schema_names.len())
+            .expect("fewer than 2^32 gitlab_schemas");
         self.dict.schema_names.push(schema.to_string());
         self.schema_ids.insert(schema.to_string(), id);
         id
@@ -137,7 +138,7 @@ fn blank_name(table: &str) -> Option<String> {
     (table.trim().is_empty()).then(|| "the table name is blank".to_string())
 }
 
-/// Why a gitlab_schema is unusable, if it is: empty, `~` (YAML's null), or not a name.
+/// Why a `gitlab_schema` is unusable, if it is: empty, `~` (YAML's null), or not a name.
 fn invalid_schema(schema: &str) -> Option<String> {
     let valid = !schema.is_empty()
         && schema.len() <= 63

@@ -1,4 +1,4 @@
-//! The dictionary: table → gitlab_schema, loaded from GitLab's formats (docs/architecture.md section 4).
+//! The dictionary: table → `gitlab_schema`, loaded from GitLab's formats (docs/architecture.md section 4).
 
 mod build;
 mod resolve;
@@ -20,7 +20,7 @@ struct Entry {
     schema: SchemaId,
 }
 
-/// An immutable map of table names to gitlab_schemas, with GitLab's resolution rules.
+/// An immutable map of table names to `gitlab_schemas`, with GitLab's resolution rules.
 #[derive(Debug, Default)]
 pub struct Dictionary {
     schema_names: Vec<String>,
@@ -42,7 +42,7 @@ impl Dictionary {
         builder.finish()
     }
 
-    /// The gitlab_schema of `name` under the rules of docs/architecture.md section 4, or `None`.
+    /// The `gitlab_schema` of `name` under the rules of docs/architecture.md section 4, or `None`.
     pub fn table_schema(&self, name: &str) -> Option<&str> {
         self.resolve(name).map(|r| self.schema_name(r.schema))
     }
@@ -77,7 +77,7 @@ impl Dictionary {
         names
     }
 
-    /// The gitlab_schemas that at least one live table or view belongs to, sorted.
+    /// The `gitlab_schemas` that at least one live table or view belongs to, sorted.
     pub fn schemas(&self) -> Vec<&str> {
         let mut used = vec![false; self.schema_names.len()];
         for entry in self.tables.values() {

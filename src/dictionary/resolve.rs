@@ -3,7 +3,7 @@
 
 use super::{Dictionary, SchemaId};
 
-/// Which rule of docs/architecture.md section 4 gave a name its gitlab_schema.
+/// Which rule of docs/architecture.md section 4 gave a name its `gitlab_schema`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rule {
     /// `information_schema.*` and `pg_*` (rule 2).
@@ -128,7 +128,7 @@ impl Dictionary {
                     .is_some_and(|after| after.starts_with('_'))
             })
             .max_by_key(|(_, name)| name.len())
-            .map(|(id, _)| id as SchemaId)
+            .map(|(id, _)| SchemaId::try_from(id).expect("schema ids are u32"))
     }
 }
 

@@ -208,8 +208,7 @@ fn parse_docs_parallel(jobs: &[(&Path, &'static str)]) -> Vec<Result<DocsRecord>
             .collect::<Vec<_>>()
     };
     let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+        .map_or(1, std::num::NonZero::get)
         .min(jobs.len().div_ceil(64).max(1));
     if threads <= 1 {
         return parse_all(jobs);

@@ -21,7 +21,7 @@ const PROTECTED: &[&str] = &[
     "standard_conforming_strings",
 ];
 
-/// `VariableSetStmt.kind` of `RESET ALL` (PostgreSQL's VAR_RESET_ALL, shifted by protobuf's 0).
+/// `VariableSetStmt.kind` of `RESET ALL` (PostgreSQL's `VAR_RESET_ALL`, shifted by protobuf's 0).
 const RESET_ALL: i64 = 6;
 
 /// What the inspection of one statement found.

@@ -1,10 +1,10 @@
 //! The statement guard of docs/architecture.md section 9: before a batch's SQL reaches the server it is
-//! parsed with PostgreSQL's own parser (libpg_query) and every table it reads or writes is
+//! parsed with PostgreSQL's own parser (`libpg_query`) and every table it reads or writes is
 //! resolved through the dictionary. Each must be in the connection's allowed schemas, and each
 //! table written must also be in the migration's tag, `gitlab_shared` or `gitlab_internal`.
 //!
 //! Verdicts are cached by statement text, and by shape: the text with its literals replaced by
-//! parameters (libpg_query's normalize). The dictionary, the allowed schemas and the tag are
+//! parameters (`libpg_query`'s normalize). The dictionary, the allowed schemas and the tag are
 //! fixed for a guard, and no literal can change which tables a statement touches (only
 //! `set_config`'s setting name changes a verdict, and statements calling it are cached by text
 //! only), so every statement of one shape gets the same verdict. A text seen before costs one
@@ -120,8 +120,8 @@ enum Verdict {
 }
 
 impl<D: Deref<Target = Dictionary>> Guard<D> {
-    /// `allowed`: the gitlab_schemas the connection's database serves; `tag`: the migration's
-    /// gitlab_schema.
+    /// `allowed`: the `gitlab_schemas` the connection's database serves; `tag`: the migration's
+    /// `gitlab_schema`.
     pub fn new(dictionary: D, allowed: Vec<String>, tag: String) -> Self {
         Guard {
             dictionary,

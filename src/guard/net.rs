@@ -1,4 +1,4 @@
-//! The safety net under the walk: every RangeVar anywhere in a parse tree, found through the
+//! The safety net under the walk: every `RangeVar` anywhere in a parse tree, found through the
 //! tree's derived `serde::Serialize`, which visits every field of every node kind PostgreSQL
 //! has. The walk places relations by meaning; this finds the ones a node kind it does not know
 //! hides, so that they are checked too (as reads).
@@ -8,7 +8,7 @@ use std::fmt;
 use pg_query::protobuf::ParseResult;
 use serde::ser::{self, Serialize};
 
-/// One RangeVar of the tree.
+/// One `RangeVar` of the tree.
 #[derive(Debug, Default)]
 pub(crate) struct Found {
     pub location: i32,
@@ -36,7 +36,7 @@ pub(crate) fn relations(result: &ParseResult) -> Vec<Found> {
 #[derive(Default)]
 struct Sink {
     found: Vec<Found>,
-    /// Set while a RangeVar's own string or integer field is serialized.
+    /// Set while a `RangeVar`'s own string or integer field is serialized.
     capture: bool,
     text: String,
     int: i32,

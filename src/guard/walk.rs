@@ -63,7 +63,7 @@ struct Walker<'t> {
     /// CTE names visible at this point, innermost last.
     ctes: Vec<&'t str>,
     tables: Tables,
-    /// `(location, relname)` of every RangeVar the walk has placed (as a table or a CTE).
+    /// `(location, relname)` of every `RangeVar` the walk has placed (as a table or a CTE).
     placed: Vec<(i32, String)>,
 }
 
@@ -139,6 +139,8 @@ impl<'t> Walker<'t> {
         }
     }
 
+    // Called on the parse tree's `Option` fields as they are: each call a plain borrow.
+    #[allow(clippy::ref_option)]
     fn opt(&mut self, node: &'t Option<Box<Node>>) {
         if let Some(n) = node {
             self.node(n);
@@ -177,6 +179,8 @@ impl<'t> Walker<'t> {
         });
     }
 
+    // Called on the parse tree's `Option` fields as they are: each call a plain borrow.
+    #[allow(clippy::ref_option)]
     fn returning(&mut self, clause: &'t Option<protobuf::ReturningClause>) {
         if let Some(r) = clause {
             self.all(&r.exprs);
@@ -190,6 +194,8 @@ impl<'t> Walker<'t> {
         self.opt(&w.end_offset);
     }
 
+    // Called on the parse tree's `Option` fields as they are: each call a plain borrow.
+    #[allow(clippy::ref_option)]
     fn json_value(&mut self, v: &'t Option<Box<protobuf::JsonValueExpr>>) {
         if let Some(v) = v {
             self.opt(&v.raw_expr);

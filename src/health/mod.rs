@@ -44,13 +44,13 @@ impl Default for HealthOptions {
         HealthOptions {
             enabled: true,
             cache: Duration::from_secs(5),
-            hold_for: Duration::from_secs(600),
+            hold_for: Duration::from_mins(10),
             autovacuum: true,
             max_replication_lag_bytes: Some(8 * 1024 * 1024),
-            max_replication_lag: Some(Duration::from_secs(60)),
+            max_replication_lag: Some(Duration::from_mins(1)),
             max_wal_rate_bytes: Some(100.0 * 1024.0 * 1024.0),
             max_archive_backlog: Some(42),
-            max_transaction_age: Some(Duration::from_secs(3600)),
+            max_transaction_age: Some(Duration::from_hours(1)),
         }
     }
 }

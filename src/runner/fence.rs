@@ -7,7 +7,7 @@ use crate::topology::Topology;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fence {
-    /// The database is D's own: work on the migrations of these gitlab_schemas.
+    /// The database is D's own: work on the migrations of these `gitlab_schemas`.
     Work { allowed: Vec<String>, epoch: i64 },
     /// D shares this database with its owner (before the split): the owner's worker covers D.
     Idle { owner: String },
@@ -91,7 +91,10 @@ mod tests {
     fn topology() -> Topology {
         let db = |name: &str, schemas: &[&str], fallback: Option<&str>| Database {
             name: name.into(),
-            gitlab_schemas: schemas.iter().map(|s| s.to_string()).collect(),
+            gitlab_schemas: schemas
+                .iter()
+                .map(std::string::ToString::to_string)
+                .collect(),
             lock_gitlab_schemas: vec![],
             fallback_database: fallback.map(str::to_string),
         };
@@ -105,7 +108,10 @@ mod tests {
     fn identity(name: &str, serves: &[&str]) -> Identity {
         Identity {
             name: name.into(),
-            serves: serves.iter().map(|s| s.to_string()).collect(),
+            serves: serves
+                .iter()
+                .map(std::string::ToString::to_string)
+                .collect(),
             epoch: 3,
             stamped_at: String::new(),
         }

@@ -76,14 +76,14 @@ pub(crate) struct Limits {
 impl Default for RunnerOptions {
     fn default() -> Self {
         RunnerOptions {
-            lease: Duration::from_secs(300),
+            lease: Duration::from_mins(5),
             max_attempts: 3,
             fetch_limit: 8,
             owner: None,
-            stuck_after: Duration::from_secs(3600),
+            stuck_after: Duration::from_hours(1),
             statement_timeout: Duration::from_secs(30),
             lock_timeout: Duration::from_secs(5),
-            job_statement_timeout: Duration::from_secs(120),
+            job_statement_timeout: Duration::from_mins(2),
         }
     }
 }
@@ -208,7 +208,11 @@ impl Runner {
                 std::mem::forget(inherited);
             }
         }
-        if self.client.as_ref().is_some_and(|c| c.is_closed()) {
+        if self
+            .client
+            .as_ref()
+            .is_some_and(postgres::Client::is_closed)
+        {
             self.client = None;
         }
         if self.client.is_none() {
@@ -251,7 +255,12 @@ impl Runner {
     ) -> Result<T> {
         match work(self) {
             Err(e) if self.interrupt.is_fired() => Err(self.interrupt.explain(e, "the call")),
-            Err(Error::Database { .. }) if self.client.as_ref().is_some_and(|c| c.is_closed()) => {
+            Err(Error::Database { .. })
+                if self
+                    .client
+                    .as_ref()
+                    .is_some_and(postgres::Client::is_closed) =>
+            {
                 self.client = None;
                 work(self)
             }
@@ -376,7 +385,7 @@ impl Runner {
         let owner = self.owner.clone();
         let options = self.options.clone();
         let local = self.settings_sql("LOCAL");
-        let pace = self.pace.clone();
+        let pacing = self.pace.clone();
         self.connection()?;
         let place = self.place;
         let (client, statements) = self.connection()?;
@@ -412,7 +421,7 @@ impl Runner {
                 .collect(),
         };
         for id in candidates {
-            if !finalizing && pace::lock(&pace).held(&mut tx, statements, id)? {
+            if !finalizing && pace::lock(&pacing).held(&mut tx, statements, id)? {
                 continue;
             }
             let claimant = batch::Claimant {
@@ -583,11 +592,9 @@ fn recorded_place(row: &postgres::Row, sysid: usize, oid: usize) -> Option<Place
 
 fn default_owner() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "host".into());
+        .map_or_else(|_| "host".into(), |h| h.trim().to_string());
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
+        .map_or(0, |d| d.subsec_nanos());
     format!("{host}:{}:{nanos:x}", std::process::id())
 }

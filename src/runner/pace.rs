@@ -93,18 +93,17 @@ impl Pace {
             .get(&id)
             .filter(|(at, _, _)| at.elapsed() < self.health.cache)
             .cloned();
-        let (table_name, builtin) = match fresh {
-            Some((_, table, signal)) => (table, signal),
-            None => {
-                let Some(row) = st.query_opt(client, health::reading::READ, &[&id])? else {
-                    return Ok(false);
-                };
-                let reading = Reading::from_row(&row);
-                let signal = health::evaluate(&reading, &self.health, &mut self.wal);
-                let entry = (Instant::now(), reading.table_name.clone(), signal.clone());
-                self.cache.insert(id, entry);
-                (reading.table_name, signal)
-            }
+        let (table_name, builtin) = if let Some((_, table, signal)) = fresh {
+            (table, signal)
+        } else {
+            let Some(row) = st.query_opt(client, health::reading::READ, &[&id])? else {
+                return Ok(false);
+            };
+            let reading = Reading::from_row(&row);
+            let signal = health::evaluate(&reading, &self.health, &mut self.wal);
+            let entry = (Instant::now(), reading.table_name.clone(), signal.clone());
+            self.cache.insert(id, entry);
+            (reading.table_name, signal)
         };
         let Some(signal) = self.external.clone().or(builtin) else {
             return Ok(false);
@@ -215,5 +214,6 @@ impl super::Runner {
 }
 
 pub(super) fn lock(pace: &Arc<Mutex<Pace>>) -> std::sync::MutexGuard<'_, Pace> {
-    pace.lock().unwrap_or_else(|p| p.into_inner())
+    pace.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -114,7 +114,10 @@ fn run_sub_batches(
             .enumerate()
         {
             if i > 0 && batch.pause_ms > 0 {
-                interrupt.sleep(Duration::from_millis(batch.pause_ms as u64), &what)?;
+                interrupt.sleep(
+                    Duration::from_millis(u64::from(batch.pause_ms.unsigned_abs())),
+                    &what,
+                )?;
             }
             interrupt.check(&what)?;
             report.rows += execute(client, &mut st, &job, range, local_settings)?;
@@ -143,7 +146,10 @@ fn run_sub_batches(
         }
         from = last + 1;
         if batch.pause_ms > 0 {
-            interrupt.sleep(Duration::from_millis(batch.pause_ms as u64), &what)?;
+            interrupt.sleep(
+                Duration::from_millis(u64::from(batch.pause_ms.unsigned_abs())),
+                &what,
+            )?;
         }
     }
     report.millis = started.elapsed().as_millis();

@@ -127,7 +127,7 @@ impl QueueRequest {
             ("sub_batch_size", self.sub_batch_size),
         ];
         for (what, value) in positive {
-            if value <= 0 || value > i32::MAX as i64 {
+            if value <= 0 || value > i64::from(i32::MAX) {
                 return invalid(
                     what,
                     format!("must be between 1 and {}, got {value}", i32::MAX),
@@ -144,7 +144,7 @@ impl QueueRequest {
             );
         }
         if let Some(max) = self.max_batch_size {
-            if max < self.batch_size || max > i32::MAX as i64 {
+            if max < self.batch_size || max > i64::from(i32::MAX) {
                 return invalid(
                     "max_batch_size",
                     format!(
@@ -156,7 +156,7 @@ impl QueueRequest {
         }
         // 0 means "no wait between batches" (GitLab enforces 2 minutes; tests and small tables
         // need not).
-        if self.job_interval_seconds < 0 || self.job_interval_seconds > i16::MAX as i64 {
+        if self.job_interval_seconds < 0 || self.job_interval_seconds > i64::from(i16::MAX) {
             return invalid(
                 "job_interval",
                 format!(
@@ -166,7 +166,7 @@ impl QueueRequest {
                 ),
             );
         }
-        if self.pause_ms < 0 || self.pause_ms > i32::MAX as i64 {
+        if self.pause_ms < 0 || self.pause_ms > i64::from(i32::MAX) {
             return invalid(
                 "pause_ms",
                 format!("must be 0 or more, got {}", self.pause_ms),
@@ -293,15 +293,14 @@ pub fn queue(db: &mut dyn Db, dictionary: &Dictionary, req: &QueueRequest) -> Re
         });
     }
     let with_version = text(&found[0], 3)? == "t";
-    let max_value = match req.batch_max_value {
-        Some(max) => Some(max),
-        None => {
-            let sql = format!(
-                "SELECT max({})::bigint::text FROM {quoted_table}",
-                quote_ident(&req.column_name)
-            );
-            opt_int(&db.query(&sql, &[])?[0], 0)?
-        }
+    let max_value = if let Some(max) = req.batch_max_value {
+        Some(max)
+    } else {
+        let sql = format!(
+            "SELECT max({})::bigint::text FROM {quoted_table}",
+            quote_ident(&req.column_name)
+        );
+        opt_int(&db.query(&sql, &[])?[0], 0)?
     };
     // An empty table has nothing to migrate: GitLab queues it as already finished.
     let (max_value, status) = match max_value {

@@ -179,7 +179,11 @@ pub fn list(db: &mut dyn Db) -> Result<Vec<MigrationRow>> {
 
 fn parse(row: &Row) -> Result<MigrationRow> {
     let status_code = int(row, 6)?;
-    let json = |i: usize| row.get(i).and_then(|v| v.clone()).filter(|v| v != "null");
+    let json = |i: usize| {
+        row.get(i)
+            .and_then(std::clone::Clone::clone)
+            .filter(|v| v != "null")
+    };
     let (min_value, max_value) = (opt_int(row, 7)?, opt_int(row, 8)?);
     let (min_cursor, max_cursor) = (json(18), json(19));
     let batch_class_name = text(row, 17)?.to_string();
@@ -224,7 +228,7 @@ fn parse(row: &Row) -> Result<MigrationRow> {
         schedule: Schedule {
             now: float(20).unwrap_or_default(),
             on_hold_until: float(21),
-            hold_reason: row.get(22).and_then(|v| v.clone()),
+            hold_reason: row.get(22).and_then(std::clone::Clone::clone),
             behind: opt_int(row, 23)?,
             last_batch_at: float(24),
             running: int(row, 25)?,

@@ -22,7 +22,7 @@ pub struct Report {
 #[derive(Debug, Clone)]
 pub struct ReportRow {
     pub row: MigrationRow,
-    /// The database no longer serves the row's gitlab_schema: a split left it behind.
+    /// The database no longer serves the row's `gitlab_schema`: a split left it behind.
     pub stale: bool,
     /// Keys per second over the latest batches, wall time between them included.
     pub rate: Option<f64>,
@@ -63,7 +63,7 @@ WHERE batched_background_migration_id = ANY($1::bigint[]) AND status = 2
 ORDER BY batched_background_migration_id, id DESC
 ";
 
-/// Reads the report of the database `db` reached; with a topology, rows whose gitlab_schema the
+/// Reads the report of the database `db` reached; with a topology, rows whose `gitlab_schema` the
 /// database's identity no longer serves are marked stale.
 pub fn read(db: &mut dyn Db, topology: Option<&Topology>) -> Result<Report> {
     let Some(identity) = identity::read(db)? else {
@@ -230,7 +230,10 @@ pub fn eta(
         .map(|b| b.finished)
         .fold(f64::NEG_INFINITY, f64::max);
     let since = clock - latest;
-    Some(((keys_left / rate - since).ceil() as i64).max(1))
+    // Seconds: far inside i64, and `as` saturates a float out of range.
+    #[allow(clippy::cast_possible_truncation)]
+    let left = (keys_left / rate - since).ceil() as i64;
+    Some(left.max(1))
 }
 
 #[cfg(test)]

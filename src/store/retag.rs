@@ -19,13 +19,13 @@ pub struct RetagChange {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RetagReport {
     pub changes: Vec<RetagChange>,
-    /// Rows whose table does not resolve (or is gitlab_internal): `(id, table_name)`.
+    /// Rows whose table does not resolve (or is `gitlab_internal)`: `(id, table_name)`.
     pub unresolved: Vec<(i64, String)>,
     /// Whether the changes were written.
     pub applied: bool,
 }
 
-/// The tag a row of `table` gets: its table's gitlab_schema, unless unknown or internal.
+/// The tag a row of `table` gets: its table's `gitlab_schema`, unless unknown or internal.
 pub(crate) fn derived_tag<'d>(dictionary: &'d Dictionary, table: &str) -> Option<&'d str> {
     dictionary
         .table_schema(table)

@@ -1,4 +1,4 @@
-//! The operator's status changes (pause, resume, retry_failed, finalize), each one conditional
+//! The operator's status changes (pause, resume, `retry_failed`, finalize), each one conditional
 //! statement on the status the operator saw: a runner that wrote another status in between
 //! (finished, failed) is never overwritten, and the caller learns that nothing changed.
 
@@ -89,7 +89,8 @@ pub fn retry_failed(db: &mut dyn Db, id: i64, from: Status) -> Result<Option<Ret
     }
     let code = int(row, 0)?;
     Ok(Some(Retried {
-        status: Status::from_code(code).unwrap_or(Status::Unknown(code as i16)),
+        status: Status::from_code(code)
+            .unwrap_or(Status::Unknown(i16::try_from(code).unwrap_or(i16::MIN))),
         batches: int(row, 1)?,
     }))
 }

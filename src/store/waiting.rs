@@ -22,7 +22,7 @@ pub struct Schedule {
     pub retryable: i64,
     /// Batches not yet run.
     pub pending: i64,
-    /// schema_fence runner connections to this database (`application_name`
+    /// `schema_fence` runner connections to this database (`application_name`
     /// `schema_fence/<database>/runner`).
     pub workers: i64,
 }
@@ -38,7 +38,7 @@ pub enum Waiting {
     Behind { migration_id: i64 },
     /// Its interval since the latest batch has not elapsed: due then.
     Interval { due_at: f64 },
-    /// Due, but no schema_fence worker is connected to the database.
+    /// Due, but no `schema_fence` worker is connected to the database.
     NoWorker,
     /// Due, and failed batches wait for their retry: the next claim takes one of them.
     RetryPending { failed: i64 },

@@ -20,7 +20,7 @@ pub fn gitlab_dictionary() -> Arc<Dictionary> {
     Arc::new(Dictionary::load(&[gitlab_fixtures().join("gitlab_schemas.yml")]).unwrap())
 }
 
-/// A cutover of `target` off main, with pg_promote(), reversible, and short bounded waits.
+/// A cutover of `target` off main, with `pg_promote()`, reversible, and short bounded waits.
 pub fn cutover_config(source_url: &str, target_url: &str, target: &str) -> CutoverConfig {
     CutoverConfig {
         source_url: source_url.into(),
@@ -66,7 +66,7 @@ pub fn identity(url: &str) -> (String, Vec<String>, i64) {
     (i.name, i.serves, i.epoch)
 }
 
-/// The shared database before a split: `ci_builds` (gitlab_ci) and `projects` (gitlab_main) with
+/// The shared database before a split: `ci_builds` (`gitlab_ci`) and `projects` (`gitlab_main`) with
 /// `rows` keys each, and the install stamping it `main` serving main and ci.
 pub fn seed_shared_database(client: &mut postgres::Client, rows: i64) {
     for table in ["ci_builds", "projects"] {
