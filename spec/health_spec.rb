@@ -45,8 +45,10 @@ RSpec.describe SchemaFence::Health, :postgres do
     expect(Batches.done_counts(url, "ci_builds")).to eq([100, 0, 0])
     SchemaFence.configuration.database(:ci, url:)
     status = SchemaFence::Status.collect
-    expect(status.find("ci_#{id}").hold)
-      .to match(/\Aon hold until \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC because patroni_apdex SLI 0\.95/)
+    held = status.find("ci_#{id}")
+    expect(held.hold)
+      .to match(/\Aon hold until \d\d:\d\d:\d\d UTC \(in (9m 5\ds|10m 00s)\) because patroni_apdex SLI 0\.95/)
+    expect(held.hold).to eq(held.waiting_note)
     expect(status.to_text).to include("active, on hold until")
   ensure
     server&.shutdown
