@@ -5,7 +5,7 @@
 # claim (cache 0: the worst case, one more round trip each), and on with the default cache of
 # 5 s (what a worker runs with). One throwaway cluster, alternating rounds so every side sees the
 # same machine load; each round is RUNS batches; min / median / max over the rounds per side.
-# Run with `ruby -Ilib bench/health_bench.rb` (BENCH_ROUNDS, BENCH_RUNS override 7 and 300).
+# Run with `ruby -Ilib bench/health_bench.rb` (BENCH_ROUNDS, BENCH_RUNS override 15 and 200).
 
 require "pg"
 require "schema_fence/testing"
@@ -15,8 +15,8 @@ require_relative "support/repeated"
 Report = SchemaFence::Bench::Report
 Repeated = SchemaFence::Bench::Repeated
 FIXTURES = File.expand_path("../../shared/fixtures/gitlab", __dir__)
-ROUNDS = Integer(ENV.fetch("BENCH_ROUNDS", "7"))
-RUNS = Integer(ENV.fetch("BENCH_RUNS", "300"))
+ROUNDS = Integer(ENV.fetch("BENCH_ROUNDS", "15"))
+RUNS = Integer(ENV.fetch("BENCH_RUNS", "200"))
 
 SchemaFence.configure do |c|
   c.dictionary_paths = [File.join(FIXTURES, "gitlab_schemas.yml")]

@@ -29,6 +29,11 @@ RSpec.describe SchemaFence::Dashboard::SidekiqWeb, :postgres do
     SchemaFence::Migrations.on(url).first.status
   end
 
+  it "registers its tab through the API of the Sidekiq it runs with (6.4: register and tabs; 7.3: register's keywords)" do
+    SidekiqWebApp.tab
+    expect(Sidekiq::Web.tabs).to include("Batched migrations" => "schema_fence")
+  end
+
   it "is a tab of Sidekiq Web, shown inside Sidekiq's page, and steers from a real browser when authorized" do
     prepare
     SidekiqWebApp.steering = true

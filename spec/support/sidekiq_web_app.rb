@@ -13,13 +13,18 @@ module SidekiqWebApp
 
   module_function
 
-  # @return [#call] the Rack app
-  def build
+  # schema_fence's tab, registered once.
+  def tab
     require "sidekiq"
     require "sidekiq/web"
     require "schema_fence/dashboard/sidekiq_web"
-    Sidekiq.configure_client { |c| c.redis = { url: RedisServer.url } }
     @tab ||= SchemaFence::Dashboard::SidekiqWeb.register(authorize: ->(_request) { SidekiqWebApp.steering })
+  end
+
+  # @return [#call] the Rack app
+  def build
+    tab
+    Sidekiq.configure_client { |c| c.redis = { url: RedisServer.url } }
     session = session_middleware
     Rack::Builder.new do
       use(*session)
