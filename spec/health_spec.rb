@@ -79,6 +79,13 @@ RSpec.describe SchemaFence::Health, :postgres do
     SchemaFence.configuration.health(cache: SchemaFence::Health::DEFAULTS[:cache])
   end
 
+  it "hands the WAL receiver's threshold to the core, which refuses a value that is not positive" do
+    expect(SchemaFence::Health::DEFAULTS[:max_wal_receiver_backlog_bytes]).to eq(8 * 1024 * 1024)
+    expect { SchemaFence::Runner.new(url:, database: "ci", health: { max_wal_receiver_backlog_bytes: 0 }) }
+      .to raise_error(SchemaFence::Error, /max_wal_receiver_backlog_bytes.*must be positive, got 0/)
+    expect(SchemaFence::Runner.new(url:, database: "ci", health: { max_wal_receiver_backlog_bytes: nil })).to be_a(SchemaFence::Runner)
+  end
+
   it "refuses unknown thresholds, naming the known ones" do
     expect { SchemaFence.configuration.health(max_lag: 1) }
       .to raise_error(ArgumentError, /unknown health option max_lag; known: enabled, cache/)
