@@ -32,7 +32,8 @@ module SidekiqWebApp
     end.to_app
   end
 
-  # Rack 2 has its cookie session; Rack 3 moved it into the rack-session gem.
+  # Rack 2 has its cookie session; Rack 3 moved it into the rack-session gem, which Debian 13
+  # does not install: there, sessions kept in this process ({Pool}).
   def session_middleware
     require "rack"
     begin
@@ -41,9 +42,29 @@ module SidekiqWebApp
       begin
         require "rack/session/cookie"
       rescue LoadError
-        Clusters.send(:skip_example, "needs a Rack session for Sidekiq Web (rack 2, or the rack-session gem)")
+        return [Pool]
       end
     end
     [Rack::Session::Cookie, { secret: SecureRandom.hex(64), same_site: true, max_age: 86_400 }]
+  end
+
+  # A session per client in a Hash of this process, found by a random cookie.
+  class Pool
+    COOKIE = "schema_fence_spec_session"
+
+    def initialize(app)
+      @app = app
+      @sessions = {}
+      @lock = Mutex.new
+    end
+
+    def call(env)
+      id = Rack::Request.new(env).cookies[COOKIE]
+      id = SecureRandom.hex(16) unless id && @lock.synchronize { @sessions.key?(id) }
+      env["rack.session"] = @lock.synchronize { @sessions[id] ||= {} }
+      status, headers, body = @app.call(env)
+      headers = headers.merge("set-cookie" => "#{COOKIE}=#{id}; path=/; HttpOnly; SameSite=Strict")
+      [status, headers, body]
+    end
   end
 end
