@@ -13,8 +13,10 @@ module SchemaFence
     #   require "schema_fence/dashboard/sidekiq_web"
     #   SchemaFence::Dashboard::SidekiqWeb.register(authorize: ->(request) { request.env["warden"]&.user&.admin? })
     #
-    # Sidekiq 7.3 takes the tab in +register+'s keywords; Sidekiq 6 has +register(extension)+ and
-    # a +tabs+ Hash. Both are handled here.
+    # Once, at boot: Sidekiq keeps an extension's routes for the life of the process. Sidekiq 7.3
+    # takes the tab in +register+'s keywords; Sidekiq 6 has +register(extension)+ and a +tabs+
+    # Hash. Both are handled here. The page has no script, and its styles are inline, which
+    # Sidekiq 7.3's content security policy allows and Sidekiq 8's does not.
     module SidekiqWeb
       # The tab's path under Sidekiq Web's root, and its label.
       PATH = "schema_fence"
