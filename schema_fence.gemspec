@@ -18,7 +18,7 @@ Gem::Specification.new do |spec|
   # crate (ext/), the workspace manifest and its lock file, and the testkit crates the workspace
   # names (crates/: built only by rake compile in the repository, never by the gem's install). A
   # built .so never ships: it is built against the installing Ruby.
-  spec.files = Dir["lib/**/*.rb", "lib/**/*.rake", "lib/**/*.erb", "lib/generators/**/templates/*", "src/**/*.rs",
+  spec.files = Dir["lib/**/*.rb", "lib/**/*.rake", "lib/**/*.erb", "lib/**/*.css", "lib/generators/**/templates/*", "src/**/*.rs",
                    "ext/**/*.{rs,toml,rb}", "crates/**/*.{rs,toml}", "Cargo.toml", "Cargo.lock",
                    "Rakefile", "README.md", "CHANGELOG.md"]
   spec.extensions = ["ext/schema_fence/extconf.rb"]

@@ -45,8 +45,10 @@ RSpec.describe SchemaFence::Health, :postgres do
     expect(Batches.done_counts(url, "ci_builds")).to eq([100, 0, 0])
     SchemaFence.configuration.database(:ci, url:)
     status = SchemaFence::Status.collect
-    expect(status.find("ci_#{id}").hold)
-      .to match(/\Aon hold until \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC because patroni_apdex SLI 0\.95/)
+    held = status.find("ci_#{id}")
+    expect(held.hold)
+      .to match(/\Aon hold until \d\d:\d\d:\d\d UTC \(in (9m 5\ds|10m 00s)\) because patroni_apdex SLI 0\.95/)
+    expect(held.hold).to eq(held.waiting_note)
     expect(status.to_text).to include("active, on hold until")
   ensure
     server&.shutdown
@@ -75,6 +77,63 @@ RSpec.describe SchemaFence::Health, :postgres do
     expect(worker.run_once.status).to eq(:ran)
   ensure
     SchemaFence.configuration.health(cache: SchemaFence::Health::DEFAULTS[:cache])
+  end
+
+  def wait_for(what)
+    deadline = Time.now + 30
+    sleep 0.05 until yield || (raise "timed out waiting for #{what}" if Time.now > deadline)
+  end
+
+  def unwritten_wal(connection)
+    connection.exec("SELECT coalesce(max(pg_wal_lsn_diff(pg_current_wal_lsn(), write_lsn)), 0)::bigint " \
+                    "FROM pg_stat_replication WHERE state = 'streaming'").getvalue(0, 0).to_i
+  end
+
+  it "holds a migration while a standby's WAL receiver does not take the WAL, and says so in status" do
+    Clusters.with_cluster do |cluster|
+      url = cluster.create_database("health_receiver")
+      PG.connect(url) do |c|
+        c.exec("CREATE TABLE ci_builds (id bigint PRIMARY KEY, done int NOT NULL DEFAULT 0)")
+        c.exec("INSERT INTO ci_builds (id) SELECT generate_series(1, 100)")
+      end
+      SchemaFence::Install.up(url, name: "ci", serves: %w[ci])
+      id = Batches.queue(url, "IncrementDone", "ci_builds", :gitlab_ci)
+      standby = cluster.replica
+      primary = PG.connect(url)
+      wait_for("the standby to stream") do
+        primary.exec("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming' AND write_lsn IS NOT NULL")
+               .getvalue(0, 0) == "1"
+      end
+      receiver = PG.connect(standby.url("health_receiver")) do |c|
+        Integer(c.exec("SELECT pid FROM pg_stat_wal_receiver").getvalue(0, 0))
+      end
+      # The standby's real WAL receiver, stopped: it takes no more WAL while the primary writes.
+      Process.kill(:STOP, receiver)
+      primary.exec("CREATE TABLE filler AS SELECT g, repeat('x', 100) AS pad FROM generate_series(1, 50000) g")
+      wait_for("WAL the standby has not written") { unwritten_wal(primary) > 1_000_000 }
+      SchemaFence.configuration.health(max_wal_receiver_backlog_bytes: 1_000_000)
+
+      events = held_events { expect(SchemaFence::Worker.new(database: :ci, url:).run_once.status).to eq(:nothing) }
+
+      expect(events.map { |e| e[:indicator] }).to eq([:wal_receiver])
+      expect(events.first[:reason]).to match(/\Athe WAL receiver of standby ".*" has not written \d+ bytes of WAL/)
+      SchemaFence.configuration.database(:ci, url:)
+      expect(SchemaFence::Status.collect.find("ci_#{id}").hold).to end_with("because #{events.first[:reason]}")
+    ensure
+      Process.kill(:CONT, receiver) if receiver
+      primary&.close
+      SchemaFence.configuration.databases.delete("ci")
+      default = SchemaFence::Health::DEFAULTS[:max_wal_receiver_backlog_bytes]
+      SchemaFence.configuration.health(max_wal_receiver_backlog_bytes: default)
+    end
+  end
+
+  it "hands the WAL receiver's threshold to the core, which refuses a value that is not positive" do
+    expect(SchemaFence::Health::DEFAULTS[:max_wal_receiver_backlog_bytes]).to eq(8 * 1024 * 1024)
+    expect { SchemaFence::Runner.new(url:, database: "ci", health: { max_wal_receiver_backlog_bytes: 0 }) }
+      .to raise_error(SchemaFence::Error, /max_wal_receiver_backlog_bytes.*must be positive, got 0/)
+    off = SchemaFence::Runner.new(url:, database: "ci", health: { max_wal_receiver_backlog_bytes: nil })
+    expect(off).to be_a(SchemaFence::Runner)
   end
 
   it "refuses unknown thresholds, naming the known ones" do

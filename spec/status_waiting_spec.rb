@@ -78,6 +78,15 @@ RSpec.describe SchemaFence::Status, :postgres do
     expect(held.waiting).to eq(:on_hold)
     expect(held.waiting_note).to end_with("because autovacuum is running on projects")
     expect(held.to_h).to include(waiting: :on_hold, waiting_note: held.waiting_note)
+    # One rendering of a hold: status's hold is the waiting note, and the table shows it once.
+    expect(held.hold).to eq(held.waiting_note)
+    shown = cell("main_2")
+    expect(shown).to start_with("active, on hold until ").and end_with("because autovacuum is running on projects")
+    expect(shown.scan("on hold").size).to eq(1)
+
+    PG.connect(url) { |c| c.exec("UPDATE batched_background_migrations SET on_hold_until = now() + interval '3 days'") }
+    expect(entry("main_2").hold)
+      .to match(/\Aon hold until \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(in 3d 00h\) because autovacuum/)
   end
 
   it "says when no worker is connected to serve a due migration, and stops saying it when one is" do

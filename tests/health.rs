@@ -52,6 +52,7 @@ fn only(enable: impl FnOnce(&mut HealthOptions)) -> HealthOptions {
         autovacuum: false,
         max_replication_lag_bytes: None,
         max_replication_lag: None,
+        max_wal_receiver_backlog_bytes: None,
         max_wal_rate_bytes: None,
         max_archive_backlog: None,
         max_transaction_age: None,
@@ -244,6 +245,194 @@ fn a_standby_with_paused_replay_holds_it() {
     replica
         .batch_execute("SELECT pg_wal_replay_resume()")
         .unwrap();
+}
+
+/// Small commits on `url` every 20 ms until dropped: WAL the standby receives all the time.
+struct Writer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Writer {
+    fn start(url: &str) -> Writer {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut client = connect(url);
+        client
+            .batch_execute("CREATE TABLE IF NOT EXISTS ticks (at timestamptz)")
+            .unwrap();
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                client
+                    .batch_execute("INSERT INTO ticks VALUES (now())")
+                    .unwrap();
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        Writer {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[test]
+fn a_standby_replaying_seconds_behind_holds_it_and_the_receiver_is_not_blamed() {
+    let primary = Cluster::start().unwrap();
+    primary.create_database("app").unwrap();
+    let url = primary.url("app");
+    let id = migration_on(&url, 100, 50);
+    let standby = primary.replica().unwrap();
+    let mut replica = connect(&standby.url("app"));
+    // Replay pauses while WAL streams: the primary's lag tracker has seen the standby replay
+    // some of it, so the replay lag it reports grows with every second the pause lasts.
+    let writer = Writer::start(&url);
+    std::thread::sleep(Duration::from_millis(500));
+    replica
+        .batch_execute("SELECT pg_wal_replay_pause()")
+        .unwrap();
+    let mut watch = connect(&url);
+    wait_for("the standby's replay lag to pass 2 s", || {
+        watch
+            .query_one(
+                "SELECT coalesce(max(extract(epoch FROM replay_lag)), 0)::float8 FROM pg_stat_replication",
+                &[],
+            )
+            .unwrap()
+            .get::<_, f64>(0)
+            > 2.0
+    });
+    let mut runner = runner(
+        &url,
+        only(|o| {
+            o.max_replication_lag = Some(Duration::from_secs(2));
+            // On too: the receiver keeps up (it writes what it is sent), so it is not named.
+            o.max_wal_receiver_backlog_bytes = Some(1024 * 1024);
+        }),
+    );
+    let signal = expect_hold(&mut runner, &url, id, "replication_lag");
+    assert!(
+        signal.reason.contains(" s behind (limit 2 s)"),
+        "{}",
+        signal.reason
+    );
+    drop(writer);
+    replica
+        .batch_execute("SELECT pg_wal_replay_resume()")
+        .unwrap();
+}
+
+/// SIGSTOP of a process until dropped (SIGCONT), so a failing test still lets the cluster stop.
+struct Stopped(i32);
+
+impl Stopped {
+    fn signal(pid: i32, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
+    fn stop(pid: i32) -> Stopped {
+        Stopped::signal(pid, "-STOP");
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        Stopped::signal(self.0, "-CONT");
+    }
+}
+
+#[test]
+fn a_standby_whose_wal_receiver_cannot_keep_up_holds_it_naming_the_receiver() {
+    let primary = Cluster::start().unwrap();
+    primary.create_database("app").unwrap();
+    let url = primary.url("app");
+    let id = migration_on(&url, 100, 50);
+    let standby = primary.replica().unwrap();
+    let mut watch = connect(&url);
+    wait_for("the standby to stream", || {
+        watch
+            .query_one(
+                "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming' AND write_lsn IS NOT NULL",
+                &[],
+            )
+            .unwrap()
+            .get::<_, i64>(0)
+            == 1
+    });
+    let receiver: i32 = connect(&standby.url("app"))
+        .query_one("SELECT pid FROM pg_stat_wal_receiver", &[])
+        .unwrap()
+        .get(0);
+    // The standby's real WAL receiver, stopped: the most saturated a receiver gets. The
+    // walsender keeps its connection (wal_sender_timeout is a minute) while WAL piles up.
+    let stopped = Stopped::stop(receiver);
+    connect(&url)
+        .batch_execute("CREATE TABLE filler AS SELECT g, repeat('x', 100) AS pad FROM generate_series(1, 50000) g")
+        .unwrap();
+    wait_for("WAL the standby has not written", || {
+        watch
+            .query_one(
+                "SELECT coalesce(max(pg_wal_lsn_diff(pg_current_wal_lsn(), write_lsn)), 0)::bigint FROM pg_stat_replication",
+                &[],
+            )
+            .unwrap()
+            .get::<_, i64>(0)
+            > 1_000_000
+    });
+    let mut runner = runner(
+        &url,
+        only(|o| {
+            o.max_wal_receiver_backlog_bytes = Some(1_000_000);
+            // On too: its standby is as far behind in replay, but the receiver is the cause.
+            o.max_replication_lag_bytes = Some(1_000_000);
+        }),
+    );
+    let signal = expect_hold(&mut runner, &url, id, "wal_receiver");
+    assert!(
+        signal
+            .reason
+            .contains("bytes of WAL the primary wrote (limit 1000000)"),
+        "{}",
+        signal.reason
+    );
+    drop(stopped);
+    // Once it runs again the standby catches up, and the migration is not held again.
+    wait_for("the standby to catch up", || {
+        watch
+            .query_one(
+                "SELECT coalesce(max(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)), 0)::bigint FROM pg_stat_replication",
+                &[],
+            )
+            .unwrap()
+            .get::<_, i64>(0)
+            < 1_000_000
+    });
+    connect(&url)
+        .execute(
+            "UPDATE batched_background_migrations SET on_hold_until = NULL WHERE id = $1",
+            &[&id],
+        )
+        .unwrap();
+    let claim = runner.claim_migration(id, None).unwrap();
+    assert!(
+        matches!(claim, Claim::Batch(_)),
+        "{claim:?}, {:?}",
+        runner.take_decisions()
+    );
 }
 
 #[test]

@@ -17,10 +17,13 @@ module SchemaFence
   #   # config.ru, outside Rails
   #   map("/schema_fence") { run SchemaFence::Dashboard.new }
   #
-  # GET /status.json gives the same data as `rake schema_fence:status FORMAT=json`.
+  # GET /status.json gives the same data as `rake schema_fence:status FORMAT=json`. As a tab of
+  # Sidekiq Web: {Dashboard::SidekiqWeb.register}.
   class Dashboard
     ACTIONS = %w[pause resume retry_failed].freeze
     TEMPLATE = File.expand_path("dashboard/page.html.erb", __dir__)
+    BODY = File.expand_path("dashboard/body.html.erb", __dir__)
+    STYLES = File.expand_path("dashboard/styles.css", __dir__)
     HISTORY = 10
 
     # @param authorize [#call, nil] called with the Rack::Request of a steering action; truthy
@@ -31,6 +34,36 @@ module SchemaFence
       @authorize = authorize
       @configuration = configuration
       @template = ERB.new(File.read(TEMPLATE), trim_mode: "-")
+      @body = ERB.new(File.read(BODY), trim_mode: "-")
+      @styles = File.read(STYLES)
+    end
+
+    # The page's content without its document around it, for a host page (Sidekiq Web's tab).
+    # @param base [String] the path the steering forms post under
+    # @param form_fields [String] trusted HTML each form carries (the host's CSRF token)
+    # @return [String] HTML
+    def body(request, base:, form_fields: "")
+      status = Status.collect(@configuration)
+      @body.result_with_hash(status:, history: history(status), steering: steering?(request), base:,
+                             notice: request.params["notice"], helpers: Helpers, form_fields:)
+    end
+
+    # @return [String] the CSS of {#body}, scoped to it
+    attr_reader :styles
+
+    # Runs a steering action when the request may.
+    # @return [Array(Integer, String)] 303 and the notice to show, or the refusal's code and text
+    def steer_action(request, id, action)
+      return [404, "unknown action #{action}; the actions are #{ACTIONS.join(', ')}"] unless ACTIONS.include?(action)
+      return [403, "refused: the request comes from another origin"] unless same_origin?(request)
+      return [403, "steering is not authorized: the dashboard is read-only"] unless steering?(request)
+
+      notice = begin
+        Operations.public_send(action, id, status: Status.collect(@configuration))
+      rescue Error => e
+        e.message
+      end
+      [303, notice]
     end
 
     def call(env)
@@ -49,11 +82,7 @@ module SchemaFence
     private
 
     def page(request)
-      status = Status.collect(@configuration)
-      html = @template.result_with_hash(
-        status:, history: history(status), steering: steering?(request),
-        base: request.script_name.to_s, notice: request.params["notice"], helpers: Helpers
-      )
+      html = @template.result_with_hash(styles:, body: body(request, base: request.script_name.to_s))
       [200, { "content-type" => "text/html; charset=utf-8", "cache-control" => "no-store" }, [html]]
     end
 
@@ -62,16 +91,10 @@ module SchemaFence
     end
 
     def steer(request, id, action)
-      return text(404, "unknown action #{action}; the actions are #{ACTIONS.join(', ')}") unless ACTIONS.include?(action)
-      return text(403, "refused: the request comes from another origin") unless same_origin?(request)
-      return text(403, "steering is not authorized: the dashboard is read-only") unless steering?(request)
+      code, said = steer_action(request, id, action)
+      return text(code, said) unless code == 303
 
-      notice = begin
-        Operations.public_send(action, id, status: Status.collect(@configuration))
-      rescue Error => e
-        e.message
-      end
-      [303, { "location" => "#{request.script_name}/?notice=#{URI.encode_www_form_component(notice)}" }, []]
+      [303, { "location" => "#{request.script_name}/?notice=#{URI.encode_www_form_component(said)}" }, []]
     end
 
     def steering?(request)

@@ -21,7 +21,7 @@ module SchemaFence
     # Seconds for durations; nil turns an indicator off.
     DEFAULTS = {
       enabled: true, cache: 5, hold_for: 600, autovacuum: true,
-      max_replication_lag_bytes: 8 * 1024 * 1024, max_replication_lag: 60,
+      max_replication_lag_bytes: 8 * 1024 * 1024, max_replication_lag: 60, max_wal_receiver_backlog_bytes: 8 * 1024 * 1024,
       max_wal_rate_bytes: 100 * 1024 * 1024, max_archive_backlog: 42, max_transaction_age: 3600
     }.freeze
 

@@ -187,7 +187,7 @@ module SchemaFence
       end
 
       def hold_of(row, waiting)
-        Health::Holds.describe(row.waiting_until, row.hold_reason) if waiting == :on_hold
+        Waiting.on_hold(row) if waiting == :on_hold
       end
     end
 

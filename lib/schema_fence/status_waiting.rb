@@ -16,7 +16,7 @@ module SchemaFence
         when :on_hold then on_hold(row)
         when :behind then behind(database, row, rows)
         when :interval
-          "waiting for its interval (#{row.interval}s between batches): next batch at #{at(row.waiting_until, row)}"
+          "waiting for its interval (#{row.interval}s between batches): next batch at #{at(row.waiting_until, row.clock)}"
         when :no_worker then "due, but no schema_fence worker is connected to #{database}"
         when :retry
           waits = row.retryable == 1 ? "batch waits" : "batches wait"
@@ -25,8 +25,7 @@ module SchemaFence
       end
 
       def on_hold(row)
-        because = row.hold_reason ? " because #{row.hold_reason}" : ""
-        "on hold until #{at(row.waiting_until, row)}#{because}"
+        Health::Holds.describe(row.waiting_until, row.hold_reason, clock: row.clock)
       end
 
       def behind(database, row, rows)
@@ -35,10 +34,12 @@ module SchemaFence
         "behind #{database}_#{row.behind}#{job}: one migration of #{row.table_name} runs at a time, oldest first"
       end
 
-      # A time as UTC, with how far off it is on the database's clock.
-      def at(time, row)
-        seconds = (time - row.clock).ceil
-        "#{time.utc.strftime('%H:%M:%S')} UTC (in #{Status::TextRenderer.duration([seconds, 1].max)})"
+      # A time as UTC, with how far off it is on the database's clock; with its date when it is a
+      # day or more away (a hold set by hand), where the time of day alone is ambiguous.
+      def at(time, clock)
+        seconds = (time - clock).ceil
+        shown = time.utc.strftime(seconds < 86_400 ? "%H:%M:%S" : "%F %H:%M:%S")
+        "#{shown} UTC (in #{Status::TextRenderer.duration([seconds, 1].max)})"
       end
     end
   end

@@ -10,6 +10,7 @@ mod long_transactions;
 pub mod reading;
 mod replication_lag;
 mod wal_rate;
+mod wal_receiver;
 
 use std::time::Duration;
 
@@ -31,6 +32,10 @@ pub struct HealthOptions {
     pub max_replication_lag_bytes: Option<i64>,
     /// Replay lag of any standby (GitLab's load balancer: 60 s).
     pub max_replication_lag: Option<Duration>,
+    /// WAL the primary wrote that a standby's WAL receiver has not yet written (GitLab's
+    /// `WalReceiverSaturation`, read from the primary). The replay lag's limit by default, so a
+    /// lag the receiver causes is named as such.
+    pub max_wal_receiver_backlog_bytes: Option<i64>,
     /// WAL written per second between two readings.
     pub max_wal_rate_bytes: Option<f64>,
     /// Completed WAL segments not yet archived (GitLab's `WriteAheadLog`: 42).
@@ -48,6 +53,7 @@ impl Default for HealthOptions {
             autovacuum: true,
             max_replication_lag_bytes: Some(8 * 1024 * 1024),
             max_replication_lag: Some(Duration::from_mins(1)),
+            max_wal_receiver_backlog_bytes: Some(8 * 1024 * 1024),
             max_wal_rate_bytes: Some(100.0 * 1024.0 * 1024.0),
             max_archive_backlog: Some(42),
             max_transaction_age: Some(Duration::from_hours(1)),
@@ -58,7 +64,7 @@ impl Default for HealthOptions {
 /// An indicator saying stop, and why (the words status shows after "because").
 #[derive(Debug, Clone, PartialEq)]
 pub struct Signal {
-    /// The indicator's name: `autovacuum`, `replication_lag`, `wal_rate`, `archive_backlog`,
+    /// The indicator's name: `autovacuum`, `wal_receiver`, `replication_lag`, `wal_rate`, `archive_backlog`,
     /// `long_transaction`, or one the application added.
     pub indicator: String,
     pub reason: String,
@@ -85,7 +91,10 @@ pub struct WalSample {
 /// The first indicator of `reading` that says stop. `wal` is updated with this reading.
 pub fn evaluate(reading: &Reading, options: &HealthOptions, wal: &mut WalSample) -> Option<Signal> {
     let rate = wal_rate::rate(reading, wal);
+    // The receiver before the replay lag: a standby behind because it does not receive the WAL is
+    // also behind in replay, and the first says where the bottleneck is.
     autovacuum::evaluate(reading, options)
+        .or_else(|| wal_receiver::evaluate(reading, options))
         .or_else(|| replication_lag::evaluate(reading, options))
         .or_else(|| wal_rate::evaluate(rate, options))
         .or_else(|| archive_backlog::evaluate(reading, options))

@@ -12,7 +12,8 @@ SELECT m.table_name,
             ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8 END,
        extract(epoch FROM clock_timestamp())::float8,
        w.backlog, w.last_archived_wal, w.last_failed_wal,
-       x.pid, x.age, x.state
+       x.pid, x.age, x.state,
+       q.application_name, q.unwritten
 FROM batched_background_migrations m
 LEFT JOIN LATERAL (
     SELECT p.pid, p.phase, a.backend_type = 'autovacuum worker' AS autovacuum
@@ -48,6 +49,13 @@ LEFT JOIN LATERAL (
     ORDER BY t.xact_start
     LIMIT 1
 ) x ON true
+LEFT JOIN LATERAL (
+    SELECT s.application_name, pg_wal_lsn_diff(pg_current_wal_lsn(), s.write_lsn)::bigint AS unwritten
+    FROM pg_stat_replication s
+    WHERE NOT pg_is_in_recovery()
+    ORDER BY s.write_lsn NULLS FIRST
+    LIMIT 1
+) q ON true
 WHERE m.id = $1
 "#;
 
@@ -68,6 +76,9 @@ pub struct Reading {
     pub last_failed_wal: Option<String>,
     /// The oldest transaction holding back the xmin horizon: pid, age in seconds, state.
     pub oldest_transaction: Option<(i32, f64, Option<String>)>,
+    /// The standby whose WAL receiver is furthest behind: its name, and the bytes of WAL the
+    /// primary wrote that it has not written (none before it reports a position).
+    pub receiver: Option<(String, Option<i64>)>,
 }
 
 impl Reading {
@@ -89,6 +100,9 @@ impl Reading {
                 row.get(14),
             )
         });
+        let receiver = row
+            .get::<_, Option<String>>(15)
+            .map(|name| (name, row.get(16)));
         Reading {
             table_name: row.get(0),
             vacuum,
@@ -99,6 +113,7 @@ impl Reading {
             last_archived_wal: row.get(10),
             last_failed_wal: row.get(11),
             oldest_transaction,
+            receiver,
         }
     }
 }

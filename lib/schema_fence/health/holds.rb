@@ -2,15 +2,17 @@
 
 module SchemaFence
   module Health
-    # The holds in force on a database, as status shows them.
+    # How a hold reads, wherever it is shown: status's +hold+, its waiting note and the
+    # dashboard say the same words.
     module Holds
       module_function
 
       # @param until_at [Time] +on_hold_until+
       # @param reason [String, nil] +schema_fence_hold_reason+, when recorded
-      # @return [String] e.g. "on hold until 2026-12-02 01:52:10 UTC because ..."
-      def describe(until_at, reason)
-        "on hold until #{until_at.utc.strftime('%Y-%m-%d %H:%M:%S UTC')}#{" because #{reason}" if reason}"
+      # @param clock [Time] now on the database's clock, which set +until_at+
+      # @return [String] e.g. "on hold until 14:10:00 UTC (in 9m 12s) because ..."
+      def describe(until_at, reason, clock:)
+        "on hold until #{Status::Waiting.at(until_at, clock)}#{" because #{reason}" if reason}"
       end
     end
   end

@@ -55,6 +55,7 @@ fn health_options(ruby: &Ruby, hash: RHash) -> Result<HealthOptions, Error> {
         autovacuum: get(ruby, hash, "autovacuum")?.unwrap_or(defaults.autovacuum),
         max_replication_lag_bytes: positive(ruby, hash, "max_replication_lag_bytes")?,
         max_replication_lag: seconds(ruby, hash, "max_replication_lag")?,
+        max_wal_receiver_backlog_bytes: positive(ruby, hash, "max_wal_receiver_backlog_bytes")?,
         max_wal_rate_bytes: positive(ruby, hash, "max_wal_rate_bytes")?,
         max_archive_backlog: positive(ruby, hash, "max_archive_backlog")?,
         max_transaction_age: seconds(ruby, hash, "max_transaction_age")?,
