@@ -47,8 +47,8 @@ RSpec.describe SchemaFence::Dashboard::SidekiqWeb, :postgres do
         expect(row.text).to include("IncrementDone", "projects.id", "gitlab_main", "active", "40%", "2 done / 0 failed")
 
         row.find_element(css: "button[name=pause]").click
-        expect(browser.find_element(css: "#notice").text).to include("main_1", "paused")
-        expect(browser.find_element(css: "#migration-main_1 .status").text).to eq("paused")
+        expect(Browser.text_eventually(browser, "#notice", "paused")).to include("main_1", "paused")
+        expect(Browser.text_eventually(browser, "#migration-main_1 .status", "paused")).to eq("paused")
         expect(status_of(main_url)).to eq(:paused)
         # SCHEMA_FENCE_SIDEKIQ_SCREENSHOT=docs/dashboard_sidekiq.png renews the README's picture.
         shot = ENV.fetch("SCHEMA_FENCE_SIDEKIQ_SCREENSHOT",
@@ -57,7 +57,7 @@ RSpec.describe SchemaFence::Dashboard::SidekiqWeb, :postgres do
         expect(File.binread(shot, 8)).to eq("\x89PNG\r\n\x1A\n".b)
 
         browser.find_element(css: "#migration-main_1 button[name=resume]").click
-        expect(browser.find_element(css: "#migration-main_1 .status").text).to eq("active")
+        expect(Browser.text_eventually(browser, "#migration-main_1 .status", "active")).to eq("active")
         expect(status_of(main_url)).to eq(:active)
       end
     end
@@ -71,7 +71,8 @@ RSpec.describe SchemaFence::Dashboard::SidekiqWeb, :postgres do
         browser.navigate.to("#{base}/schema_fence")
         SidekiqWebApp.steering = false
         browser.find_element(css: "#migration-main_1 button[name=pause]").click
-        expect(browser.find_element(css: "body").text).to include("steering is not authorized: the dashboard is read-only")
+        expect(Browser.text_eventually(browser, "body", "steering is not authorized"))
+          .to include("steering is not authorized: the dashboard is read-only")
         expect(status_of(main_url)).to eq(:active)
 
         browser.navigate.to("#{base}/schema_fence")

@@ -42,8 +42,8 @@ RSpec.describe SchemaFence::Dashboard, :postgres do
         expect(browser.find_element(css: "#database-main h2").text).to eq("main: identity main serving main, epoch 0")
 
         main_row.find_element(css: "button[name=pause]").click
-        expect(browser.find_element(css: "#notice").text).to include("main_1", "paused")
-        expect(browser.find_element(css: "#migration-main_1 .status").text).to eq("paused")
+        expect(Browser.text_eventually(browser, "#notice", "paused")).to include("main_1", "paused")
+        expect(Browser.text_eventually(browser, "#migration-main_1 .status", "paused")).to eq("paused")
         expect(SchemaFence::Migrations.on(main_url).first.status).to eq(:paused)
         # SCHEMA_FENCE_SCREENSHOT=docs/dashboard.png renews the README's picture.
         shot = ENV.fetch("SCHEMA_FENCE_SCREENSHOT", File.join(Dir.tmpdir, "schema_fence-dashboard-#{Process.pid}.png"))
@@ -51,7 +51,7 @@ RSpec.describe SchemaFence::Dashboard, :postgres do
         expect(File.binread(shot, 8)).to eq("\x89PNG\r\n\x1A\n".b)
 
         browser.find_element(css: "#migration-main_1 button[name=resume]").click
-        expect(browser.find_element(css: "#migration-main_1 .status").text).to eq("active")
+        expect(Browser.text_eventually(browser, "#migration-main_1 .status", "active")).to eq("active")
       end
     end
   end

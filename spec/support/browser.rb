@@ -29,4 +29,20 @@ module Browser
     driver&.quit
     FileUtils.rm_rf(profile) if profile
   end
+
+  # The text of the element at +css+ once it includes +expected+ (or what it has after +timeout+
+  # seconds): a click's answer is a new page, and the old one's elements go stale under a reader.
+  def text_eventually(driver, css, expected, timeout: 10)
+    deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + timeout
+    loop do
+      text = begin
+        driver.find_element(css:).text
+      rescue Selenium::WebDriver::Error::StaleElementReferenceError, Selenium::WebDriver::Error::NoSuchElementError
+        ""
+      end
+      return text if text.include?(expected) || Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+
+      sleep 0.05
+    end
+  end
 end
