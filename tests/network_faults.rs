@@ -349,7 +349,11 @@ fn a_cutover_cut_off_after_the_promotion_fails_its_step_and_a_rerun_resumes_to_t
         &all,
         Duration::from_secs(20),
     );
-    assert_eq!(back, Vec::<i64>::new(), "not replicated back to the source");
+    assert!(
+        back.is_empty(),
+        "not replicated back to the source: {back:?}\n{}",
+        common::reverse_replication_report(&direct_source, &source)
+    );
     eprintln!(
         "cutover cut off after the promotion: the stamp step failed {:.1}s after the cut ({err}); \
          the rerun after the heal finished the split in {:.1}s ({tries} tries); writes \

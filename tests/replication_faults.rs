@@ -176,7 +176,11 @@ fn assert_split_consistent(pair: &ReplicatedPair, acked: &Acknowledged) {
         "lost on the target"
     );
     let back = wait_for_keys(&pair.source_url, WRITES, &all, Duration::from_secs(20));
-    assert_eq!(back, Vec::<i64>::new(), "not replicated back to the source");
+    assert!(
+        back.is_empty(),
+        "not replicated back to the source: {back:?}\n{}",
+        reverse_replication_report(&pair.source_url, &pair.source)
+    );
 }
 
 #[test]
@@ -261,27 +265,51 @@ fn a_replica_cut_off_during_the_promotion_fails_the_step_before_any_write_and_a_
     let target = pair.target.url("app");
     let writer = Writer::start(&pair.source_url, &target, WRITES, FIRST_WRITE);
     std::thread::sleep(Duration::from_millis(300));
-    let cutover = cutover(&pair);
-    for step in [
-        Step::Verify,
-        Step::Pause,
-        Step::Drain,
-        Step::Fence,
-        Step::CatchUp,
-    ] {
+    // The target's URL as an operator writes it, with no timeouts of its own; the cut is
+    // silent, as behind a router: only a timeout can notice it.
+    let url = pair.target_url.split('?').next().unwrap().to_string();
+    let cutover = Cutover::new(
+        CutoverConfig {
+            target_url: url,
+            ..config(&pair)
+        },
+        gitlab_topology(),
+        gitlab_dictionary(),
+    )
+    .unwrap();
+    for step in [Step::Verify, Step::Pause, Step::Drain] {
         cutover.run_step(step).unwrap();
     }
+    // The source writes its WAL late (asynchronous commits, as the testkit's clusters have, and
+    // a WAL writer that waits 10 s): the fence and the writes acknowledged before it must reach
+    // the replica all the same before the promotion.
+    let mut source = connect(&pair.source_url);
+    source
+        .batch_execute("ALTER SYSTEM SET wal_writer_delay = '10s'")
+        .unwrap();
+    source.batch_execute("SELECT pg_reload_conf()").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    for step in [Step::Fence, Step::CatchUp] {
+        cutover.run_step(step).unwrap();
+    }
+    link.pin_neighbour_in_namespace().unwrap();
     link.cut().unwrap();
     let cut_at = Instant::now();
     // pg_promote() needs no primary; the reverse subscription (source → target) cannot connect.
     let err = cutover.run_step(Step::Promote).unwrap_err();
     let noticed = cut_at.elapsed();
+    // The subscription's connection attempt ignores connect_timeout (the server's walreceiver
+    // library waits on its own): the core's tcp_user_timeout (30 s), set for it, bounds it.
+    assert!(
+        noticed < Duration::from_secs(45),
+        "the promotion noticed the cut after {noticed:?}: {err}"
+    );
     assert!(!pair.target.is_in_recovery().unwrap(), "promoted");
     let refused_on_target =
         connect(&target).execute(&format!("INSERT INTO {WRITES} (id) VALUES (1)"), &[]);
     assert!(
         refused_on_target.is_err(),
-        "the promoted target takes a write before its reverse replication exists"
+        "the promoted target takes a write before its reverse replication exists ({err})"
     );
     assert_eq!(identity(&pair.source_url).1, vec!["main", "ci"]);
 

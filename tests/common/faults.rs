@@ -88,3 +88,37 @@ pub fn replicated_pair(link: &Link, seed: impl FnOnce(&mut postgres::Client)) ->
         target_url,
     }
 }
+
+/// What a failed check of the reverse replication needs to be understood: the subscription's
+/// state on the source and the server's log lines about it.
+pub fn reverse_replication_report(source_url: &str, source: &Cluster) -> String {
+    let state = super::connect(source_url)
+        .query(
+            "SELECT s.subname::text, s.subenabled, st.pid, st.received_lsn::text, \
+                    st.last_msg_receipt_time::text \
+             FROM pg_subscription s LEFT JOIN pg_stat_subscription st ON st.subid = s.oid",
+            &[],
+        )
+        .map(|rows| {
+            rows.iter()
+                .map(|r| {
+                    format!(
+                        "{} enabled={} pid={:?} received={:?} last={:?}",
+                        r.get::<_, String>(0),
+                        r.get::<_, bool>(1),
+                        r.get::<_, Option<i32>>(2),
+                        r.get::<_, Option<String>>(3),
+                        r.get::<_, Option<String>>(4)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .unwrap_or_else(|e| e.to_string());
+    let log = std::fs::read_to_string(source.log_path()).unwrap_or_default();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("logical replication") || l.contains("subscription"))
+        .collect();
+    format!("subscriptions: {state}\nsource log:\n{}", lines.join("\n"))
+}
