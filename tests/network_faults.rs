@@ -10,12 +10,12 @@ mod common;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::gitlab_fixtures;
+use common::{fault_options, gitlab_fixtures, link_or_skip};
 use schema_fence::runner::{Claim, Completion, Runner, RunnerOptions};
 use schema_fence::store::{self, QueueRequest};
 use schema_fence::{Dictionary, Error, Topology};
 use schema_fence_testkit::netns::Link;
-use schema_fence_testkit::{Cluster, ClusterOptions};
+use schema_fence_testkit::Cluster;
 
 const ROWS: i64 = 1_000;
 const BATCH: i64 = 100;
@@ -24,40 +24,10 @@ const BATCH: i64 = 100;
 /// unanswered probes end the connection (docs/faults.md).
 const FAST_KEEPALIVES: &str = "keepalives_idle=1&keepalives_interval=1&keepalives_count=2";
 
-/// A link into a namespace of our own, or None (with the reason printed) where that needs what
-/// this machine does not give.
-fn link_or_skip(test: &str) -> Option<Link> {
-    if Link::available() {
-        return Some(Link::create().expect("make a network namespace"));
-    }
-    let reason = "network namespaces need root and iproute2's ip";
-    assert!(
-        std::env::var("SCHEMA_FENCE_NETNS").as_deref() != Ok("1"),
-        "SCHEMA_FENCE_NETNS=1, but {reason}"
-    );
-    eprintln!("skipping {test}: {reason}");
-    None
-}
-
-/// A cluster listening on 127.0.0.1 and on the link's root-side address, with server-side
-/// keepalives and a TCP user timeout so a backend whose client vanished is ended in seconds.
+/// A cluster listening on 127.0.0.1 and on the link's root-side address.
 fn cluster_reached_by(link: &Link) -> Cluster {
-    let setting = |name: &str, value: &str| (name.to_string(), value.to_string());
-    Cluster::start_with(ClusterOptions {
-        settings: vec![
-            setting(
-                "listen_addresses",
-                &format!("'127.0.0.1,{}'", link.host_address()),
-            ),
-            setting("tcp_keepalives_idle", "1"),
-            setting("tcp_keepalives_interval", "1"),
-            setting("tcp_keepalives_count", "2"),
-            setting("tcp_user_timeout", "3000"),
-        ],
-        trusted_networks: vec![link.subnet()],
-        ..ClusterOptions::default()
-    })
-    .expect("start a cluster")
+    let listen = ["127.0.0.1".to_string(), link.host_address().to_string()];
+    Cluster::start_with(fault_options(&listen, link)).expect("start a cluster")
 }
 
 fn topology() -> Topology {
@@ -242,8 +212,8 @@ fn a_worker_cut_off_mid_batch_loses_its_range_to_another_worker_and_cannot_compl
 #[test]
 fn a_cutover_cut_off_after_the_promotion_fails_its_step_and_a_rerun_resumes_to_the_split() {
     use common::{
-        cutover_config, gitlab_dictionary, gitlab_topology, identity, queue_backfill,
-        seed_shared_database,
+        cutover_config, gitlab_dictionary, gitlab_topology, identity, missing_keys, queue_backfill,
+        seed_shared_database, wait_for_keys, Writer,
     };
     use schema_fence::cutover::{Cutover, Step};
 
@@ -255,6 +225,9 @@ fn a_cutover_cut_off_after_the_promotion_fails_its_step_and_a_rerun_resumes_to_t
     let direct_source = source.url("app");
     let mut client = connect(&direct_source);
     seed_shared_database(&mut client, 100);
+    client
+        .batch_execute("CREATE TABLE ci_pipelines (id bigint PRIMARY KEY)")
+        .unwrap();
     queue_backfill(
         &mut client,
         &gitlab_dictionary(),
@@ -265,6 +238,8 @@ fn a_cutover_cut_off_after_the_promotion_fails_its_step_and_a_rerun_resumes_to_t
     // The replica keeps the primary's settings: it listens on the link's address too.
     let target = source.replica().unwrap();
     let direct_target = target.url("app");
+    // The application stays on this side: it writes to whichever side takes ci's writes.
+    let writer = Writer::start(&direct_source, &direct_target, "ci_pipelines", 1_000_000);
     let over_link = |cluster: &Cluster| {
         format!(
             "postgres://postgres@{}:{}/app?connect_timeout=3&{FAST_KEEPALIVES}",
@@ -339,6 +314,8 @@ fn a_cutover_cut_off_after_the_promotion_fails_its_step_and_a_rerun_resumes_to_t
     link.heal().unwrap();
     healed_tx.send(()).unwrap();
     let (rerun, recovered, tries) = far.join().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let acked = writer.stop();
     assert_eq!(
         rerun.unwrap(),
         vec![Step::Stamp, Step::LockWrites, Step::Resume],
@@ -355,10 +332,36 @@ fn a_cutover_cut_off_after_the_promotion_fails_its_step_and_a_rerun_resumes_to_t
         ("ci", vec!["ci".to_string()])
     );
     assert_eq!(source_epoch, target_epoch);
+    // Every write acknowledged on either side is on the target, and back on the source through
+    // the reverse replication.
+    assert!(
+        !acked.on_source.is_empty() && !acked.on_target.is_empty(),
+        "{acked:?}"
+    );
+    let all = acked.all();
+    assert_eq!(
+        missing_keys(&direct_target, "ci_pipelines", &all),
+        Vec::<i64>::new()
+    );
+    let back = wait_for_keys(
+        &direct_source,
+        "ci_pipelines",
+        &all,
+        Duration::from_secs(20),
+    );
+    assert!(
+        back.is_empty(),
+        "not replicated back to the source: {back:?}\n{}",
+        common::reverse_replication_report(&direct_source, &source)
+    );
     eprintln!(
         "cutover cut off after the promotion: the stamp step failed {:.1}s after the cut ({err}); \
-         the rerun after the heal finished the split in {:.1}s ({tries} tries)",
+         the rerun after the heal finished the split in {:.1}s ({tries} tries); writes \
+         acknowledged {} on the source, {} on the target, {} refused; none lost",
         noticed.as_secs_f64(),
-        recovered.as_secs_f64()
+        recovered.as_secs_f64(),
+        acked.on_source.len(),
+        acked.on_target.len(),
+        acked.refused
     );
 }

@@ -161,7 +161,7 @@ pub fn set_up(
         .get(0);
     if !subscribed {
         // CREATE SUBSCRIPTION takes no bind parameters: the connection string is a quoted literal.
-        let conninfo = super::lock_writes::literal(target_url);
+        let conninfo = super::lock_writes::literal(&subscription_conninfo(target_url)?);
         source.batch_execute(&format!(
             "CREATE SUBSCRIPTION {quoted} CONNECTION {conninfo} PUBLICATION {quoted} \
              WITH (create_slot = false, slot_name = {slot}, copy_data = false, enabled = true)",
@@ -172,6 +172,45 @@ pub fn set_up(
         "reverse replication of {} tables from the target to the source ({name})",
         relations.len()
     ))
+}
+
+/// The target's connection string as the source server's subscription uses it: the core's own
+/// key dropped (libpq refuses it) and the core's network defaults where the string sets none, so
+/// the source notices a cut target as the core does (docs/faults.md), not after the kernel's
+/// connection retries (more than two minutes, found by tests/replication_faults.rs).
+fn subscription_conninfo(target_url: &str) -> Result<String> {
+    use crate::connect::{self, Conninfo};
+    let mut info = Conninfo::parse(target_url)?;
+    info.take("prepared_statements");
+    let defaults = [
+        (
+            "connect_timeout",
+            connect::DEFAULT_CONNECT_TIMEOUT.as_secs(),
+        ),
+        (
+            "keepalives_idle",
+            connect::DEFAULT_KEEPALIVES_IDLE.as_secs(),
+        ),
+        (
+            "keepalives_interval",
+            connect::DEFAULT_KEEPALIVES_INTERVAL.as_secs(),
+        ),
+        (
+            "keepalives_count",
+            u64::from(connect::DEFAULT_KEEPALIVES_RETRIES),
+        ),
+        // libpq reads milliseconds.
+        (
+            "tcp_user_timeout",
+            connect::DEFAULT_TCP_USER_TIMEOUT.as_millis() as u64,
+        ),
+    ];
+    for (key, value) in defaults {
+        if info.get(key).is_none() {
+            info.set(key, &value.to_string());
+        }
+    }
+    Ok(info.to_key_values())
 }
 
 /// Whether this cutover set up reverse replication (its subscription exists on the source).
@@ -290,4 +329,26 @@ pub fn subscriptions(source: &mut impl GenericClient) -> Result<Vec<(String, Opt
         &[],
     )?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::subscription_conninfo;
+    use crate::connect::Conninfo;
+
+    #[test]
+    fn the_subscription_gets_the_cores_network_defaults_and_keeps_the_urls_own() {
+        let text = subscription_conninfo(
+            "postgres://u@db.example:5433/app?connect_timeout=3&prepared_statements=false",
+        )
+        .unwrap();
+        let info = Conninfo::parse(&text).unwrap();
+        assert_eq!(info.get("connect_timeout"), Some("3"));
+        assert_eq!(info.get("keepalives_idle"), Some("10"));
+        assert_eq!(info.get("keepalives_count"), Some("3"));
+        assert_eq!(info.get("tcp_user_timeout"), Some("30000"));
+        assert_eq!(info.get("prepared_statements"), None, "libpq refuses it");
+        assert_eq!(info.get("host"), Some("db.example"));
+        assert_eq!(info.get("dbname"), Some("app"));
+    }
 }

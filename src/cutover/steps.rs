@@ -173,6 +173,12 @@ pub(super) fn run(
             let mut source = cutover.source()?;
             let schemas = split.moving_schemas(cutover.topology())?;
             let mut tx = source.transaction()?;
+            // The catch-up waits for the WAL position read after this commit, and a replica
+            // receives only WAL written out: an asynchronous commit (synchronous_commit = off)
+            // could leave the fence, and the writes acknowledged before it, behind that position
+            // (found by tests/replication_faults.rs). `local`: flushed here, without waiting for
+            // a synchronous standby, which may be the very replica that is cut off.
+            tx.batch_execute("SET LOCAL synchronous_commit = local")?;
             let relations = tables_of(&mut tx, cutover.dictionary(), &schemas)?;
             fence::lay(&mut tx, &relations, target_name, &cutover.name())?;
             if config.reversible {

@@ -1,9 +1,15 @@
 //! Helpers shared by the integration tests: fixture paths and small dictionaries on disk.
 #![allow(dead_code)]
 
+mod faults;
 mod split;
+mod writer;
 #[allow(unused_imports)] // not every test binary uses them
+pub use faults::*;
+#[allow(unused_imports)]
 pub use split::*;
+#[allow(unused_imports)]
+pub use writer::*;
 
 use std::fs;
 use std::path::{Path, PathBuf};

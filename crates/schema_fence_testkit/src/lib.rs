@@ -146,6 +146,13 @@ impl Cluster {
     /// A streaming replica of this running cluster (`pg_basebackup -c fast -R -X stream`), in a
     /// new directory, started on a new free port and accepting read-only connections.
     pub fn replica(&self) -> Result<Cluster> {
+        self.replica_via("127.0.0.1")
+    }
+
+    /// A streaming replica, as [`Cluster::replica`], that copies and streams from `host` (an
+    /// address this cluster listens on, e.g. across a [`netns::Link`], so cutting the link cuts
+    /// the replication).
+    pub fn replica_via(&self, host: &str) -> Result<Cluster> {
         let parent = self.dir.parent().unwrap_or(Path::new("/")).to_path_buf();
         let mut replica = Cluster::in_new_dir(&parent, self.tools.clone(), self.settings.clone())?;
         replica.trusted_networks = self.trusted_networks.clone();
@@ -158,7 +165,7 @@ impl Cluster {
                 OsStr::new("-D"),
                 replica.data_dir.as_os_str(),
                 OsStr::new("-h"),
-                OsStr::new("127.0.0.1"),
+                OsStr::new(host),
                 OsStr::new("-p"),
                 OsStr::new(&port),
                 OsStr::new("-U"),
@@ -184,6 +191,19 @@ impl Cluster {
             "postgres://{SUPERUSER}@127.0.0.1:{}/{}",
             self.port,
             percent_encode(database)
+        )
+    }
+
+    /// A key-value connection string through the server's Unix socket: it works from any
+    /// network namespace, and a cut [`netns::Link`] does not touch it.
+    pub fn socket_url(&self, database: &str) -> String {
+        let dir = self.dir.display().to_string();
+        let quote = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"));
+        format!(
+            "host={} port={} user={SUPERUSER} dbname={}",
+            quote(&dir),
+            self.port,
+            quote(database)
         )
     }
 

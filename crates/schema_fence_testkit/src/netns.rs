@@ -29,6 +29,7 @@ const NETNS_DIR: &str = "/run/netns";
 pub struct Link {
     namespace: String,
     host_interface: String,
+    peer_interface: String,
     host_address: Ipv4Addr,
     namespace_address: Ipv4Addr,
     owner_pid: u32,
@@ -61,6 +62,7 @@ impl Link {
         let link = Link {
             namespace,
             host_interface,
+            peer_interface: peer_interface.clone(),
             host_address,
             namespace_address,
             owner_pid: pid,
@@ -105,6 +107,31 @@ impl Link {
     /// Partitions the namespace: the root side of the pair goes down; packets either way are lost.
     pub fn cut(&self) -> Result<()> {
         ip(&["link", "set", &self.host_interface, "down"])
+    }
+
+    /// Makes a later cut silent from the namespace's side, as a partition behind a router is:
+    /// the namespace's neighbour entry for the root side is made permanent, so a connection
+    /// attempted from there during a cut does not fail at once with "No route to host" (the
+    /// address resolution failing, which only a cable pulled from this very host gives) but
+    /// waits for its timeouts.
+    pub fn pin_neighbour_in_namespace(&self) -> Result<()> {
+        let path = format!("/sys/class/net/{}/address", self.host_interface);
+        let mac = std::fs::read_to_string(&path)
+            .map_err(|e| cluster_error(format!("could not read {path}: {e}")))?;
+        let address = self.host_address.to_string();
+        ip(&[
+            "-n",
+            &self.namespace,
+            "neigh",
+            "replace",
+            &address,
+            "lladdr",
+            mac.trim(),
+            "dev",
+            &self.peer_interface,
+            "nud",
+            "permanent",
+        ])
     }
 
     /// Ends the partition (the addresses stayed; TCP connections that survived carry on), and
