@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use schema_fence::runner::{Claim, CursorRange, Runner, RunnerOptions};
+use schema_fence::runner::{Claim, Completion, CursorRange, Runner, RunnerOptions};
 use schema_fence::store::{self, migrations};
 use schema_fence::Topology;
 
@@ -251,4 +251,37 @@ fn a_cursor_row_that_cannot_run_is_reported_or_held_with_why_and_stops_nothing_e
         .unwrap()
         .get(0);
     assert_eq!(jobs, 0, "nothing was written for the rows that cannot run");
+}
+
+#[test]
+fn completing_the_batch_that_reaches_max_cursor_finishes_the_migration_without_waiting_for_its_interval(
+) {
+    let url = gitlab_database("cursor_finishes");
+    let stages = cursor_migration(
+        &url,
+        "BackfillCiStages",
+        "ci_stages",
+        ("[0, 0]", "[450, 101]"),
+        "PrimaryKeyBatchingStrategy",
+    );
+    // GitLab's two minutes between batches, and one batch holding every key.
+    connect(&url)
+        .execute(
+            "UPDATE batched_background_migrations SET \"interval\" = 120, batch_size = 1000 \
+             WHERE id = $1",
+            &[&stages],
+        )
+        .unwrap();
+    let mut runner = runner(&url);
+    let Claim::Batch(batch) = runner.claim_next().unwrap() else {
+        panic!("the cursor migration is claimed")
+    };
+    let report = runner.run_sql_batch(&batch, STAGES).unwrap();
+    assert_eq!(report.rows, 550);
+    assert_eq!(report.sub_batches, 19, "550 keys in sub-batches of 30");
+    assert_eq!(
+        runner.complete(&batch, &report.metrics_json()).unwrap(),
+        Completion::MigrationFinished
+    );
+    assert_eq!(status_of(&url, stages), 3);
 }

@@ -247,7 +247,7 @@ pub(super) fn complete_in(
     else {
         return Ok(Completion::LeaseLost);
     };
-    if done.get::<_, Option<bool>>(0) == Some(true) {
+    if done.get::<_, Option<bool>>(0) == Some(true) || cursor::exhausted(tx, st, batch)? {
         st.query_one(tx, sql::LOCK_MIGRATION_ROW, &[&batch.migration_id])?;
         return finish_if_done(tx, st, batch.migration_id, max_attempts);
     }
@@ -272,7 +272,7 @@ pub(super) fn complete(
     else {
         return Ok(Completion::LeaseLost);
     };
-    if done.get::<_, Option<bool>>(0) == Some(true) {
+    if done.get::<_, Option<bool>>(0) == Some(true) || cursor::exhausted(client, st, batch)? {
         let mut tx = client.transaction()?;
         st.query_one(&mut tx, sql::LOCK_MIGRATION_ROW, &[&batch.migration_id])?;
         let finished = finish_if_done(&mut tx, st, batch.migration_id, limits)?;
@@ -333,7 +333,9 @@ pub(super) fn fail(
         )?;
         return Ok(Completion::MigrationFailed);
     }
-    if batch.attempts >= limits.max_attempts && migration_exhausted(tx, st, batch.migration_id)? {
+    if batch.attempts >= limits.max_attempts
+        && (migration_exhausted(tx, st, batch.migration_id)? || cursor::exhausted(tx, st, batch)?)
+    {
         return finish_if_done(tx, st, batch.migration_id, limits);
     }
     Ok(Completion::Recorded)

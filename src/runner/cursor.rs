@@ -68,6 +68,27 @@ VALUES (now(), now(), $1, $2::text::jsonb, $3::text::jsonb, $4, $5, $6, 1, 1, no
 RETURNING id
 "#;
 
+/// Whether the batches handed out reach the migration's `max_cursor` (then it may be finished).
+const EXHAUSTED: &str =
+    "SELECT COALESCE((SELECT j.max_cursor FROM batched_background_migration_jobs j \
+    WHERE j.batched_background_migration_id = m.id AND j.max_cursor IS NOT NULL \
+    ORDER BY j.max_cursor DESC LIMIT 1) >= m.max_cursor, false) \
+    FROM batched_background_migrations m WHERE m.id = $1";
+
+/// For a cursor batch: whether its migration's key ranges are all handed out. An id batch says
+/// so in the statement that completes it; a cursor batch asks here.
+pub(super) fn exhausted(
+    client: &mut impl postgres::GenericClient,
+    st: &mut Statements,
+    batch: &Batch,
+) -> Result<bool> {
+    if batch.cursor.is_none() {
+        return Ok(false);
+    }
+    let row = st.query_opt(client, EXHAUSTED, &[&batch.migration_id])?;
+    Ok(row.is_some_and(|r| r.get(0)))
+}
+
 /// Claims the next batch of a cursor-batched migration, locked by the caller. `batch` holds the
 /// migration's fields; `retry` is the job to run again, if any.
 pub(super) fn claim(
