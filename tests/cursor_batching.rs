@@ -193,6 +193,19 @@ fn a_cursor_row_that_cannot_run_is_reported_or_held_with_why_and_stops_nothing_e
         ("[0, 0]", "[10, 10]"),
         "PrimaryKeyBatchingStrategy",
     );
+    // A text key, with the cursors GitLab would write for it.
+    connect(&url)
+        .batch_execute(
+            "CREATE TABLE ci_tags (name text PRIMARY KEY); INSERT INTO ci_tags VALUES ('a')",
+        )
+        .unwrap();
+    let text_key = cursor_migration(
+        &url,
+        "BackfillCiTags",
+        "ci_tags",
+        ("[\"\"]", "[\"zzz\"]"),
+        "PrimaryKeyBatchingStrategy",
+    );
     // A strategy schema_fence does not walk cursors with.
     let loose = cursor_migration(
         &url,
@@ -223,7 +236,7 @@ fn a_cursor_row_that_cannot_run_is_reported_or_held_with_why_and_stops_nothing_e
     assert_eq!(status_of(&url, projects), 3);
     assert_eq!(done_counts(&url, "ci_runners"), (0, 10, 0));
     assert_eq!(done_counts(&url, "ci_stages"), (550, 0, 0));
-    for id in [mismatched, loose] {
+    for id in [mismatched, text_key, loose] {
         assert_eq!(status_of(&url, id), 1, "left active for GitLab's worker");
     }
     let (held, why): (bool, Option<String>) = {
@@ -242,11 +255,19 @@ fn a_cursor_row_that_cannot_run_is_reported_or_held_with_why_and_stops_nothing_e
         why.contains("ci_runners") && why.contains("primary key of 1 columns"),
         "{why}"
     );
+    let text_why: String = connect(&url)
+        .query_one(
+            "SELECT schema_fence_hold_reason FROM batched_background_migrations WHERE id = $1",
+            &[&text_key],
+        )
+        .unwrap()
+        .get(0);
+    assert!(text_why.contains("only integer keys"), "{text_why}");
     let jobs: i64 = connect(&url)
         .query_one(
             "SELECT count(*) FROM batched_background_migration_jobs \
              WHERE batched_background_migration_id = ANY($1)",
-            &[&vec![mismatched, loose]],
+            &[&vec![mismatched, text_key, loose]],
         )
         .unwrap()
         .get(0);
