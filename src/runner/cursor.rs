@@ -143,17 +143,12 @@ pub(super) fn claim(
     };
     let walk = walk_sql(&batch.table_name, &columns, false)?;
     let limit = i64::from(batch.batch_size.max(1));
-    let Some((first, last_key, count)) = walk_keys(tx, st, &walk, &after, &migration_max, limit)?
-    else {
+    let Some((first, last_key)) = walk_keys(tx, st, &walk, &after, &migration_max, limit)? else {
         finish_if_done(tx, st, id, options.limits())?;
         return Ok(None);
     };
     // The last batch reaches the migration's end, so keys added meanwhile are covered too.
-    let end = if count < limit {
-        migration_max
-    } else {
-        last_key
-    };
+    let end = last_key.unwrap_or(migration_max);
     let row = st.query_one(
         tx,
         INSERT_JOB,
@@ -244,43 +239,41 @@ fn invalid(what: String, problem: String) -> Error {
     Error::InvalidArgument { what, problem }
 }
 
-/// The first and the last of at most `$2n+1` keys after (`>=` when `inclusive`) the cursor
-/// `$1..$n`, not past `$n+1..$2n`, with how many there were: one row per end (one when they
-/// coincide). The bounds are bigint, compared with the columns in their own types.
+/// The first key after (`>=` when `inclusive`) the cursor `$1..$n`, not past `$n+1..$2n`, and
+/// the `$2n+1`-th key from it (NULLs when there are fewer): two index probes, nothing buffered.
+/// The bounds are bigint, compared with the columns in their own types.
 pub(super) fn walk_sql(table: &str, columns: &[String], inclusive: bool) -> Result<String> {
     let table = quote_table(table)?;
     let n = columns.len();
     let quoted: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
     let list = quoted.join(", ");
-    let params = |from: usize| -> String {
-        (from..from + n)
-            .map(|i| format!("${i}::bigint"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let keys: String = quoted
-        .iter()
-        .enumerate()
-        .map(|(i, c)| format!("{c}::bigint AS k{i}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let out: String = (0..n)
-        .map(|i| format!("k{i}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let join = |items: Vec<String>| items.join(", ");
+    let params = |from: usize| join((from..from + n).map(|i| format!("${i}::bigint")).collect());
+    let keys = join(
+        quoted
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c}::bigint AS k{i}"))
+            .collect(),
+    );
+    let of = |alias: &str| join((0..n).map(|i| format!("{alias}.k{i}")).collect());
     let op = if inclusive { ">=" } else { ">" };
+    let to = params(n + 1);
     Ok(format!(
-        "SELECT {out}, n, total FROM (SELECT {keys}, row_number() OVER (ORDER BY {list}) AS n, \
-         count(*) OVER () AS total FROM (SELECT {list} FROM {table} \
-         WHERE ({list}) {op} ({}) AND ({list}) <= ({}) ORDER BY {list} LIMIT ${}::bigint) s) w \
-         WHERE n = 1 OR n = total ORDER BY n",
-        params(1),
-        params(n + 1),
-        2 * n + 1
+        "SELECT {first}, {last} FROM \
+         (SELECT {keys} FROM {table} WHERE ({list}) {op} ({from}) AND ({list}) <= ({to}) \
+          ORDER BY {list} LIMIT 1) f \
+         LEFT JOIN LATERAL (SELECT {keys} FROM {table} WHERE ({list}) >= ({first}) \
+          AND ({list}) <= ({to}) ORDER BY {list} OFFSET ${limit}::bigint - 1 LIMIT 1) l ON true",
+        first = of("f"),
+        last = of("l"),
+        from = params(1),
+        limit = 2 * n + 1
     ))
 }
 
-type Walked = (Vec<i64>, Vec<i64>, i64);
+/// The first key of a run and its last when the run has its full length.
+type Walked = (Vec<i64>, Option<Vec<i64>>);
 
 fn walk_keys(
     client: &mut impl postgres::GenericClient,
@@ -293,13 +286,13 @@ fn walk_keys(
     let mut params: Vec<&dyn Param> = from.iter().map(|k| k as &dyn Param).collect();
     params.extend(to.iter().map(|k| k as &dyn Param));
     params.push(&limit);
-    let rows = st.query(client, walk, &params)?;
-    let n = from.len();
-    let keys = |row: &postgres::Row| (0..n).map(|i| row.get::<_, i64>(i)).collect::<Vec<_>>();
-    let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+    let Some(row) = st.query_opt(client, walk, &params)? else {
         return Ok(None);
     };
-    Ok(Some((keys(first), keys(last), last.get(n + 1))))
+    let n = from.len();
+    let first = (0..n).map(|i| row.get::<_, i64>(i)).collect();
+    let last: Option<Vec<i64>> = (n..2 * n).map(|i| row.get::<_, Option<i64>>(i)).collect();
+    Ok(Some((first, last)))
 }
 
 /// Runs a SQL job over a cursor batch, sub-batch by sub-batch in keyset order: the statement
@@ -343,16 +336,12 @@ pub(super) fn run_sql(
     let mut walk = &first_walk;
     loop {
         interrupt.check(&what)?;
-        let Some((first, last, count)) =
-            walk_keys(client, &mut st, walk, &from, &cursor.max, limit)?
+        let Some((first, last)) = walk_keys(client, &mut st, walk, &from, &cursor.max, limit)?
         else {
             break;
         };
-        let last = if count < limit {
-            cursor.max.clone()
-        } else {
-            last
-        };
+        // The last sub-batch reaches the batch's end, so keys added meanwhile are covered too.
+        let last = last.unwrap_or_else(|| cursor.max.clone());
         let keys: Vec<i64> = first.iter().chain(last.iter()).copied().collect();
         report.rows += match (&job, local_settings) {
             (Some(prepared), _) => execute_bound(client, prepared, &keys, batch.job_id)?,
@@ -421,7 +410,7 @@ mod tests {
             "{sql}"
         );
         assert!(
-            sql.contains("<= ($3::bigint, $4::bigint)") && sql.contains("LIMIT $5::bigint"),
+            sql.contains("<= ($3::bigint, $4::bigint)") && sql.contains("OFFSET $5::bigint - 1"),
             "{sql}"
         );
         assert!(sql.contains("FROM \"p_ci\"\"x\""), "{sql}");
