@@ -28,17 +28,17 @@ RSpec.describe "schema_fence on GitLab's own tracking tables", :postgres do
     expect(columns).to include("min_cursor", "queued_migration_version", "gitlab_schema")
   end
 
-  it "lists every row, the cursor row as not runnable with why" do
+  it "lists every row, the cursor row runnable, and says why a cursor row of another strategy is not" do
     install
+    loose = GitlabRows.cursor_migration(url, batch_class_name: "LooseIndexScanBatchingStrategy", job: "Other")
     rows = SchemaFence::Migrations.on(url).to_a
-    expect(rows.size).to eq(6)
+    expect(rows.size).to eq(7)
     cursor = rows.find { |m| m.id == ids[:cursor] }
-    expect(cursor.to_h).to include(min_value: nil, max_value: nil, min_cursor: [1, 100], max_cursor: [20, 100])
-    expect(cursor.runnable?).to be(false)
-    expect(cursor.not_runnable).to match(/cursor-batched/)
-    expect(rows.reject { |m| m.id == ids[:cursor] }).to all(be_runnable)
+    expect(cursor.to_h).to include(min_value: nil, max_value: nil, min_cursor: [0, 100], max_cursor: [20, 100])
+    expect(rows.reject { |m| m.id == loose }).to all(be_runnable)
+    expect(rows.find { |m| m.id == loose }.not_runnable).to match(/cursor-batched .*LooseIndexScanBatchingStrategy/)
     Operating.configure(main: url)
-    expect(SchemaFence::Status.collect.to_text).to match(/main_#{ids[:cursor]} .*active, not runnable: cursor-batched/)
+    expect(SchemaFence::Status.collect.to_text).to match(/main_#{loose} .*active, not runnable: cursor-batched/)
   end
 
   it "lists the rows to retag without writing, and retags them with APPLY=1 in rake schema_fence:retag" do
@@ -80,9 +80,34 @@ RSpec.describe "schema_fence on GitLab's own tracking tables", :postgres do
     statuses = SchemaFence::Migrations.on(url).to_h { |m| [m.id, m.status] }
     expect(statuses.values_at(ids[:builds], ids[:projects])).to eq(%i[finished finished])
     expect(statuses.values_at(ids[:paused], ids[:failed], ids[:cursor], ids[:finished]))
-      .to eq(%i[paused failed active finished])
+      .to eq(%i[paused failed finished finished])
     expect(Batches.done_counts(url, "ci_builds")).to eq([0, 300, 0])
     expect(Batches.done_counts(url, "projects")).to eq([0, 200, 0])
-    expect(Batches.done_counts(url, "ci_stages")).to eq([20, 0, 0])
+    expect(Batches.done_counts(url, "ci_stages")).to eq([0, 20, 0])
+  end
+
+  it "runs the cursor row's Ruby job over its cursor range in keyset sub-batches, cursors on the job row" do
+    install
+    BackfillCiStages.seen = []
+    BackfillCiStages.sub_batches = []
+    PG.connect(url) do |c|
+      c.exec("UPDATE batched_background_migrations SET status = 0 WHERE id <> #{ids[:cursor]}")
+      # Ids 1..20 are in partition 100, 5..9 also in 101; the range ends at [9, 101].
+      c.exec("INSERT INTO ci_stages (id, partition_id) SELECT i, 101 FROM generate_series(5, 9) i")
+      c.exec("UPDATE batched_background_migrations SET max_cursor = '[9, 101]' WHERE id = #{ids[:cursor]}")
+    end
+    worker = SchemaFence::Worker.new(database: :main, url:)
+    Batches.drain(worker)
+    expect(SchemaFence::Migrations.on(url).find { |m| m.id == ids[:cursor] }.status).to eq(:finished)
+    expect(BackfillCiStages.seen).to eq([[[1, 100], [9, 101]]])
+    expect(BackfillCiStages.sub_batches).to eq([8, 6]), "sub-batches of 8 rows in keyset order"
+    done = PG.connect(url) { |c| c.exec("SELECT id, partition_id FROM ci_stages WHERE done = 1 ORDER BY 1, 2").values }
+    expect(done).to eq((1..9).flat_map { |i| i >= 5 ? [[i, 100], [i, 101]] : [[i, 100]] }.map { |r| r.map(&:to_s) })
+    expect(Batches.done_counts(url, "ci_stages")).to eq([11, 14, 0])
+    job = PG.connect(url) do |c|
+      c.exec("SELECT min_value, max_value, min_cursor::text, max_cursor::text FROM batched_background_migration_jobs " \
+             "WHERE batched_background_migration_id = #{ids[:cursor]}").values
+    end
+    expect(job).to eq([[nil, nil, "[1, 100]", "[9, 101]"]])
   end
 end

@@ -59,11 +59,15 @@ pub fn not_runnable_reason(
     has_cursor: bool,
 ) -> Option<String> {
     if !has_key_range && has_cursor {
-        return Some(
-            "cursor-batched (min_cursor/max_cursor): schema_fence batches over one integer \
-             column only; run it with GitLab's own worker"
-                .into(),
-        );
+        // Walked over the table's primary key; whether that key fits is known at the claim,
+        // which holds the migration with why when it does not.
+        if Strategy::from_name(batch_class_name) == Some(Strategy::PrimaryKey) {
+            return None;
+        }
+        return Some(format!(
+            "cursor-batched (min_cursor/max_cursor) with batch_class_name {batch_class_name:?}: \
+             schema_fence walks cursors with {PRIMARY_KEY} only"
+        ));
     }
     if !has_key_range {
         return Some("no key range (min_value/max_value are NULL)".into());
@@ -79,8 +83,11 @@ pub fn not_runnable_reason(
 
 /// SQL condition on a `batched_background_migrations` row aliased `m`: what [`not_runnable_reason`]
 /// accepts. One text, so the fetch, the claim and the listing agree.
-pub const RUNNABLE_CONDITION: &str = "(m.min_value IS NOT NULL AND m.max_value IS NOT NULL \
-    AND m.batch_class_name IN ('PrimaryKeyBatchingStrategy', 'LooseIndexScanBatchingStrategy'))";
+/// A primary-key row without a key range is cursor-batched (GitLab's check constraint: ids or
+/// cursors); the claim reads its cursors, so tables older than the cursor columns are read too.
+pub const RUNNABLE_CONDITION: &str = "(m.batch_class_name = 'PrimaryKeyBatchingStrategy' \
+    OR (m.min_value IS NOT NULL AND m.max_value IS NOT NULL \
+    AND m.batch_class_name = 'LooseIndexScanBatchingStrategy'))";
 
 #[cfg(test)]
 mod tests {
@@ -106,8 +113,9 @@ mod tests {
     }
 
     #[test]
-    fn a_cursor_row_and_an_unknown_strategy_are_not_runnable_with_why() {
-        assert!(not_runnable_reason(PRIMARY_KEY, false, true)
+    fn a_cursor_row_runs_by_primary_key_and_an_unknown_strategy_is_not_runnable_with_why() {
+        assert_eq!(not_runnable_reason(PRIMARY_KEY, false, true), None);
+        assert!(not_runnable_reason(LOOSE_INDEX_SCAN, false, true)
             .unwrap()
             .contains("cursor"));
         assert!(not_runnable_reason("OtherStrategy", true, false)

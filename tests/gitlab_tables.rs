@@ -201,13 +201,14 @@ fn gitlab_rows(client: &mut postgres::Client, tagged: bool) -> Rows {
         )
         .unwrap();
     let cursor = tagged.then(|| {
-        // GitLab 17.6: a composite key batched by cursor, min_value/max_value NULL.
+        // GitLab 17.6: a composite key batched by cursor, min_value/max_value NULL; min_cursor is
+        // a position before the first key (GitLab's keyset iterator starts after it).
         client
             .query_one(
                 "INSERT INTO batched_background_migrations (created_at, updated_at, min_value, max_value, \
                  min_cursor, max_cursor, batch_size, sub_batch_size, \"interval\", status, job_class_name, \
                  table_name, column_name, job_arguments, gitlab_schema) \
-                 VALUES (now(), now(), NULL, NULL, '[1, 100]', '[30, 100]', 100, 25, 120, 1, \
+                 VALUES (now(), now(), NULL, NULL, '[0, 100]', '[30, 100]', 100, 25, 120, 1, \
                  'BackfillCiStages', 'ci_stages', 'id', '[]', 'gitlab_ci') RETURNING id",
                 &[],
             )
@@ -244,6 +245,13 @@ fn sql_for(class: &str) -> Option<String> {
         "BackfillCiPipelines" => "ci_pipelines",
         "BackfillProjects" | "Queued" => "projects",
         "BackfillEvents" => "events",
+        "BackfillCiStages" => {
+            return Some(
+                "UPDATE ci_stages SET done = done + 1 \
+                 WHERE (id, partition_id) BETWEEN ($1, $2) AND ($3, $4)"
+                    .into(),
+            )
+        }
         _ => return None,
     }))
 }
@@ -287,13 +295,13 @@ fn on_gitlabs_current_tables_install_lists_retags_and_runs_every_runnable_migrat
     assert_eq!(report.backfilled, 0);
     assert_eq!(report.mistagged, Some(2), "the two blanket-tagged ci rows");
 
-    // Listing survives the cursor row and the unknown strategy, and says why they do not run.
+    // Listing shows the cursor row as runnable and says why the unknown strategy is not.
     let listed = migrations::list(&mut client).unwrap();
     assert_eq!(listed.len(), 9);
     let cursor = listed.iter().find(|m| Some(m.id) == rows.cursor).unwrap();
     assert_eq!((cursor.min_value, cursor.max_value), (None, None));
-    assert_eq!(cursor.min_cursor.as_deref(), Some("[1, 100]"));
-    assert!(cursor.not_runnable.as_deref().unwrap().contains("cursor"));
+    assert_eq!(cursor.min_cursor.as_deref(), Some("[0, 100]"));
+    assert_eq!(cursor.not_runnable, None);
     let exotic = listed.iter().find(|m| m.id == rows.exotic).unwrap();
     assert!(exotic
         .not_runnable
@@ -302,7 +310,7 @@ fn on_gitlabs_current_tables_install_lists_retags_and_runs_every_runnable_migrat
         .contains("BackfillPartitionedStagesStrategy"));
     assert!(listed
         .iter()
-        .filter(|m| m.id != rows.exotic && Some(m.id) != rows.cursor)
+        .filter(|m| m.id != rows.exotic)
         .all(|m| m.not_runnable.is_none()));
 
     let mut tx = client.transaction().unwrap();
@@ -355,9 +363,9 @@ fn on_gitlabs_current_tables_install_lists_retags_and_runs_every_runnable_migrat
     ] {
         assert_eq!(status_of(&url, id), status);
     }
-    assert_eq!(status_of(&url, rows.cursor.unwrap()), 1);
+    assert_eq!(status_of(&url, rows.cursor.unwrap()), 3);
     assert_eq!(done_counts(&url, "issues"), (50, 0, 0));
-    assert_eq!(done_counts(&url, "ci_stages"), (30, 0, 0));
+    assert_eq!(done_counts(&url, "ci_stages"), (0, 30, 0));
     let missing_timestamps: i64 = client
         .query_one(
             "SELECT count(*) FROM batched_background_migration_jobs \
@@ -517,17 +525,18 @@ fn a_migration_on_hold_neither_holds_its_table_nor_is_claimed_by_id() {
 }
 
 #[test]
-fn a_cursor_row_first_in_queue_order_does_not_block_the_others() {
+fn a_cursor_row_that_cannot_run_first_in_queue_order_does_not_block_the_others() {
     let url = fresh_database("gitlab_cursor_first");
     let mut client = connect(&url);
     client.batch_execute(&gitlab_ddl()).unwrap();
     data_tables(&mut client);
     store::install(&mut client, "main", &strings(&["main", "ci"]), None).unwrap();
+    // Two cursor values over a one-column primary key: held with why.
     let cursor: i64 = client
         .query_one(
             "INSERT INTO batched_background_migrations (created_at, updated_at, min_value, max_value, \
              min_cursor, max_cursor, batch_size, sub_batch_size, \"interval\", status, job_class_name, \
-             table_name, column_name, gitlab_schema) VALUES (now(), now(), NULL, NULL, '[1]', '[300]', 100, 25, \
+             table_name, column_name, gitlab_schema) VALUES (now(), now(), NULL, NULL, '[1, 1]', '[300, 1]', 100, 25, \
              0, 1, 'BackfillProjects', 'projects', 'id', 'gitlab_main') RETURNING id",
             &[],
         )

@@ -19,13 +19,13 @@ use schema_fence_testkit::netns::Link;
 
 const ROWS: i64 = 200;
 const BATCH: i64 = 50;
-/// The writer's table (gitlab_ci: it moves) and its first key.
+/// The writer's table (`gitlab_ci`: it moves) and its first key.
 const WRITES: &str = "ci_pipelines";
 const FIRST_WRITE: i64 = 1_000_000;
 /// The cutover's bounded waits in these tests; the defaults are 60 s (docs/faults.md).
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(4);
 
-/// The shared database (ci_builds and projects of ROWS keys, a backfill of each in batches of
+/// The shared database (`ci_builds` and projects of ROWS keys, a backfill of each in batches of
 /// BATCH, the writer's table), on a primary across the link, with a replica here; the main
 /// worker has done two batches.
 fn shared_database_across(link: &Link) -> ReplicatedPair {
@@ -221,7 +221,7 @@ fn a_replica_cut_off_during_the_catch_up_times_the_step_out_and_a_rerun_after_th
     );
 
     link.heal().unwrap();
-    let replayed = time_until(Duration::from_secs(60), || replayed_source_wal(&pair));
+    let replayed = time_until(Duration::from_mins(1), || replayed_source_wal(&pair));
     let rerun_started = Instant::now();
     let (ran, tries) = execute_until_done(&cutover);
     let rerun = rerun_started.elapsed();

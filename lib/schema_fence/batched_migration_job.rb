@@ -55,6 +55,30 @@ module SchemaFence
     def batch_table = batch.table_name
     # @return [String] the batching column
     def batch_column = batch.column_name
+    # @return [Array<Integer>, nil] a cursor batch's first key (GitLab's +start_cursor+), both
+    #   cursors included in the batch
+    def start_cursor = batch.min_cursor
+    # @return [Array<Integer>, nil] a cursor batch's last key (GitLab's +end_cursor+)
+    def end_cursor = batch.max_cursor
+
+    # @return [Boolean] whether the batch walks a cursor (GitLab's composite keys)
+    def cursor? = !batch.cursor_columns.nil?
+
+    # The columns the batch's cursors are over: the table's primary key, which the claim walked.
+    # A job class declaring other columns with {JobMacros#cursor} is refused rather than run over
+    # a range it would read differently.
+    #
+    # @return [Array<String>, nil]
+    # @raise [InvalidArgumentError] when the class's +cursor+ names other columns
+    def cursor_columns
+      columns = batch.cursor_columns
+      declared = self.class.cursor_columns
+      if columns && declared && declared != columns
+        raise InvalidArgumentError, "#{self.class.name} declares cursor #{declared.join(', ')}, but batch " \
+                                    "#{batch.job_id} walks the primary key of #{batch_table}: #{columns.join(', ')}"
+      end
+      columns
+    end
 
     # @return [Array] the migration's job arguments, as queued
     def batch_job_arguments
@@ -75,14 +99,14 @@ module SchemaFence
     # @param batching_arguments [Hash] GitLab's each_batch options; schema_fence walks the
     #   batching column in key order whatever they say (+order_hint+ and the like change nothing)
     # @param operation_name [Symbol, nil] GitLab's metrics label, accepted and unused
-    def each_sub_batch(batching_scope: nil, batching_arguments: {}, operation_name: nil, &)
+    # (The block is named: Ruby 3.1 cannot forward an anonymous one after keyword parameters.)
+    def each_sub_batch(batching_scope: nil, batching_arguments: {}, operation_name: nil, &block)
       _ = [batching_arguments, operation_name]
       scope = batch_scope
       scope = batching_scope.call(scope) if batching_scope
-      SubBatches.each_range(scope, batch_column, start_id, end_id, sub_batch_size) do |first, last|
-        yield scope.where(batch_column => first..last)
-        pause
-      end
+      return each_cursor_sub_batch(scope, &block) if cursor?
+
+      each_id_sub_batch(scope, &block)
     end
 
     # Yields a relation per sub-batch of at most sub_batch_size distinct values of the batching
@@ -93,6 +117,8 @@ module SchemaFence
     # @param operation_name [Symbol, nil] accepted and unused
     def distinct_each_batch(batching_arguments: {}, operation_name: nil, &)
       _ = [batching_arguments, operation_name]
+      raise InvalidArgumentError, "distinct_each_batch walks one column; batch #{batch.job_id} is cursor-batched" if cursor?
+
       scope = batch_scope
       SubBatches.each_distinct(scope, batch_column, start_id, end_id, sub_batch_size) do |values|
         yield scope.where(batch_column => values)
@@ -103,7 +129,25 @@ module SchemaFence
     private
 
     def batch_scope
+      return filter_batch(batchable_model.where(cursor_range(start_cursor, end_cursor))) if cursor?
+
       filter_batch(batchable_model.where(batch_column => start_id..end_id))
+    end
+
+    def cursor_range(from, to) = CursorSubBatches.between(batchable_model, cursor_columns, from, to)
+
+    def each_id_sub_batch(scope)
+      SubBatches.each_range(scope, batch_column, start_id, end_id, sub_batch_size) do |first, last|
+        yield scope.where(batch_column => first..last)
+        pause
+      end
+    end
+
+    def each_cursor_sub_batch(scope)
+      CursorSubBatches.each_range(scope, cursor_columns, start_cursor, end_cursor, sub_batch_size) do |first, last|
+        yield scope.where(cursor_range(first, last))
+        pause
+      end
     end
 
     def pause
@@ -113,8 +157,12 @@ module SchemaFence
     def batchable_model
       @batchable_model ||= begin
         table = batch_table
+        keyless = cursor?
         Class.new(connection_class) do
           self.table_name = table
+          # A cursor batch walks a composite key, which Rails 6.1 warns about on every load; the
+          # walk needs no primary key of the model.
+          self.primary_key = nil if keyless
           self.inheritance_column = :_type_disabled
           def self.name = "SchemaFence::BatchableModel"
         end

@@ -26,7 +26,7 @@ module SchemaFence
     end
 
     # GitLab refuses to queue a job with the wrong number of arguments; schema_fence also refuses
-    # a cursor-batched job, which it cannot run.
+    # to queue a cursor-batched job (it runs the cursor rows GitLab queued, but queues only by id).
     #
     # @raise [InvalidJobArgumentsError, InvalidArgumentError]
     def check_queueable!(name, job_arguments)
@@ -39,8 +39,8 @@ module SchemaFence
       end
       return unless klass.cursor_columns
 
-      raise InvalidArgumentError, "#{klass.name} batches by cursor (#{klass.cursor_columns.join(', ')}), which " \
-                                  "schema_fence does not run: batch it over one integer column"
+      raise InvalidArgumentError, "#{klass.name} batches by cursor (#{klass.cursor_columns.join(', ')}): schema_fence " \
+                                  "runs cursor rows GitLab queued but queues by one integer column only"
     end
   end
 end

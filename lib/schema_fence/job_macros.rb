@@ -39,8 +39,8 @@ module SchemaFence
     end
 
     # GitLab's cursor batching over several columns (+cursor :id, :partition_id+). schema_fence
-    # does not batch by cursor: queueing such a job is refused with the reason, and a cursor row
-    # GitLab queued is listed as not runnable.
+    # runs the cursor rows GitLab queued, over the table's primary key (these columns must be it,
+    # in key order); queueing such a job here is refused with the reason.
     def cursor(*columns)
       @cursor_columns = columns.map(&:to_s)
     end

@@ -56,7 +56,8 @@ module SchemaFence
     end
   end
 
-  # A claimed batch: the key range [min_value, max_value] of one migration, leased to a runner.
+  # A claimed batch: the key range [min_value, max_value] of one migration, or of a cursor-batched
+  # one [min_cursor, max_cursor] over cursor_columns, leased to a runner.
   class Batch
     # @return [Array] the migration's job arguments
     def job_arguments
@@ -84,8 +85,13 @@ module SchemaFence
     # @return [String]
 
     def inspect
+      keys = if cursor_columns
+               "cursor (#{cursor_columns.join(', ')}) #{min_cursor}..#{max_cursor}"
+             else
+               "keys #{min_value}..#{max_value}"
+             end
       "#<#{self.class.name} job #{job_id} of migration #{migration_id} (#{job_class_name} on #{table_name}, " \
-        "#{gitlab_schema}) keys #{min_value}..#{max_value} attempt #{attempts}>"
+        "#{gitlab_schema}) #{keys} attempt #{attempts}>"
     end
   end
 end

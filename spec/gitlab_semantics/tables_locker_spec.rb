@@ -57,13 +57,13 @@ RSpec.describe "GitLab's tables_locker_spec.rb, on SchemaFence::Cutover.lock_wri
   end
 
   it "unlocks, when it locks, the tables of the schemas the database serves (a lock left from before)" do
-    pending "lock_writes only lays locks; a lock on a served table stays until unlock_writes, which removes " \
-            "every lock (src/cutover/lock_writes.rs, cutover code another helper is changing)"
     url = LockTables.database("gitlab_tables_locker_relock", name: "ci", serves: %w[ci])
     Batches.stamp!(url, "name = 'main', serves = ARRAY['main']")
     SchemaFence::Cutover.lock_writes(url)
     Batches.stamp!(url, "name = 'ci', serves = ARRAY['ci']")
+    expect(refused?(url, "ci_builds")).to be(true)
     SchemaFence::Cutover.lock_writes(url)
     expect(refused?(url, "ci_builds")).to be(false)
+    expect(refused?(url, "projects")).to be(true)
   end
 end

@@ -49,14 +49,16 @@ module GitlabRows
     end
   end
 
-  # A cursor-batched row (GitLab 17.6), min_value/max_value NULL; returns its id.
-  def cursor_migration(url)
+  # A cursor-batched row (GitLab 17.6), min_value/max_value NULL; returns its id. Its min_cursor
+  # is a position before the first key, as GitLab's keyset iterator starts after it.
+  def cursor_migration(url, batch_class_name: "PrimaryKeyBatchingStrategy", job: "BackfillCiStages")
     PG.connect(url) do |c|
-      c.exec(<<~SQL).getvalue(0, 0).to_i
+      c.exec_params(<<~SQL, [batch_class_name, job]).getvalue(0, 0).to_i
         INSERT INTO batched_background_migrations (created_at, updated_at, min_value, max_value, min_cursor, max_cursor,
-          batch_size, sub_batch_size, "interval", status, job_class_name, table_name, column_name, gitlab_schema)
-        VALUES (now(), now(), NULL, NULL, '[1, 100]', '[20, 100]', 100, 50, 120, 1, 'BackfillCiStages', 'ci_stages',
-                'id', 'gitlab_ci')
+          batch_size, sub_batch_size, "interval", status, job_class_name, batch_class_name, table_name, column_name,
+          gitlab_schema, pause_ms)
+        VALUES (now(), now(), NULL, NULL, '[0, 100]', '[20, 100]', 100, 8, 120, 1, $2, $1, 'ci_stages', 'id',
+                'gitlab_ci', 0)
         RETURNING id
       SQL
     end
@@ -81,5 +83,21 @@ module GitlabRows
     PG.connect(url) do |c|
       c.exec("SELECT id, gitlab_schema FROM batched_background_migrations ORDER BY id").values.to_h.transform_keys(&:to_i)
     end
+  end
+end
+
+# GitLab's shape of a composite-key job: the fixture's cursor row runs it. It records the cursor
+# range each run saw and the rows of each sub-batch.
+class BackfillCiStages < SchemaFence::BatchedMigrationJob
+  cursor :id, :partition_id
+  operation_name :update_all
+
+  class << self
+    attr_accessor :seen, :sub_batches
+  end
+
+  def perform
+    (self.class.seen ||= []) << [start_cursor, end_cursor]
+    each_sub_batch { |sub_batch| (self.class.sub_batches ||= []) << sub_batch.update_all("done = done + 1") }
   end
 end

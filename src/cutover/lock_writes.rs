@@ -55,8 +55,10 @@ pub(super) fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-/// Locks the tables of every `gitlab_schema` that a database serving `serves` does not own; returns
-/// them. `database` names the physical database in the message. Idempotent.
+/// Locks the tables of every `gitlab_schema` that a database serving `serves` does not own, and
+/// unlocks every other table (a lock left from an earlier role of the database: GitLab's
+/// `TablesLocker` does both); returns the locked ones. `database` names the physical database in
+/// the message. Idempotent.
 pub fn lock_writes(
     db: &mut impl GenericClient,
     dictionary: &Dictionary,
@@ -66,6 +68,7 @@ pub fn lock_writes(
 ) -> Result<Vec<Relation>> {
     let schemas = locked_schemas(topology, serves)?;
     if schemas.is_empty() {
+        unlock_except(db, &[])?;
         return Ok(vec![]);
     }
     db.batch_execute(FUNCTION)?;
@@ -94,17 +97,25 @@ pub fn lock_writes(
         }
         db.batch_execute(&ddl)?;
     }
+    let names: Vec<String> = locked.iter().map(|r| r.name.clone()).collect();
+    unlock_except(db, &names)?;
     Ok(locked)
 }
 
 /// Removes every write lock of this database (rollback of a split); returns the tables.
 pub fn unlock_writes(db: &mut impl GenericClient) -> Result<Vec<String>> {
+    unlock_except(db, &[])
+}
+
+/// Removes the write locks of every table but `keep` (names as `regclass` prints them); returns
+/// the tables unlocked.
+fn unlock_except(db: &mut impl GenericClient, keep: &[String]) -> Result<Vec<String>> {
     // Clones on partitions (tgparentid <> 0) go with their parent's trigger.
     let rows = db.query(
         "SELECT DISTINCT c.oid::regclass::text, t.tgname FROM pg_trigger t \
          JOIN pg_class c ON c.oid = t.tgrelid WHERE t.tgname = ANY($1) AND t.tgparentid = 0 \
-         ORDER BY 1",
-        &[&vec![TRIGGER, ROW_TRIGGER]],
+         AND NOT c.oid::regclass::text = ANY($2) ORDER BY 1",
+        &[&vec![TRIGGER, ROW_TRIGGER], &keep],
     )?;
     let mut tables: Vec<String> = Vec::with_capacity(rows.len());
     for row in rows {

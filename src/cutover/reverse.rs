@@ -177,7 +177,7 @@ pub fn set_up(
 /// The target's connection string as the source server's subscription uses it: the core's own
 /// key dropped (libpq refuses it) and the core's network defaults where the string sets none, so
 /// the source notices a cut target as the core does (docs/faults.md), not after the kernel's
-/// connection retries (more than two minutes, found by tests/replication_faults.rs).
+/// connection retries (more than two minutes, found by `tests/replication_faults.rs`).
 fn subscription_conninfo(target_url: &str) -> Result<String> {
     use crate::connect::{self, Conninfo};
     let mut info = Conninfo::parse(target_url)?;
@@ -202,7 +202,7 @@ fn subscription_conninfo(target_url: &str) -> Result<String> {
         // libpq reads milliseconds.
         (
             "tcp_user_timeout",
-            connect::DEFAULT_TCP_USER_TIMEOUT.as_millis() as u64,
+            u64::try_from(connect::DEFAULT_TCP_USER_TIMEOUT.as_millis()).unwrap_or(u64::MAX),
         ),
     ];
     for (key, value) in defaults {

@@ -2,6 +2,7 @@
 
 use postgres::Transaction;
 
+use super::cursor::{self, CursorRange};
 use super::reach::Reach;
 use super::statements::Statements;
 use super::{sql, Limits, RunnerOptions};
@@ -30,6 +31,9 @@ pub struct Batch {
     pub strategy: Strategy,
     /// The physical database the batch was claimed on: its job must run there.
     pub reach: Reach,
+    /// A cursor-batched migration's key range (then `min_value`/`max_value` are 0); boxed, so a
+    /// claim of an id-batched migration stays small.
+    pub cursor: Option<Box<CursorRange>>,
 }
 
 /// What completing or failing a batch led to.
@@ -97,7 +101,6 @@ pub(super) fn claim_batch(
     // them fallibly all the same, so a row changed under us is an error, never a panic.
     let strategy =
         Strategy::from_name(&m.try_get::<_, String>(19)?).unwrap_or(Strategy::PrimaryKey);
-    let (migration_min, migration_max): (i64, i64) = (m.try_get(6)?, m.try_get(7)?);
     let lease = options.lease.as_secs_f64();
     let mut batch = Batch {
         job_id: 0,
@@ -116,6 +119,14 @@ pub(super) fn claim_batch(
         epoch,
         strategy,
         reach: Reach::default(),
+        cursor: None,
+    };
+    let key_range: (Option<i64>, Option<i64>) = (m.try_get(6)?, m.try_get(7)?);
+    let (Some(migration_min), Some(migration_max)) = key_range else {
+        let retry = m
+            .get::<_, Option<i64>>(11)
+            .map(|job| (job, m.get::<_, i16>(17)));
+        return cursor::claim(tx, st, batch, retry, claimant, options);
     };
 
     if let Some(job_id) = m.get::<_, Option<i64>>(11) {
@@ -177,7 +188,7 @@ pub(super) fn claim_batch(
 
 /// With no key range left: finished when every job succeeded, failed when some used up their
 /// attempts, untouched while jobs are still open.
-fn finish_if_done(
+pub(super) fn finish_if_done(
     tx: &mut Transaction<'_>,
     st: &mut Statements,
     id: i64,
@@ -214,8 +225,9 @@ fn migration_exhausted(
     migration_id: i64,
 ) -> Result<bool> {
     let row = st.query_one(tx, sql::MIGRATION_EXHAUSTED, &[&migration_id])?;
-    let (max, last): (i64, Option<i64>) = (row.get(0), row.get(1));
-    Ok(last.is_some_and(|l| l >= max))
+    // A cursor-batched migration has no max_value: its next claim finds the end instead.
+    let (max, last): (Option<i64>, Option<i64>) = (row.get(0), row.get(1));
+    Ok(max.zip(last).is_some_and(|(max, last)| last >= max))
 }
 
 /// Completing in the caller's transaction (behind a pooler every statement is in one).
@@ -235,7 +247,7 @@ pub(super) fn complete_in(
     else {
         return Ok(Completion::LeaseLost);
     };
-    if done.get::<_, Option<bool>>(0) == Some(true) {
+    if done.get::<_, Option<bool>>(0) == Some(true) || cursor::exhausted(tx, st, batch)? {
         st.query_one(tx, sql::LOCK_MIGRATION_ROW, &[&batch.migration_id])?;
         return finish_if_done(tx, st, batch.migration_id, max_attempts);
     }
@@ -260,7 +272,7 @@ pub(super) fn complete(
     else {
         return Ok(Completion::LeaseLost);
     };
-    if done.get::<_, Option<bool>>(0) == Some(true) {
+    if done.get::<_, Option<bool>>(0) == Some(true) || cursor::exhausted(client, st, batch)? {
         let mut tx = client.transaction()?;
         st.query_one(&mut tx, sql::LOCK_MIGRATION_ROW, &[&batch.migration_id])?;
         let finished = finish_if_done(&mut tx, st, batch.migration_id, limits)?;
@@ -321,7 +333,9 @@ pub(super) fn fail(
         )?;
         return Ok(Completion::MigrationFailed);
     }
-    if batch.attempts >= limits.max_attempts && migration_exhausted(tx, st, batch.migration_id)? {
+    if batch.attempts >= limits.max_attempts
+        && (migration_exhausted(tx, st, batch.migration_id)? || cursor::exhausted(tx, st, batch)?)
+    {
         return finish_if_done(tx, st, batch.migration_id, limits);
     }
     Ok(Completion::Recorded)

@@ -6,6 +6,7 @@
 //! happens outside any transaction; completing or failing it checks the lease is still ours.
 
 mod batch;
+mod cursor;
 mod fence;
 mod pace;
 pub mod reach;
@@ -23,6 +24,7 @@ use postgres::{Client, Transaction};
 use statements::Statements;
 
 pub use batch::{Batch, Completion};
+pub use cursor::CursorRange;
 pub use fence::{fence, Fence};
 pub use pace::Decision;
 pub use reach::{Place, Reach};
@@ -89,6 +91,8 @@ impl Default for RunnerOptions {
 }
 
 /// What a claim found.
+// One per claim, moved out at once: boxing the batch would buy nothing but an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Claim {
     /// A batch to run, leased to this runner.

@@ -38,14 +38,13 @@ CROSS JOIN LATERAL (
     AND m.gitlab_schema = allowed.gitlab_schema
     AND m.schema_fence_next_run_at <= statement_timestamp()
     AND (m.on_hold_until IS NULL OR m.on_hold_until < now())
-    AND (m.min_value IS NOT NULL AND m.max_value IS NOT NULL AND m.batch_class_name IN ('PrimaryKeyBatchingStrategy', 'LooseIndexScanBatchingStrategy'))
+    AND (m.batch_class_name = 'PrimaryKeyBatchingStrategy' OR (m.min_value IS NOT NULL AND m.max_value IS NOT NULL AND m.batch_class_name = 'LooseIndexScanBatchingStrategy'))
     AND m.id = (
         SELECT min(first.id) FROM batched_background_migrations first
         WHERE first.table_name = m.table_name AND first.status IN (1, 5)
           AND first.gitlab_schema = ANY($1::text[])
           AND (first.on_hold_until IS NULL OR first.on_hold_until < now())
-          AND first.min_value IS NOT NULL AND first.max_value IS NOT NULL
-          AND first.batch_class_name IN ('PrimaryKeyBatchingStrategy', 'LooseIndexScanBatchingStrategy'))
+          AND (first.batch_class_name = 'PrimaryKeyBatchingStrategy' OR (first.min_value IS NOT NULL AND first.max_value IS NOT NULL AND first.batch_class_name = 'LooseIndexScanBatchingStrategy')))
     AND COALESCE((
         SELECT j.created_at FROM batched_background_migration_jobs j
         WHERE j.batched_background_migration_id = m.id
@@ -116,7 +115,7 @@ LEFT JOIN LATERAL (
 WHERE m.id = $1 AND m.status IN (1, 5) AND m.gitlab_schema = ANY($2::text[])
   AND ($4 OR m.on_hold_until IS NULL OR m.on_hold_until < now())
   AND ($4 OR NOT $6 OR m.schema_fence_next_run_at <= statement_timestamp())
-  AND (m.min_value IS NOT NULL AND m.max_value IS NOT NULL AND m.batch_class_name IN ('PrimaryKeyBatchingStrategy', 'LooseIndexScanBatchingStrategy'))
+  AND (m.batch_class_name = 'PrimaryKeyBatchingStrategy' OR (m.min_value IS NOT NULL AND m.max_value IS NOT NULL AND m.batch_class_name = 'LooseIndexScanBatchingStrategy'))
 FOR UPDATE OF m SKIP LOCKED
 "#
 );
@@ -269,6 +268,7 @@ mod tests {
     fn the_fetch_and_the_claim_share_the_listings_runnable_condition() {
         let condition = crate::batching::RUNNABLE_CONDITION;
         assert!(FETCH.contains(condition));
+        assert!(FETCH.contains(&condition.replace("m.", "first.")));
         assert!(LOCK_MIGRATION.contains(condition));
     }
 }

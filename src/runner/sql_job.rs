@@ -73,6 +73,17 @@ fn run_sub_batches(
     statement: &str,
     local_settings: Option<&str>,
 ) -> Result<SqlJobReport> {
+    if let Some(cursor) = &batch.cursor {
+        return super::cursor::run_sql(
+            client,
+            prepared,
+            interrupt,
+            batch,
+            cursor,
+            statement,
+            local_settings,
+        );
+    }
     let started = Instant::now();
     let key_range_sql = sql::key_range(&batch.table_name, &batch.column_name, batch.strategy)?;
     let mut st = Statements::new(prepared);

@@ -6,7 +6,7 @@ use schema_fence_testkit::netns::Link;
 use schema_fence_testkit::{Cluster, ClusterOptions};
 
 /// A link into a namespace of our own, or None (with the reason printed) where that needs what
-/// this machine does not give; SCHEMA_FENCE_NETNS=1 makes that a failure.
+/// this machine does not give; `SCHEMA_FENCE_NETNS=1` makes that a failure.
 pub fn link_or_skip(test: &str) -> Option<Link> {
     if Link::available() {
         return Some(Link::create().expect("make a network namespace"));
@@ -21,7 +21,7 @@ pub fn link_or_skip(test: &str) -> Option<Link> {
 }
 
 /// Server-side keepalives and a TCP user timeout, so a backend whose client vanished is ended in
-/// seconds, and pg_hba trust for the link's /30.
+/// seconds, and `pg_hba` trust for the link's /30.
 pub fn fault_options(listen: &[String], link: &Link) -> ClusterOptions {
     let setting = |name: &str, value: &str| (name.to_string(), value.to_string());
     ClusterOptions {
@@ -99,22 +99,24 @@ pub fn reverse_replication_report(source_url: &str, source: &Cluster) -> String 
              FROM pg_subscription s LEFT JOIN pg_stat_subscription st ON st.subid = s.oid",
             &[],
         )
-        .map(|rows| {
-            rows.iter()
-                .map(|r| {
-                    format!(
-                        "{} enabled={} pid={:?} received={:?} last={:?}",
-                        r.get::<_, String>(0),
-                        r.get::<_, bool>(1),
-                        r.get::<_, Option<i32>>(2),
-                        r.get::<_, Option<String>>(3),
-                        r.get::<_, Option<String>>(4)
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("; ")
-        })
-        .unwrap_or_else(|e| e.to_string());
+        .map_or_else(
+            |e| e.to_string(),
+            |rows| {
+                rows.iter()
+                    .map(|r| {
+                        format!(
+                            "{} enabled={} pid={:?} received={:?} last={:?}",
+                            r.get::<_, String>(0),
+                            r.get::<_, bool>(1),
+                            r.get::<_, Option<i32>>(2),
+                            r.get::<_, Option<String>>(3),
+                            r.get::<_, Option<String>>(4)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            },
+        );
     let log = std::fs::read_to_string(source.log_path()).unwrap_or_default();
     let lines: Vec<&str> = log
         .lines()

@@ -46,7 +46,10 @@ impl Writer {
             let mut clients: [Option<postgres::Client>; 2] = [None, None];
             let (mut side, mut key) = (0usize, first_key);
             while !stopping.load(Ordering::Relaxed) {
-                if clients[side].as_ref().is_none_or(|c| c.is_closed()) {
+                if clients[side]
+                    .as_ref()
+                    .is_none_or(postgres::Client::is_closed)
+                {
                     clients[side] = postgres::Client::connect(&urls[side], postgres::NoTls).ok();
                 }
                 let written = clients[side]

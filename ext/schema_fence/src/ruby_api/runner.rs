@@ -221,6 +221,15 @@ impl Batch {
     fn max_value(&self) -> i64 {
         self.0.max_value
     }
+    fn cursor_columns(&self) -> Option<Vec<String>> {
+        self.0.cursor.as_ref().map(|c| c.columns.clone())
+    }
+    fn min_cursor(&self) -> Option<Vec<i64>> {
+        self.0.cursor.as_ref().map(|c| c.min.clone())
+    }
+    fn max_cursor(&self) -> Option<Vec<i64>> {
+        self.0.cursor.as_ref().map(|c| c.max.clone())
+    }
     fn batch_size(&self) -> i32 {
         self.0.batch_size
     }
@@ -286,6 +295,9 @@ pub(crate) fn init(ruby: &Ruby, module: &RModule) -> Result<(), Error> {
     batch.define_method("gitlab_schema", method!(Batch::gitlab_schema, 0))?;
     batch.define_method("min_value", method!(Batch::min_value, 0))?;
     batch.define_method("max_value", method!(Batch::max_value, 0))?;
+    batch.define_method("cursor_columns", method!(Batch::cursor_columns, 0))?;
+    batch.define_method("min_cursor", method!(Batch::min_cursor, 0))?;
+    batch.define_method("max_cursor", method!(Batch::max_cursor, 0))?;
     batch.define_method("batch_size", method!(Batch::batch_size, 0))?;
     batch.define_method("sub_batch_size", method!(Batch::sub_batch_size, 0))?;
     batch.define_method("pause_ms", method!(Batch::pause_ms, 0))?;

@@ -1,0 +1,308 @@
+//! Cursor batching on GitLab's own tracking tables (the fixture's DDL): a composite-key migration
+//! as GitLab 17.6 writes it (`min_cursor`/`max_cursor`, `min_value`/`max_value` NULL) runs in
+//! keyset order over the table's primary key, every key once, with cursors on its job rows as
+//! GitLab stores them; a cursor row that cannot run is held with why and stops nothing else.
+
+mod common;
+
+use common::*;
+use schema_fence::runner::{Claim, Completion, CursorRange, Runner, RunnerOptions};
+use schema_fence::store::{self, migrations};
+use schema_fence::Topology;
+
+fn topology() -> Topology {
+    Topology::load(&gitlab_fixtures().join("database_connections")).unwrap()
+}
+
+/// GitLab's DDL, installed for `main` serving `main` and `ci` (before the split), with
+/// `ci_stages` keyed by `(id, partition_id)`: ids 1..=300 in partition 100, ids 201..=450 in 101
+/// (so ids 201..=300 are in both), and `projects` keyed by id.
+fn gitlab_database(prefix: &str) -> String {
+    let url = fresh_database(prefix);
+    let mut client = connect(&url);
+    let ddl = std::fs::read_to_string(gitlab_fixtures().join("batched_background_migrations.sql"))
+        .unwrap();
+    client.batch_execute(&ddl).unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE ci_stages (id bigint NOT NULL, partition_id integer NOT NULL,
+                                     done int NOT NULL DEFAULT 0, PRIMARY KEY (id, partition_id));
+             INSERT INTO ci_stages (id, partition_id) SELECT i, 100 FROM generate_series(1, 300) i;
+             INSERT INTO ci_stages (id, partition_id) SELECT i, 101 FROM generate_series(201, 450) i;
+             CREATE TABLE projects (id integer PRIMARY KEY, done int NOT NULL DEFAULT 0);
+             INSERT INTO projects (id) SELECT generate_series(1, 120);
+             CREATE TABLE ci_runners (id bigint PRIMARY KEY, done int NOT NULL DEFAULT 0);
+             INSERT INTO ci_runners (id) SELECT generate_series(1, 10);",
+        )
+        .unwrap();
+    let mut tx = client.transaction().unwrap();
+    store::install(&mut tx, "main", &["main".into(), "ci".into()], None).unwrap();
+    tx.commit().unwrap();
+    url
+}
+
+/// A cursor-batched row as GitLab writes it. GitLab's `min_cursor` is a position before the
+/// first key (its keyset iterator starts after it).
+fn cursor_migration(url: &str, job: &str, table: &str, cursors: (&str, &str), class: &str) -> i64 {
+    connect(url)
+        .query_one(
+            "INSERT INTO batched_background_migrations (created_at, updated_at, min_value, \
+             max_value, min_cursor, max_cursor, batch_size, sub_batch_size, \"interval\", status, \
+             job_class_name, batch_class_name, table_name, column_name, job_arguments, \
+             gitlab_schema, pause_ms) \
+             VALUES (now(), now(), NULL, NULL, $1::text::jsonb, $2::text::jsonb, 100, 30, 0, 1, \
+             $3, $4, $5, 'id', '[]', 'gitlab_ci', 0) RETURNING id",
+            &[&cursors.0, &cursors.1, &job, &class, &table],
+        )
+        .unwrap()
+        .get(0)
+}
+
+fn id_migration(url: &str, job: &str, table: &str, max: i64, tag: &str) -> i64 {
+    connect(url)
+        .query_one(
+            "INSERT INTO batched_background_migrations (created_at, updated_at, min_value, \
+             max_value, batch_size, sub_batch_size, \"interval\", status, job_class_name, \
+             table_name, column_name, job_arguments, gitlab_schema, pause_ms) \
+             VALUES (now(), now(), 1, $1, 50, 25, 0, 1, $2, $3, 'id', '[]', $4, 0) RETURNING id",
+            &[&max, &job, &table, &tag],
+        )
+        .unwrap()
+        .get(0)
+}
+
+const STAGES: &str = "UPDATE ci_stages SET done = done + 1 \
+    WHERE (id, partition_id) >= ($1, $2) AND (id, partition_id) <= ($3, $4)";
+
+fn statement(class: &str) -> Option<String> {
+    match class {
+        "BackfillCiStages" => Some(STAGES.into()),
+        "BackfillProjects" => {
+            Some("UPDATE projects SET done = done + 1 WHERE id BETWEEN $1 AND $2".into())
+        }
+        "BackfillCiRunners" => {
+            Some("UPDATE ci_runners SET done = done + 1 WHERE id BETWEEN $1 AND $2".into())
+        }
+        _ => None,
+    }
+}
+
+fn status_of(url: &str, id: i64) -> i16 {
+    connect(url)
+        .query_one(
+            "SELECT status FROM batched_background_migrations WHERE id = $1",
+            &[&id],
+        )
+        .unwrap()
+        .get(0)
+}
+
+fn runner(url: &str) -> Runner {
+    Runner::new(url, "main", topology(), RunnerOptions::default())
+}
+
+#[test]
+fn a_composite_key_migration_runs_in_keyset_order_every_key_once_with_gitlabs_job_cursors() {
+    let url = gitlab_database("cursor_runs");
+    let stages = cursor_migration(
+        &url,
+        "BackfillCiStages",
+        "ci_stages",
+        ("[0, 0]", "[450, 101]"),
+        "PrimaryKeyBatchingStrategy",
+    );
+    let projects = id_migration(&url, "BackfillProjects", "projects", 120, "gitlab_main");
+
+    let listed = migrations::list(&mut connect(&url)).unwrap();
+    assert!(listed.iter().all(|m| m.not_runnable.is_none()));
+
+    let mut runner = runner(&url);
+    // The first batch: the 100 keys after min_cursor, in (id, partition_id) order.
+    let first = loop {
+        match runner.claim_next().unwrap() {
+            Claim::Batch(batch) if batch.migration_id == stages => break batch,
+            Claim::Batch(other) => {
+                let report = runner
+                    .run_sql_batch(&other, &statement(&other.job_class_name).unwrap())
+                    .unwrap();
+                runner.complete(&other, &report.metrics_json()).unwrap();
+            }
+            other => panic!("expected a batch, got {other:?}"),
+        }
+    };
+    assert_eq!(
+        first.cursor.as_deref(),
+        Some(&CursorRange {
+            columns: vec!["id".into(), "partition_id".into()],
+            min: vec![1, 100],
+            max: vec![100, 100],
+        })
+    );
+    // A failed attempt is retried with the same cursors.
+    let failed = runner
+        .run_sql_batch(&first, "UPDATE ci_stages SET done = 1 / 0 WHERE (id, partition_id) >= ($1, $2) AND (id, partition_id) <= ($3, $4)")
+        .unwrap_err();
+    runner.fail(&first, &failed.to_string(), false).unwrap();
+
+    let ran = runner.run_sql_until_done(statement).unwrap();
+    assert!(ran >= 8, "ran {ran} batches");
+    assert_eq!(status_of(&url, stages), 3, "the cursor migration finished");
+    assert_eq!(
+        status_of(&url, projects),
+        3,
+        "the id migration finished too"
+    );
+    assert_eq!(done_counts(&url, "ci_stages"), (0, 550, 0));
+    assert_eq!(done_counts(&url, "projects"), (0, 120, 0));
+
+    let mut client = connect(&url);
+    let jobs = client
+        .query(
+            "SELECT min_value, max_value, min_cursor::text, max_cursor::text, status, attempts \
+             FROM batched_background_migration_jobs WHERE batched_background_migration_id = $1 \
+             ORDER BY id",
+            &[&stages],
+        )
+        .unwrap();
+    assert_eq!(jobs.len(), 6, "550 keys in batches of 100");
+    let cursors: Vec<(String, String)> = jobs.iter().map(|j| (j.get(2), j.get(3))).collect();
+    assert_eq!(cursors[0], ("[1, 100]".into(), "[100, 100]".into()));
+    assert_eq!(cursors[1], ("[101, 100]".into(), "[200, 100]".into()));
+    // Ids 201..=300 are in both partitions: keyset order interleaves them.
+    assert_eq!(cursors[2], ("[201, 100]".into(), "[250, 101]".into()));
+    assert_eq!(
+        cursors[5].1, "[450, 101]",
+        "the last batch reaches max_cursor"
+    );
+    for job in &jobs {
+        assert_eq!(job.get::<_, Option<i64>>(0), None);
+        assert_eq!(job.get::<_, Option<i64>>(1), None);
+        assert_eq!(job.get::<_, i16>(4), 3, "succeeded");
+    }
+    assert_eq!(jobs[0].get::<_, i16>(5), 2, "the first job ran twice");
+}
+
+#[test]
+fn a_cursor_row_that_cannot_run_is_reported_or_held_with_why_and_stops_nothing_else() {
+    let url = gitlab_database("cursor_unrunnable");
+    // Two cursor values over a table whose primary key is one column.
+    let mismatched = cursor_migration(
+        &url,
+        "BackfillCiRunnersByCursor",
+        "ci_runners",
+        ("[0, 0]", "[10, 10]"),
+        "PrimaryKeyBatchingStrategy",
+    );
+    // A text key, with the cursors GitLab would write for it.
+    connect(&url)
+        .batch_execute(
+            "CREATE TABLE ci_tags (name text PRIMARY KEY); INSERT INTO ci_tags VALUES ('a')",
+        )
+        .unwrap();
+    let text_key = cursor_migration(
+        &url,
+        "BackfillCiTags",
+        "ci_tags",
+        ("[\"\"]", "[\"zzz\"]"),
+        "PrimaryKeyBatchingStrategy",
+    );
+    // A strategy schema_fence does not walk cursors with.
+    let loose = cursor_migration(
+        &url,
+        "BackfillCiStages",
+        "ci_stages",
+        ("[0, 0]", "[450, 101]"),
+        "LooseIndexScanBatchingStrategy",
+    );
+    // Later migrations on the same tables, and one elsewhere, still run.
+    let runners = id_migration(&url, "BackfillCiRunners", "ci_runners", 10, "gitlab_ci");
+    let projects = id_migration(&url, "BackfillProjects", "projects", 120, "gitlab_main");
+
+    let listed = migrations::list(&mut connect(&url)).unwrap();
+    let reason = |id: i64| {
+        listed
+            .iter()
+            .find(|m| m.id == id)
+            .unwrap()
+            .not_runnable
+            .clone()
+    };
+    assert!(reason(loose)
+        .unwrap()
+        .contains("LooseIndexScanBatchingStrategy"));
+
+    runner(&url).run_sql_until_done(statement).unwrap();
+    assert_eq!(status_of(&url, runners), 3);
+    assert_eq!(status_of(&url, projects), 3);
+    assert_eq!(done_counts(&url, "ci_runners"), (0, 10, 0));
+    assert_eq!(done_counts(&url, "ci_stages"), (550, 0, 0));
+    for id in [mismatched, text_key, loose] {
+        assert_eq!(status_of(&url, id), 1, "left active for GitLab's worker");
+    }
+    let (held, why): (bool, Option<String>) = {
+        let row = connect(&url)
+            .query_one(
+                "SELECT on_hold_until > now(), schema_fence_hold_reason \
+                 FROM batched_background_migrations WHERE id = $1",
+                &[&mismatched],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert!(held);
+    let why = why.unwrap();
+    assert!(
+        why.contains("ci_runners") && why.contains("primary key of 1 columns"),
+        "{why}"
+    );
+    let text_why: String = connect(&url)
+        .query_one(
+            "SELECT schema_fence_hold_reason FROM batched_background_migrations WHERE id = $1",
+            &[&text_key],
+        )
+        .unwrap()
+        .get(0);
+    assert!(text_why.contains("only integer keys"), "{text_why}");
+    let jobs: i64 = connect(&url)
+        .query_one(
+            "SELECT count(*) FROM batched_background_migration_jobs \
+             WHERE batched_background_migration_id = ANY($1)",
+            &[&vec![mismatched, text_key, loose]],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(jobs, 0, "nothing was written for the rows that cannot run");
+}
+
+#[test]
+fn completing_the_batch_that_reaches_max_cursor_finishes_the_migration_without_waiting_for_its_interval(
+) {
+    let url = gitlab_database("cursor_finishes");
+    let stages = cursor_migration(
+        &url,
+        "BackfillCiStages",
+        "ci_stages",
+        ("[0, 0]", "[450, 101]"),
+        "PrimaryKeyBatchingStrategy",
+    );
+    // GitLab's two minutes between batches, and one batch holding every key.
+    connect(&url)
+        .execute(
+            "UPDATE batched_background_migrations SET \"interval\" = 120, batch_size = 1000 \
+             WHERE id = $1",
+            &[&stages],
+        )
+        .unwrap();
+    let mut runner = runner(&url);
+    let Claim::Batch(batch) = runner.claim_next().unwrap() else {
+        panic!("the cursor migration is claimed")
+    };
+    let report = runner.run_sql_batch(&batch, STAGES).unwrap();
+    assert_eq!(report.rows, 550);
+    assert_eq!(report.sub_batches, 19, "550 keys in sub-batches of 30");
+    assert_eq!(
+        runner.complete(&batch, &report.metrics_json()).unwrap(),
+        Completion::MigrationFinished
+    );
+    assert_eq!(status_of(&url, stages), 3);
+}
