@@ -8,7 +8,14 @@ use schema_fence::runner::{Runner, RunnerOptions};
 use schema_fence::store;
 use schema_fence::Topology;
 
-const ROWS: i64 = 100_000;
+/// 100,000 tracking rows; `SCHEMA_FENCE_FETCH_ROWS=1000000` runs the layouts at the bench's size
+/// (about a minute per layout on a loaded machine).
+fn rows() -> i64 {
+    std::env::var("SCHEMA_FENCE_FETCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000)
+}
 
 /// The allowed schemas of `ci` after the split.
 const CI_ALLOWED: &str = "{gitlab_ci,gitlab_shared,gitlab_internal}";
@@ -108,7 +115,7 @@ fn assert_bounded(layout: &str, url: &str) {
     );
 }
 
-mod with_100_000_tracking_rows_the_fetch_is_a_few_index_probes {
+mod with_100_000_tracking_rows_or_more_the_fetch_is_a_few_index_probes {
     use super::*;
 
     #[test]
@@ -117,7 +124,7 @@ mod with_100_000_tracking_rows_the_fetch_is_a_few_index_probes {
         insert_migrations(
             &url,
             1,
-            ROWS,
+            rows(),
             "CASE WHEN i % 2 = 0 THEN 'gitlab_ci' ELSE 'gitlab_main' END",
             "CASE WHEN i % 10 = 0 THEN 1 ELSE 3 END",
             "'table_' || (i % 500)",
@@ -130,18 +137,25 @@ mod with_100_000_tracking_rows_the_fetch_is_a_few_index_probes {
     #[test]
     fn when_every_stale_row_comes_before_the_databases_own() {
         let url = ci_database("fetch_stale_first");
-        insert_migrations(&url, 1, ROWS - 1000, "'gitlab_main'", "1", "'main_' || i");
-        insert_migrations(&url, ROWS - 999, ROWS, "'gitlab_ci'", "1", "'ci_' || i");
+        insert_migrations(&url, 1, rows() - 1000, "'gitlab_main'", "1", "'main_' || i");
+        insert_migrations(&url, rows() - 999, rows(), "'gitlab_ci'", "1", "'ci_' || i");
         assert_bounded("stale rows first", &url);
         let (ids, _) = runner(&url).fetch().unwrap();
-        assert_eq!(ids, ((ROWS - 999)..(ROWS - 991)).collect::<Vec<_>>());
+        assert_eq!(ids, ((rows() - 999)..(rows() - 991)).collect::<Vec<_>>());
     }
 
     #[test]
     fn when_1000_migrations_on_1000_tables_are_none_of_them_due() {
         let url = ci_database("fetch_none_due");
-        insert_migrations(&url, 1, ROWS - 1000, "'gitlab_ci'", "3", "'done_' || i");
-        insert_migrations(&url, ROWS - 999, ROWS, "'gitlab_ci'", "1", "'table_' || i");
+        insert_migrations(&url, 1, rows() - 1000, "'gitlab_ci'", "3", "'done_' || i");
+        insert_migrations(
+            &url,
+            rows() - 999,
+            rows(),
+            "'gitlab_ci'",
+            "1",
+            "'table_' || i",
+        );
         start_every_active_migration(&url);
         assert_bounded("none due", &url);
         let (ids, _) = runner(&url).fetch().unwrap();
@@ -154,15 +168,22 @@ mod with_100_000_tracking_rows_the_fetch_is_a_few_index_probes {
         insert_migrations(
             &url,
             1,
-            ROWS - 1000,
+            rows() - 1000,
             "'gitlab_ci'",
             "CASE WHEN i % 2 = 0 THEN 0 ELSE 3 END",
             "'table_' || (i % 500)",
         );
-        insert_migrations(&url, ROWS - 999, ROWS, "'gitlab_ci'", "1", "'active_' || i");
+        insert_migrations(
+            &url,
+            rows() - 999,
+            rows(),
+            "'gitlab_ci'",
+            "1",
+            "'active_' || i",
+        );
         assert_bounded("half paused", &url);
         let (ids, _) = runner(&url).fetch().unwrap();
-        assert_eq!(ids, ((ROWS - 999)..(ROWS - 991)).collect::<Vec<_>>());
+        assert_eq!(ids, ((rows() - 999)..(rows() - 991)).collect::<Vec<_>>());
     }
 }
 
