@@ -250,6 +250,47 @@ mod batches {
     }
 
     #[test]
+    fn a_migration_paused_while_its_last_batch_ran_stays_paused_and_finishes_after_its_resume() {
+        let url = database("paused_last", "main", &["main"], 100);
+        let id = queue(&url, "projects", "gitlab_main", 100, 100);
+        let mut main = runner(&url, "main");
+        let Claim::Batch(last) = main.claim_next().unwrap() else {
+            panic!("expected the only batch")
+        };
+        let mut operator = connect(&url);
+        let paused = store::steering::change_status(
+            &mut operator,
+            id,
+            store::Status::Active,
+            store::Status::Paused,
+        )
+        .unwrap();
+        assert!(paused);
+        assert_eq!(main.complete(&last, "{}").unwrap(), Completion::Recorded);
+        assert_eq!(status(&url, id), 0, "the operator's pause stands");
+        assert_eq!(main.claim_next().unwrap(), Claim::Nothing);
+
+        let resumed = store::steering::change_status(
+            &mut operator,
+            id,
+            store::Status::Paused,
+            store::Status::Active,
+        )
+        .unwrap();
+        assert!(resumed);
+        assert_eq!(
+            main.claim_next().unwrap(),
+            Claim::Nothing,
+            "nothing left to hand out"
+        );
+        assert_eq!(
+            status(&url, id),
+            3,
+            "finished by the first claim after the resume"
+        );
+    }
+
+    #[test]
     fn an_expired_lease_lets_another_worker_redo_the_batch() {
         let url = database("lease", "main", &["main"], 100);
         queue(&url, "projects", "gitlab_main", 100, 100);

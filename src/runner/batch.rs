@@ -211,7 +211,9 @@ pub(super) fn finish_if_done(
         )?;
     }
     let status = if failed > 0 { FAILED } else { FINISHED };
-    st.execute(tx, sql::SET_MIGRATION_STATUS, &[&id, &status])?;
+    if st.execute(tx, sql::SET_MIGRATION_STATUS, &[&id, &status])? == 0 {
+        return Ok(Completion::Recorded);
+    }
     Ok(if failed > 0 {
         Completion::MigrationFailed
     } else {
@@ -326,12 +328,14 @@ pub(super) fn fail(
     let ratio = st.query_one(tx, sql::FAILURE_RATIO, &[&batch.migration_id])?;
     let (total, failed): (i64, i64) = (ratio.get(0), ratio.get(1));
     if total >= 50 && failed * 2 > total {
-        st.execute(
+        let failed = st.execute(
             tx,
             sql::SET_MIGRATION_STATUS,
             &[&batch.migration_id, &FAILED],
         )?;
-        return Ok(Completion::MigrationFailed);
+        if failed > 0 {
+            return Ok(Completion::MigrationFailed);
+        }
     }
     if batch.attempts >= limits.max_attempts
         && (migration_exhausted(tx, st, batch.migration_id)? || cursor::exhausted(tx, st, batch)?)

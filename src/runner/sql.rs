@@ -174,8 +174,11 @@ WHERE batched_background_migration_id = $1 AND status = 1 AND attempts >= $2 AND
     "\n"
 );
 
-pub const SET_MIGRATION_STATUS: &str =
-    "UPDATE batched_background_migrations SET status = $2, updated_at = now() WHERE id = $1";
+/// The runner finishes or fails only a migration that is still running (active or finalizing):
+/// one an operator paused meanwhile stays paused, and is finished by the first claim after its
+/// resume (its batches are all handed out).
+pub const SET_MIGRATION_STATUS: &str = "UPDATE batched_background_migrations \
+    SET status = $2, updated_at = now() WHERE id = $1 AND status IN (1, 5)";
 
 /// Completes the job if the lease is still ours, and tells whether the key ranges handed out
 /// reach the migration's end (then the migration may be finished).
