@@ -12,10 +12,10 @@
 require "pg"
 require "schema_fence/testing"
 require_relative "support/report"
-require_relative "support/spread"
+require_relative "support/backfill_rounds"
 
 Report = SchemaFence::Bench::Report
-Spread = SchemaFence::Bench::Spread
+BackfillRounds = SchemaFence::Bench::BackfillRounds
 FIXTURES = File.expand_path("../../shared/fixtures/gitlab", __dir__)
 ROWS = Integer(ENV.fetch("BENCH_CURSOR_ROWS", "1000000"))
 ROUNDS = Integer(ENV.fetch("BENCH_CURSOR_ROUNDS", "4"))
@@ -26,8 +26,6 @@ SchemaFence.configure do |c|
   c.dictionary_paths = [File.join(FIXTURES, "gitlab_schemas.yml")]
   c.topology_path = File.join(FIXTURES, "database_connections")
 end
-
-def now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
 
 # Half the ids in partition 100, each id also in 101: keyset order interleaves the partitions.
 def prepare(cluster)
@@ -45,19 +43,7 @@ def prepare(cluster)
   url
 end
 
-def vacuum(url)
-  PG.connect(url) { |c| TABLES.each { |t| c.exec("VACUUM ANALYZE #{t}") } }
-end
-
-def unbatched(url, table)
-  PG.connect(url) do |c|
-    started = now
-    c.exec("UPDATE #{table} SET done = done + 1")
-    now - started
-  end
-end
-
-# The row as GitLab writes a cursor-batched migration (Store._queue queues by id only).
+# The row as GitLab writes a cursor-batched migration (Store.queue queues by id only).
 def queue_cursor(url, table, round)
   PG.connect(url) do |c|
     c.exec_params(<<~SQL, ["Backfill#{table}", table, "[#{round}]", "[#{ROWS / 2}, 101]"])
@@ -69,49 +55,15 @@ def queue_cursor(url, table, round)
   end
 end
 
-def batched(url, table, round)
-  queue_cursor(url, table, round)
-  runner = SchemaFence::Runner.new(url:, database: "ci")
-  statement = SchemaFence::SqlJobs["Backfill#{table}"]
-  started = now
-  while (batch = runner.claim_next).is_a?(SchemaFence::Batch)
-    runner.complete(batch, runner.run_sql_batch(batch, statement))
-  end
-  now - started
-end
-
-def done_everywhere?(url, round)
-  PG.connect(url) do |c|
-    TABLES.all? do |table|
-      c.exec("SELECT count(*) FROM #{table} WHERE done <> #{Integer(round)}").getvalue(0, 0).to_i.zero?
-    end
-  end
-end
-
 puts "cursor backfill bench: #{ROWS} rows over (id, partition_id), batch 100,000 / sub-batch 10,000, " \
      "#{ROUNDS} rounds; load: #{File.read('/proc/loadavg').split.first(3).join(' ')}"
 results = []
 cluster = SchemaFence::Cluster.start
 begin
   url = prepare(cluster)
-  baseline = Spread.new
-  ours = Spread.new
-  (1..ROUNDS).each do |round|
-    vacuum(url)
-    unbatched_table, job_table = round.odd? ? TABLES : TABLES.reverse
-    sides = { baseline: -> { unbatched(url, unbatched_table) }, ours: -> { batched(url, job_table, round) } }
-    order = round.odd? ? %i[baseline ours] : %i[ours baseline]
-    order.each { |side| (side == :baseline ? baseline : ours) << (ROWS / sides[side].call) }
-    raise "round #{round}: a row was not updated exactly once" unless done_everywhere?(url, round)
-  end
-  share = ours.median / baseline.median
-  met = share >= 0.85
-  rate = ->(v) { "#{v.round} rows/s" }
-  puts format("cursor SQL-job backfill of %<rows>d rows: unbatched UPDATE %<b>s | schema_fence %<o>s | " \
-              "%<share>.0f%% of the unbatched rows/s (medians) | mark >= 85%% | %<status>s",
-              rows: ROWS, b: baseline.to_s(rate), o: ours.to_s(rate), share: share * 100,
-              status: met ? "PASS" : "MISSED")
-  results << met
+  rounds = BackfillRounds.new(url:, tables: TABLES, rows: ROWS)
+  share = rounds.run(ROUNDS) { |table, round| queue_cursor(url, table, round) }
+  results << rounds.verdict("cursor SQL-job backfill", share)
 ensure
   cluster.stop
 end

@@ -1,0 +1,87 @@
+# frozen_string_literal: true
+
+require "pg"
+require_relative "spread"
+
+module SchemaFence
+  module Bench
+    # The backfill benches' rounds: each round updates two tables of +rows+ rows, one with one
+    # unbatched UPDATE and one with a SQL job run to its end by a runner, then swaps which side
+    # runs first (the second statement of a round finds a warmer cache and a busier
+    # checkpointer), and checks every row was updated exactly once.
+    class BackfillRounds
+      attr_reader :baseline, :ours
+
+      # @param tables [Array<String>] two tables of +rows+ rows with a +done+ counter
+      def initialize(url:, tables:, rows:)
+        @url = url
+        @tables = tables
+        @rows = rows
+        @baseline = Spread.new
+        @ours = Spread.new
+      end
+
+      # Runs +rounds+ rounds; the block queues the round's migration of the table it is given.
+      # @return [Float] the share of the medians, ours over the unbatched UPDATE's
+      def run(rounds, &)
+        (1..rounds).each do |round|
+          vacuum
+          # Odd rounds: the unbatched UPDATE first, on the first table; even rounds: the job first.
+          unbatched_table, job_table = round.odd? ? @tables : @tables.reverse
+          sides = { baseline: -> { unbatched(unbatched_table) }, ours: -> { jobs(job_table, round, &) } }
+          order = round.odd? ? %i[baseline ours] : %i[ours baseline]
+          order.each { |side| (side == :baseline ? baseline : ours) << (@rows / sides[side].call) }
+          raise "round #{round}: a row was not updated exactly once" unless done_everywhere?(round)
+        end
+        ours.median / baseline.median
+      end
+
+      # The verdict line: both sides' rows per second and the share against the 85% budget.
+      # @return [Boolean] whether the budget was met
+      def verdict(label, share)
+        met = share >= 0.85
+        rate = ->(v) { "#{v.round} rows/s" }
+        puts format("%<label>s of %<rows>d rows: unbatched UPDATE %<b>s | schema_fence %<o>s | " \
+                    "%<share>.0f%% of the unbatched rows/s (medians) | budget >= 85%% | %<status>s",
+                    label:, rows: @rows, b: baseline.to_s(rate), o: ours.to_s(rate), share: share * 100,
+                    status: met ? "PASS" : "MISSED")
+        met
+      end
+
+      private
+
+      def now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+
+      def vacuum
+        PG.connect(@url) { |c| @tables.each { |t| c.exec("VACUUM ANALYZE #{t}") } }
+      end
+
+      def unbatched(table)
+        PG.connect(@url) do |c|
+          started = now
+          c.exec("UPDATE #{table} SET done = done + 1")
+          now - started
+        end
+      end
+
+      def jobs(table, round)
+        yield table, round
+        runner = SchemaFence::Runner.new(url: @url, database: "ci")
+        statement = SchemaFence::SqlJobs["Backfill#{table}"]
+        started = now
+        while (batch = runner.claim_next).is_a?(SchemaFence::Batch)
+          runner.complete(batch, runner.run_sql_batch(batch, statement))
+        end
+        now - started
+      end
+
+      def done_everywhere?(round)
+        PG.connect(@url) do |c|
+          @tables.all? do |table|
+            c.exec_params("SELECT count(*) FROM #{table} WHERE done <> $1", [Integer(round)]).getvalue(0, 0).to_i.zero?
+          end
+        end
+      end
+    end
+  end
+end
