@@ -87,16 +87,6 @@ fn statement(class: &str) -> Option<String> {
     }
 }
 
-fn status_of(url: &str, id: i64) -> i16 {
-    connect(url)
-        .query_one(
-            "SELECT status FROM batched_background_migrations WHERE id = $1",
-            &[&id],
-        )
-        .unwrap()
-        .get(0)
-}
-
 fn runner(url: &str) -> Runner {
     Runner::new(url, "main", topology(), RunnerOptions::default())
 }
@@ -146,9 +136,13 @@ fn a_composite_key_migration_runs_in_keyset_order_every_key_once_with_gitlabs_jo
 
     let ran = runner.run_sql_until_done(statement).unwrap();
     assert!(ran >= 8, "ran {ran} batches");
-    assert_eq!(status_of(&url, stages), 3, "the cursor migration finished");
     assert_eq!(
-        status_of(&url, projects),
+        migration_status(&url, stages),
+        3,
+        "the cursor migration finished"
+    );
+    assert_eq!(
+        migration_status(&url, projects),
         3,
         "the id migration finished too"
     );
@@ -232,12 +226,16 @@ fn a_cursor_row_that_cannot_run_is_reported_or_held_with_why_and_stops_nothing_e
         .contains("LooseIndexScanBatchingStrategy"));
 
     runner(&url).run_sql_until_done(statement).unwrap();
-    assert_eq!(status_of(&url, runners), 3);
-    assert_eq!(status_of(&url, projects), 3);
+    assert_eq!(migration_status(&url, runners), 3);
+    assert_eq!(migration_status(&url, projects), 3);
     assert_eq!(done_counts(&url, "ci_runners"), (0, 10, 0));
     assert_eq!(done_counts(&url, "ci_stages"), (550, 0, 0));
     for id in [mismatched, text_key, loose] {
-        assert_eq!(status_of(&url, id), 1, "left active for GitLab's worker");
+        assert_eq!(
+            migration_status(&url, id),
+            1,
+            "left active for GitLab's worker"
+        );
     }
     let (held, why): (bool, Option<String>) = {
         let row = connect(&url)
@@ -304,5 +302,5 @@ fn completing_the_batch_that_reaches_max_cursor_finishes_the_migration_without_w
         runner.complete(&batch, &report.metrics_json()).unwrap(),
         Completion::MigrationFinished
     );
-    assert_eq!(status_of(&url, stages), 3);
+    assert_eq!(migration_status(&url, stages), 3);
 }

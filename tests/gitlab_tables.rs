@@ -256,16 +256,6 @@ fn sql_for(class: &str) -> Option<String> {
     }))
 }
 
-fn status_of(url: &str, id: i64) -> i16 {
-    connect(url)
-        .query_one(
-            "SELECT status FROM batched_background_migrations WHERE id = $1",
-            &[&id],
-        )
-        .unwrap()
-        .get(0)
-}
-
 fn tag_of(url: &str, id: i64) -> String {
     connect(url)
         .query_one(
@@ -347,9 +337,9 @@ fn on_gitlabs_current_tables_install_lists_retags_and_runs_every_runnable_migrat
     assert!(ran > 0);
     assert_eq!(main.claim_next().unwrap(), Claim::Nothing);
     for id in [rows.builds, rows.pipelines, rows.projects, rows.events] {
-        assert_eq!(status_of(&url, id), 3, "migration {id} finished");
+        assert_eq!(migration_status(&url, id), 3, "migration {id} finished");
     }
-    assert_eq!(status_of(&url, queued), 3);
+    assert_eq!(migration_status(&url, queued), 3);
     assert_eq!(done_counts(&url, "ci_builds"), (0, 400, 0));
     assert_eq!(done_counts(&url, "ci_pipelines"), (0, 250, 0));
     assert_eq!(done_counts(&url, "events"), (0, 120, 0));
@@ -361,9 +351,9 @@ fn on_gitlabs_current_tables_install_lists_retags_and_runs_every_runnable_migrat
         (rows.finished, 3),
         (rows.exotic, 1),
     ] {
-        assert_eq!(status_of(&url, id), status);
+        assert_eq!(migration_status(&url, id), status);
     }
-    assert_eq!(status_of(&url, rows.cursor.unwrap()), 3);
+    assert_eq!(migration_status(&url, rows.cursor.unwrap()), 3);
     assert_eq!(done_counts(&url, "issues"), (50, 0, 0));
     assert_eq!(done_counts(&url, "ci_stages"), (0, 30, 0));
     let missing_timestamps: i64 = client

@@ -60,16 +60,6 @@ fn increment(table: &str) -> String {
     format!("UPDATE {table} SET done = done + 1 WHERE id BETWEEN $1 AND $2")
 }
 
-fn status(url: &str, id: i64) -> i16 {
-    connect(url)
-        .query_one(
-            "SELECT status FROM batched_background_migrations WHERE id = $1",
-            &[&id],
-        )
-        .unwrap()
-        .get(0)
-}
-
 mod fencing {
     use super::*;
 
@@ -246,7 +236,7 @@ mod batches {
             .unwrap();
         assert_eq!(ran, 5);
         assert_eq!(done_counts(&url, "projects"), (0, 2_345, 0));
-        assert_eq!(status(&url, id), 3);
+        assert_eq!(migration_status(&url, id), 3);
     }
 
     #[test]
@@ -267,7 +257,7 @@ mod batches {
         .unwrap();
         assert!(paused);
         assert_eq!(main.complete(&last, "{}").unwrap(), Completion::Recorded);
-        assert_eq!(status(&url, id), 0, "the operator's pause stands");
+        assert_eq!(migration_status(&url, id), 0, "the operator's pause stands");
         assert_eq!(main.claim_next().unwrap(), Claim::Nothing);
 
         let resumed = store::steering::change_status(
@@ -284,7 +274,7 @@ mod batches {
             "nothing left to hand out"
         );
         assert_eq!(
-            status(&url, id),
+            migration_status(&url, id),
             3,
             "finished by the first claim after the resume"
         );
@@ -348,7 +338,7 @@ mod batches {
             .unwrap();
         assert_eq!((status_, attempts), (2, 3), "failed for good at the limit");
         assert!(error.unwrap().contains("abandoned"));
-        assert_eq!(status(&url, id), 4, "the migration failed");
+        assert_eq!(migration_status(&url, id), 4, "the migration failed");
         assert_eq!(done_counts(&url, "projects"), (10, 0, 0));
     }
 
@@ -488,7 +478,7 @@ mod batches {
             main.fail(&batch, "boom", false).unwrap();
         }
         assert_eq!(main.claim_next().unwrap(), Claim::Nothing);
-        assert_eq!(status(&url, id), 4);
+        assert_eq!(migration_status(&url, id), 4);
     }
 
     #[test]
@@ -512,6 +502,6 @@ mod batches {
             }
         }
         assert_eq!(last, Completion::MigrationFailed);
-        assert_eq!(status(&url, id), 4);
+        assert_eq!(migration_status(&url, id), 4);
     }
 }

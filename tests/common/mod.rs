@@ -110,6 +110,17 @@ pub fn connect(url: &str) -> postgres::Client {
     postgres::Client::connect(url, postgres::NoTls).unwrap()
 }
 
+/// The status code of migration `id` (GitLab's: 0 paused, 1 active, 3 finished, 4 failed, ...).
+pub fn migration_status(url: &str, id: i64) -> i16 {
+    connect(url)
+        .query_one(
+            "SELECT status FROM batched_background_migrations WHERE id = $1",
+            &[&id],
+        )
+        .unwrap()
+        .get(0)
+}
+
 /// `[keys never done, done once, done more than once]` of a table with a `done` counter.
 pub fn done_counts(url: &str, table: &str) -> (i64, i64, i64) {
     let row = connect(url)
