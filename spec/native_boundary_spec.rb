@@ -26,6 +26,23 @@ RSpec.describe "the native boundary", :native do
     end
   end
 
+  describe "a cutover's settings" do
+    let(:dictionary) { SchemaFence::Dictionary.load(GitlabFixtures.path("gitlab_schemas.yml")) }
+
+    it "are checked by the core, which names the timeout out of range" do
+      expect do
+        SchemaFence::Cutover.new(source_url: url, target_url: url, catch_up_timeout: 0, topology:, dictionary:)
+      end.to raise_error(SchemaFence::InvalidArgumentError, /catch_up_timeout: must be a positive number of seconds/)
+    end
+
+    it "refuse an option the cutover does not take, and need both URLs" do
+      expect { SchemaFence::Cutover._new(topology, dictionary, { source_url: url, target_url: url, promte: false }) }
+        .to raise_error(SchemaFence::InvalidArgumentError, /Cutover.new: unknown option :promte/)
+      expect { SchemaFence::Cutover._new(topology, dictionary, { source_url: url }) }
+        .to raise_error(SchemaFence::InvalidArgumentError, /Cutover.new: option target_url is missing/)
+    end
+  end
+
   describe "queueing" do
     let(:dictionary) { SchemaFence::Dictionary.load(GitlabFixtures.path("gitlab_schemas.yml")) }
 
@@ -38,7 +55,7 @@ RSpec.describe "the native boundary", :native do
 
     it "needs the migration's key" do
       expect { SchemaFence::Store._queue(url, dictionary, { table_name: "ci_builds", column_name: "id" }) }
-        .to raise_error(SchemaFence::InvalidArgumentError, /job_class_name is missing/)
+        .to raise_error(SchemaFence::InvalidArgumentError, /queue: option job_class_name is missing/)
     end
   end
 end

@@ -15,6 +15,7 @@ pub mod health;
 pub mod interrupt;
 pub mod optimizer;
 pub mod runner;
+mod settings;
 pub mod sql;
 pub mod store;
 pub mod tagging;

@@ -41,9 +41,10 @@ module SchemaFence
     def self.new(source_url:, target_url:, source: "main", target: "ci", promote: true, drain_timeout: 60,
                  catch_up_timeout: 60, promote_timeout: 60, reversible: true, topology: SchemaFence.topology,
                  dictionary: SchemaFence.dictionary)
-      _new([source_url, target_url], [source.to_s, target.to_s], [topology, dictionary],
-           [promote ? true : false, Float(drain_timeout), Float(catch_up_timeout), Float(promote_timeout),
-            reversible ? true : false])
+      _new(topology, dictionary,
+           { source_url:, target_url:, source: source.to_s, target: target.to_s, promote: promote ? true : false,
+             drain_timeout: Float(drain_timeout), catch_up_timeout: Float(catch_up_timeout),
+             promote_timeout: Float(promote_timeout), reversible: reversible ? true : false })
     end
 
     # Lists the stale rows of the database at +url+, deleting them (with their jobs) when +delete+.
@@ -94,7 +95,7 @@ module SchemaFence
     # nothing.
     # @return [Array<PlannedStep>]
     def plan
-      _plan.map { |step, database, action, done| PlannedStep.new(step:, database:, action:, done:) }
+      _plan.map { |row| PlannedStep.new(step: row.step, database: row.database, action: row.action, done: row.done) }
     end
 
     # Runs the steps in order, resuming after the last finished one.
@@ -134,8 +135,7 @@ module SchemaFence
 
     # @return [StepOutcome] one step of the rollback after the promotion
     def run_rollback_step(name)
-      step, database, seconds, detail, skipped = _run_rollback_step(name.to_s)
-      StepOutcome.new(step: step.to_sym, database:, duration: seconds, detail:, skipped:)
+      outcome_of(_run_rollback_step(name.to_s))
     end
 
     # @return [Hash, nil] the reverse replication's lag: +bytes+ of the target's WAL the source
@@ -148,14 +148,20 @@ module SchemaFence
 
     # @return [StepOutcome]
     def run_step(name)
-      step, database, seconds, detail, skipped = _run_step(name.to_s)
-      outcome = StepOutcome.new(step: step.to_sym, database:, duration: seconds, detail:,
-                                skipped:)
+      outcome = outcome_of(_run_step(name.to_s))
       if defined?(SchemaFence::Instrumentation)
-        SchemaFence::Instrumentation.instrument(:cutover_step, step: outcome.step, database:,
-                                                               duration: seconds, skipped:)
+        SchemaFence::Instrumentation.instrument(:cutover_step, step: outcome.step, database: outcome.database,
+                                                               duration: outcome.duration, skipped: outcome.skipped)
       end
       outcome
+    end
+
+    private
+
+    # @param run [Cutover::StepRun] what the core's step did
+    def outcome_of(run)
+      StepOutcome.new(step: run.step.to_sym, database: run.database, duration: run.duration, detail: run.detail,
+                      skipped: run.skipped)
     end
   end
 end

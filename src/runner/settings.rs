@@ -1,10 +1,9 @@
 //! A runner's settings as an application writes them (seconds as numbers, counts as integers),
 //! checked once here so that every caller is refused the same values with the same message.
 
-use std::time::Duration;
-
 use super::RunnerOptions;
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::settings::{invalid, seconds, within};
 
 /// What `SchemaFence::Runner.new` takes, by name; [`RunnerSettings::options`] checks it.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,38 +60,10 @@ impl RunnerSettings {
     }
 }
 
-fn invalid(what: &str, problem: String) -> Error {
-    Error::InvalidArgument {
-        what: what.to_string(),
-        problem,
-    }
-}
-
-fn seconds(what: &str, value: f64) -> Result<Duration> {
-    if value.is_finite() && value > 0.0 {
-        Ok(Duration::from_secs_f64(value))
-    } else {
-        Err(invalid(
-            what,
-            format!("must be a positive number of seconds, got {value}"),
-        ))
-    }
-}
-
-fn within(what: &str, value: i64, low: i64, high: i64) -> Result<i64> {
-    if (low..=high).contains(&value) {
-        Ok(value)
-    } else {
-        Err(invalid(
-            what,
-            format!("must be between {low} and {high}, got {value}"),
-        ))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
 
     #[test]
     fn the_defaults_are_the_runner_defaults() {

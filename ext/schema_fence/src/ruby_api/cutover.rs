@@ -2,52 +2,91 @@
 //! that talks to PostgreSQL releases the GVL. The step loop, events and keyword arguments live in
 //! `lib/schema_fence/cutover.rb`.
 
-use std::time::Duration;
-
-use magnus::{function, method, prelude::*, Error, RArray, RModule, Ruby};
-use schema_fence::cutover::{self as core, CutoverConfig, Promotion, Step};
+use magnus::{function, method, prelude::*, Error, RArray, RHash, RModule, Ruby};
+use schema_fence::cutover::{self as core, CutoverSettings, Step};
 
 use super::dictionary::Dictionary;
+use super::options::Options;
 use super::topology::Topology;
 use super::{errors, gvl};
 
 #[magnus::wrap(class = "SchemaFence::Cutover", free_immediately, size)]
 pub(crate) struct Cutover(core::Cutover, schema_fence::interrupt::Interrupt);
 
-fn seconds(ruby: &Ruby, what: &str, value: f64) -> Result<Duration, Error> {
-    if value.is_finite() && value > 0.0 {
-        return Ok(Duration::from_secs_f64(value));
+/// A step a cutover or a rollback ran: `step`, `database`, `duration` (seconds), `detail`,
+/// `skipped` (finished by an earlier run).
+#[magnus::wrap(class = "SchemaFence::Cutover::StepRun", free_immediately, size)]
+pub(crate) struct StepRun {
+    step: &'static str,
+    database: String,
+    duration: f64,
+    detail: String,
+    skipped: bool,
+}
+
+impl StepRun {
+    fn step(&self) -> &'static str {
+        self.step
     }
-    Err(errors::raise(
-        ruby,
-        "InvalidArgumentError",
-        format!("invalid {what}: must be a positive number of seconds, got {value}"),
-    ))
+    fn database(&self) -> String {
+        self.database.clone()
+    }
+    fn duration(&self) -> f64 {
+        self.duration
+    }
+    fn detail(&self) -> String {
+        self.detail.clone()
+    }
+    fn skipped(&self) -> bool {
+        self.skipped
+    }
+}
+
+/// A step of the plan: `step`, `database`, `action`, `done`.
+#[magnus::wrap(class = "SchemaFence::Cutover::PlanRow", free_immediately, size)]
+pub(crate) struct PlanRow(core::PlannedStep);
+
+impl PlanRow {
+    fn step(&self) -> &'static str {
+        self.0.step.name()
+    }
+    fn database(&self) -> String {
+        self.0.database.clone()
+    }
+    fn action(&self) -> String {
+        self.0.action.clone()
+    }
+    fn done(&self) -> bool {
+        self.0.done
+    }
 }
 
 impl Cutover {
+    /// `settings` holds the keyword arguments of `SchemaFence::Cutover.new` (seconds as numbers).
     fn new(
         ruby: &Ruby,
-        urls: (String, String),
-        names: (String, String),
-        (topology, dictionary): (&Topology, &Dictionary),
-        (promote, drain, catch_up, promote_timeout, reversible): (bool, f64, f64, f64, bool),
+        topology: &Topology,
+        dictionary: &Dictionary,
+        settings: RHash,
     ) -> Result<Self, Error> {
-        let config = CutoverConfig {
-            source_url: urls.0,
-            target_url: urls.1,
-            source: names.0,
-            target: names.1,
-            promotion: if promote {
-                Promotion::PgPromote
-            } else {
-                Promotion::External
-            },
-            drain_timeout: seconds(ruby, "drain_timeout", drain)?,
-            catch_up_timeout: seconds(ruby, "catch_up_timeout", catch_up)?,
-            promote_timeout: seconds(ruby, "promote_timeout", promote_timeout)?,
-            reversible,
+        let mut read = Options::new(ruby, settings, "Cutover.new");
+        let source_url: String = read.required("source_url")?;
+        let target_url: String = read.required("target_url")?;
+        let defaults = CutoverSettings::new(&source_url, &target_url);
+        let settings = CutoverSettings {
+            source: read.or("source", defaults.source.clone())?,
+            target: read.or("target", defaults.target.clone())?,
+            promote: read.or("promote", defaults.promote)?,
+            drain_timeout_seconds: read.or("drain_timeout", defaults.drain_timeout_seconds)?,
+            catch_up_timeout_seconds: read
+                .or("catch_up_timeout", defaults.catch_up_timeout_seconds)?,
+            promote_timeout_seconds: read
+                .or("promote_timeout", defaults.promote_timeout_seconds)?,
+            reversible: read.or("reversible", defaults.reversible)?,
+            ..defaults
         };
+        read.finish()?;
+        let config = settings.config().map_err(|e| errors::to_ruby(ruby, e))?;
         core::Cutover::new(config, topology.inner.clone(), dictionary.inner.clone())
             .map(|c| {
                 let interrupt = c.interrupt();
@@ -73,22 +112,16 @@ impl Cutover {
             .map_err(|e| errors::to_ruby(ruby, e))
     }
 
-    /// `[[step, database, action, done], ...]`
     fn plan(ruby: &Ruby, rb_self: &Self) -> Result<RArray, Error> {
         let plan = Self::on(ruby, rb_self, |c| c.plan())?;
         let list = ruby.ary_new_capa(plan.len());
         for p in plan {
-            list.push((p.step.name(), p.database, p.action, p.done))?;
+            list.push(ruby.obj_wrap(PlanRow(p)))?;
         }
         Ok(list)
     }
 
-    /// `[step, database, seconds, detail, skipped]`
-    fn run_step(
-        ruby: &Ruby,
-        rb_self: &Self,
-        name: String,
-    ) -> Result<(String, String, f64, String, bool), Error> {
+    fn run_step(ruby: &Ruby, rb_self: &Self, name: String) -> Result<StepRun, Error> {
         let step = Step::from_name(&name).ok_or_else(|| {
             errors::raise(
                 ruby,
@@ -99,14 +132,14 @@ impl Cutover {
                 ),
             )
         })?;
-        let outcome = Self::on(ruby, rb_self, |c| c.run_step(step))?;
-        Ok((
-            outcome.step.name().to_string(),
-            outcome.database,
-            outcome.duration.as_secs_f64(),
-            outcome.detail,
-            outcome.skipped,
-        ))
+        let o = Self::on(ruby, rb_self, |c| c.run_step(step))?;
+        Ok(StepRun {
+            step: o.step.name(),
+            database: o.database,
+            duration: o.duration.as_secs_f64(),
+            detail: o.detail,
+            skipped: o.skipped,
+        })
     }
 
     /// `[claim_pause_seconds, write_window_seconds]`, nil until measured.
@@ -118,12 +151,8 @@ impl Cutover {
         ))
     }
 
-    /// One rollback step after the promotion: `[step, database, seconds, detail, skipped]`.
-    fn run_rollback_step(
-        ruby: &Ruby,
-        rb_self: &Self,
-        name: String,
-    ) -> Result<(String, String, f64, String, bool), Error> {
+    /// One rollback step after the promotion.
+    fn run_rollback_step(ruby: &Ruby, rb_self: &Self, name: String) -> Result<StepRun, Error> {
         let step = core::RollbackStep::from_name(&name).ok_or_else(|| {
             errors::raise(
                 ruby,
@@ -135,13 +164,13 @@ impl Cutover {
             )
         })?;
         let o = Self::on(ruby, rb_self, |c| c.run_rollback_step(step))?;
-        Ok((
-            o.step.name().to_string(),
-            o.database,
-            o.duration.as_secs_f64(),
-            o.detail,
-            o.skipped,
-        ))
+        Ok(StepRun {
+            step: o.step.name(),
+            database: o.database,
+            duration: o.duration.as_secs_f64(),
+            detail: o.detail,
+            skipped: o.skipped,
+        })
     }
 
     /// Whether the rollback runs the steps after the promotion (else it lifts the pause: done).
@@ -244,7 +273,18 @@ fn relock(
 
 pub(crate) fn init(ruby: &Ruby, module: &RModule) -> Result<(), Error> {
     let class = module.define_class("Cutover", ruby.class_object())?;
-    class.define_singleton_method("_new", function!(Cutover::new, 4))?;
+    let run = class.define_class("StepRun", ruby.class_object())?;
+    run.define_method("step", method!(StepRun::step, 0))?;
+    run.define_method("database", method!(StepRun::database, 0))?;
+    run.define_method("duration", method!(StepRun::duration, 0))?;
+    run.define_method("detail", method!(StepRun::detail, 0))?;
+    run.define_method("skipped", method!(StepRun::skipped, 0))?;
+    let plan = class.define_class("PlanRow", ruby.class_object())?;
+    plan.define_method("step", method!(PlanRow::step, 0))?;
+    plan.define_method("database", method!(PlanRow::database, 0))?;
+    plan.define_method("action", method!(PlanRow::action, 0))?;
+    plan.define_method("done", method!(PlanRow::done, 0))?;
+    class.define_singleton_method("_new", function!(Cutover::new, 3))?;
     class.define_singleton_method("steps", function!(Cutover::steps, 0))?;
     class.define_singleton_method("_cleanup", function!(cleanup, 3))?;
     class.define_singleton_method("_unlock_writes", function!(unlock_writes, 1))?;

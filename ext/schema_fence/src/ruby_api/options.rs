@@ -40,6 +40,17 @@ impl<'r> Options<'r> {
         }
     }
 
+    /// The value at `key`, which must be given.
+    pub(crate) fn required<T: TryConvert>(&mut self, key: &'static str) -> Result<T, Error> {
+        self.get(key)?.ok_or_else(|| {
+            errors::raise(
+                self.ruby,
+                "InvalidArgumentError",
+                format!("{}: option {key} is missing", self.owner),
+            )
+        })
+    }
+
     /// The value at `key`, or `default` when absent.
     pub(crate) fn or<T: TryConvert>(&mut self, key: &'static str, default: T) -> Result<T, Error> {
         Ok(self.get(key)?.unwrap_or(default))

@@ -188,9 +188,9 @@ fn schema_sql(ruby: &Ruby) -> RArray {
 /// minimum.
 fn request(ruby: &Ruby, call: RHash, what: &'static str) -> Result<QueueRequest, Error> {
     let mut read = Options::new(ruby, call, what);
-    let job_class_name: String = required(ruby, &mut read, "job_class_name")?;
-    let table_name: String = required(ruby, &mut read, "table_name")?;
-    let column_name: String = required(ruby, &mut read, "column_name")?;
+    let job_class_name: String = read.required("job_class_name")?;
+    let table_name: String = read.required("table_name")?;
+    let column_name: String = read.required("column_name")?;
     let mut req = QueueRequest::new(&job_class_name, &table_name, &column_name);
     let arguments: String = read.or("job_arguments", "[]".to_string())?;
     req.job_arguments = parse_arguments(ruby, &arguments)?;
@@ -215,20 +215,6 @@ fn request(ruby: &Ruby, call: RHash, what: &'static str) -> Result<QueueRequest,
     req.gitlab_schema = read.get("gitlab_schema")?;
     read.finish()?;
     Ok(req)
-}
-
-fn required<T: magnus::TryConvert>(
-    ruby: &Ruby,
-    read: &mut Options<'_>,
-    key: &'static str,
-) -> Result<T, Error> {
-    read.get(key)?.ok_or_else(|| {
-        errors::raise(
-            ruby,
-            "InvalidArgumentError",
-            format!("the migration's {key} is missing"),
-        )
-    })
 }
 
 fn parse_arguments(ruby: &Ruby, json: &str) -> Result<serde_json::Value, Error> {
