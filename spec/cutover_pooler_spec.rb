@@ -38,14 +38,14 @@ RSpec.describe "the cutover and the cleanup behind PgBouncer", :postgres do
   end
 
   it "refuses a source URL through the pooler before any step, and changes nothing" do
-    before = SchemaFence::Store._identity(url).first(3)
+    before = SchemaFence::Identity.read(url).to_h.slice(:name, :serves, :epoch)
     pooled = bouncer.url_for(url, query: "prepared_statements=false")
     cut = cutover(source_url: pooled, target_url: url)
     expect { cut.execute }
       .to raise_error(SchemaFence::CutoverThroughPoolerError, /main database's URL.*prepared_statements=false/)
     expect { cut.rollback }.to raise_error(SchemaFence::CutoverThroughPoolerError)
     expect(cutover_log_rows).to eq(0)
-    expect(SchemaFence::Store._identity(url).first(3)).to eq(before)
+    expect(SchemaFence::Identity.read(url).to_h.slice(:name, :serves, :epoch)).to eq(before)
   end
 
   it "lists and deletes stale rows through the pooler, leaving no prepared statement on the server session" do
