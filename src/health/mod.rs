@@ -9,12 +9,14 @@ mod autovacuum;
 mod long_transactions;
 pub mod reading;
 mod replication_lag;
+mod settings;
 mod wal_rate;
 mod wal_receiver;
 
 use std::time::Duration;
 
 pub use reading::Reading;
+pub use settings::{HealthSettings, OptimizerSettings};
 
 /// Thresholds of the built-in indicators, and how the verdict is used. `None` turns one off.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,86 +1,42 @@
 //! The pace methods of `SchemaFence::Runner`: the health thresholds and optimizer options from a
 //! Hash, the application's stop signal, and the decisions as Hashes for the Ruby events.
 
-use std::time::Duration;
-
-use magnus::{method, prelude::*, Error, RArray, RClass, RHash, Ruby, TryConvert};
-use schema_fence::health::{HealthOptions, Signal};
+use magnus::{method, prelude::*, Error, RArray, RClass, RHash, Ruby};
+use schema_fence::health::{HealthOptions, HealthSettings, OptimizerSettings, Signal};
 use schema_fence::optimizer::OptimizerOptions;
 use schema_fence::runner::Decision;
 
 use super::errors;
+use super::options::Options;
 use super::runner::Runner;
 
-/// A value of `hash` at `key`, nil when absent.
-fn get<T: TryConvert>(ruby: &Ruby, hash: RHash, key: &str) -> Result<Option<T>, Error> {
-    hash.lookup::<_, Option<T>>(ruby.to_symbol(key))
-}
-
-fn invalid(ruby: &Ruby, key: &str, problem: String) -> Error {
-    errors::raise(
-        ruby,
-        "InvalidArgumentError",
-        format!("invalid {key}: {problem}"),
-    )
-}
-
-/// Seconds (a positive number, nil for none) as a Duration.
-fn seconds(ruby: &Ruby, hash: RHash, key: &str) -> Result<Option<Duration>, Error> {
-    match get::<f64>(ruby, hash, key)? {
-        None => Ok(None),
-        Some(s) if s.is_finite() && s >= 0.0 => Ok(Some(Duration::from_secs_f64(s))),
-        Some(s) => Err(invalid(ruby, key, format!("must be seconds >= 0, got {s}"))),
-    }
-}
-
-fn positive<T: TryConvert + PartialOrd + Default + std::fmt::Display>(
-    ruby: &Ruby,
-    hash: RHash,
-    key: &str,
-) -> Result<Option<T>, Error> {
-    match get::<T>(ruby, hash, key)? {
-        Some(v) if v <= T::default() => {
-            Err(invalid(ruby, key, format!("must be positive, got {v}")))
-        }
-        other => Ok(other),
-    }
-}
-
 fn health_options(ruby: &Ruby, hash: RHash) -> Result<HealthOptions, Error> {
-    let defaults = HealthOptions::default();
-    Ok(HealthOptions {
-        enabled: get(ruby, hash, "enabled")?.unwrap_or(defaults.enabled),
-        cache: seconds(ruby, hash, "cache")?.unwrap_or(defaults.cache),
-        hold_for: seconds(ruby, hash, "hold_for")?.unwrap_or(defaults.hold_for),
-        autovacuum: get(ruby, hash, "autovacuum")?.unwrap_or(defaults.autovacuum),
-        max_replication_lag_bytes: positive(ruby, hash, "max_replication_lag_bytes")?,
-        max_replication_lag: seconds(ruby, hash, "max_replication_lag")?,
-        max_wal_receiver_backlog_bytes: positive(ruby, hash, "max_wal_receiver_backlog_bytes")?,
-        max_wal_rate_bytes: positive(ruby, hash, "max_wal_rate_bytes")?,
-        max_archive_backlog: positive(ruby, hash, "max_archive_backlog")?,
-        max_transaction_age: seconds(ruby, hash, "max_transaction_age")?,
-    })
+    let mut read = Options::new(ruby, hash, "health");
+    let settings = HealthSettings {
+        enabled: read.get("enabled")?,
+        cache_seconds: read.get("cache")?,
+        hold_for_seconds: read.get("hold_for")?,
+        autovacuum: read.get("autovacuum")?,
+        max_replication_lag_bytes: read.get("max_replication_lag_bytes")?,
+        max_replication_lag_seconds: read.get("max_replication_lag")?,
+        max_wal_receiver_backlog_bytes: read.get("max_wal_receiver_backlog_bytes")?,
+        max_wal_rate_bytes: read.get("max_wal_rate_bytes")?,
+        max_archive_backlog: read.get("max_archive_backlog")?,
+        max_transaction_age_seconds: read.get("max_transaction_age")?,
+    };
+    read.finish()?;
+    settings.options().map_err(|e| errors::to_ruby(ruby, e))
 }
 
 fn optimizer_options(ruby: &Ruby, hash: RHash) -> Result<OptimizerOptions, Error> {
-    let defaults = OptimizerOptions::default();
-    let options = OptimizerOptions {
-        enabled: get(ruby, hash, "enabled")?.unwrap_or(defaults.enabled),
-        min_batch_size: positive(ruby, hash, "min_batch_size")?.unwrap_or(defaults.min_batch_size),
-        max_batch_size: positive(ruby, hash, "max_batch_size")?.unwrap_or(defaults.max_batch_size),
-        ..defaults
+    let mut read = Options::new(ruby, hash, "optimizer");
+    let settings = OptimizerSettings {
+        enabled: read.get("enabled")?,
+        min_batch_size: read.get("min_batch_size")?,
+        max_batch_size: read.get("max_batch_size")?,
     };
-    if options.min_batch_size > options.max_batch_size {
-        return Err(invalid(
-            ruby,
-            "min_batch_size",
-            format!(
-                "{} is above max_batch_size {}",
-                options.min_batch_size, options.max_batch_size
-            ),
-        ));
-    }
-    Ok(options)
+    read.finish()?;
+    settings.options().map_err(|e| errors::to_ruby(ruby, e))
 }
 
 fn set_pace(ruby: &Ruby, rb_self: &Runner, health: RHash, optimizer: RHash) -> Result<(), Error> {
