@@ -97,8 +97,16 @@ RSpec.describe "schema_fence on GitLab's own tracking tables", :postgres do
       c.exec("UPDATE batched_background_migrations SET max_cursor = '[9, 101]' WHERE id = #{ids[:cursor]}")
     end
     worker = SchemaFence::Worker.new(database: :main, url:)
-    Batches.drain(worker)
+    started = []
+    subscription = ActiveSupport::Notifications.subscribe("batch_start.schema_fence") { |*, payload| started << payload }
+    begin
+      Batches.drain(worker)
+    ensure
+      ActiveSupport::Notifications.unsubscribe(subscription)
+    end
     expect(SchemaFence::Migrations.on(url).find { |m| m.id == ids[:cursor] }.status).to eq(:finished)
+    # The batch's keys are its cursors in the events (its min_value/max_value are 0).
+    expect(started.map { |p| p.slice(:min_cursor, :max_cursor) }).to eq([{ min_cursor: [1, 100], max_cursor: [9, 101] }])
     expect(BackfillCiStages.seen).to eq([[[1, 100], [9, 101]]])
     expect(BackfillCiStages.sub_batches).to eq([8, 6]), "sub-batches of 8 rows in keyset order"
     done = PG.connect(url) { |c| c.exec("SELECT id, partition_id FROM ci_stages WHERE done = 1 ORDER BY 1, 2").values }

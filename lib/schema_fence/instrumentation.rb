@@ -36,7 +36,9 @@ module SchemaFence
   #            then adds +:exception+ and +:exception_object+.
   # [batch_start]    A claimed batch is about to run. +database+, +migration_id+, +job_id+,
   #                  +job_class_name+, +table_name+, +column_name+, +gitlab_schema+ (Symbol),
-  #                  +min_value+, +max_value+, +sub_batch_size+, +attempt+ (1 for the first try).
+  #                  +min_value+, +max_value+ (0 for a cursor-batched migration's batch, whose keys are
+  #                  +min_cursor+ and +max_cursor+, nil otherwise), +batch_size+, +sub_batch_size+,
+  #                  +attempt+ (1 for the first try).
   # [batch_finish]   The batch ran and was recorded. The keys of batch_start, plus +completion+
   #                  (+:recorded+, +:migration_finished+, +:migration_failed+ or +:lease_lost+),
   #                  +metrics+ (Hash: +millis+ for a Ruby job; +sub_batches+, +rows+, +millis+
@@ -114,7 +116,8 @@ module SchemaFence
     def batch_payload(database, batch)
       { database:, migration_id: batch.migration_id, job_id: batch.job_id, job_class_name: batch.job_class_name,
         table_name: batch.table_name, column_name: batch.column_name, gitlab_schema: batch.gitlab_schema,
-        min_value: batch.min_value, max_value: batch.max_value, sub_batch_size: batch.sub_batch_size,
+        min_value: batch.min_value, max_value: batch.max_value, min_cursor: batch.min_cursor,
+        max_cursor: batch.max_cursor, batch_size: batch.batch_size, sub_batch_size: batch.sub_batch_size,
         attempt: batch.attempts }
     end
   end

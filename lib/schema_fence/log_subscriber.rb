@@ -139,7 +139,13 @@ module SchemaFence
 
     def batch(payload)
       "job #{payload[:job_id]} of migration #{payload[:migration_id]} (#{payload[:job_class_name]} on " \
-        "#{payload[:table_name]}, #{payload[:gitlab_schema]}) keys #{payload[:min_value]}..#{payload[:max_value]}"
+        "#{payload[:table_name]}, #{payload[:gitlab_schema]}) #{keys(payload)}"
+    end
+
+    def keys(payload)
+      return "cursor #{payload[:min_cursor].inspect}..#{payload[:max_cursor].inspect}" if payload[:min_cursor]
+
+      "keys #{payload[:min_value]}..#{payload[:max_value]}"
     end
 
     def raised(payload)

@@ -86,7 +86,8 @@ module SchemaFence
 
       def batch_finished(payload)
         labels = labels(payload)
-        @metrics[:batch_size].set(labels, payload[:max_value] - payload[:min_value] + 1)
+        size = payload[:min_cursor] ? payload[:batch_size] : payload[:max_value] - payload[:min_value] + 1
+        @metrics[:batch_size].set(labels, size.to_i)
         @metrics[:sub_batch_size].set(labels, payload[:sub_batch_size].to_i) if payload[:sub_batch_size]
         @metrics[:duration].set(labels, payload[:duration].to_f)
         @metrics[:timings].observe(labels, payload[:duration].to_f)
