@@ -9,9 +9,9 @@ RSpec.describe "the native boundary", :native do
 
   describe "a runner's settings" do
     it "are checked by the core, which names the one out of range" do
-      expect { SchemaFence::Runner.new(url:, database: :main, topology:, lease: 0) }
+      expect { SchemaFence::Runner._new(url, "main", topology, { lease: 0.0 }) }
         .to raise_error(SchemaFence::InvalidArgumentError, /lease: must be a positive number of seconds, got 0/)
-      expect { SchemaFence::Runner.new(url:, database: :main, topology:, max_attempts: 0) }
+      expect { SchemaFence::Runner._new(url, "main", topology, { max_attempts: 0 }) }
         .to raise_error(SchemaFence::InvalidArgumentError, /max_attempts: must be between 1 and 100, got 0/)
     end
 
@@ -30,9 +30,8 @@ RSpec.describe "the native boundary", :native do
     let(:dictionary) { SchemaFence::Dictionary.load(GitlabFixtures.path("gitlab_schemas.yml")) }
 
     it "are checked by the core, which names the timeout out of range" do
-      expect do
-        SchemaFence::Cutover.new(source_url: url, target_url: url, catch_up_timeout: 0, topology:, dictionary:)
-      end.to raise_error(SchemaFence::InvalidArgumentError, /catch_up_timeout: must be a positive number of seconds/)
+      expect { SchemaFence::Cutover._new(topology, dictionary, { source_url: url, target_url: url, catch_up_timeout: 0.0 }) }
+        .to raise_error(SchemaFence::InvalidArgumentError, /catch_up_timeout: must be a positive number of seconds/)
     end
 
     it "refuse an option the cutover does not take, and need both URLs" do
@@ -47,10 +46,9 @@ RSpec.describe "the native boundary", :native do
     let(:dictionary) { SchemaFence::Dictionary.load(GitlabFixtures.path("gitlab_schemas.yml")) }
 
     it "refuses a queue option it does not know before touching the database" do
-      expect do
-        SchemaFence::Store.queue(url, dictionary:, job_class_name: "Backfill", table_name: "ci_builds",
-                                      column_name: "id", batch_sise: 10)
-      end.to raise_error(SchemaFence::InvalidArgumentError, /queue: unknown option :batch_sise/)
+      request = { job_class_name: "Backfill", table_name: "ci_builds", column_name: "id", batch_sise: 10 }
+      expect { SchemaFence::Store._queue(url, dictionary, request) }
+        .to raise_error(SchemaFence::InvalidArgumentError, /queue: unknown option :batch_sise/)
     end
 
     it "needs the migration's key" do
