@@ -25,6 +25,23 @@ pub(crate) struct StepRun {
 }
 
 impl StepRun {
+    /// A cutover step's and a rollback step's outcome alike.
+    fn new(
+        step: &'static str,
+        database: String,
+        duration: std::time::Duration,
+        detail: String,
+        skipped: bool,
+    ) -> Self {
+        StepRun {
+            step,
+            database,
+            duration: duration.as_secs_f64(),
+            detail,
+            skipped,
+        }
+    }
+
     fn step(&self) -> &'static str {
         self.step
     }
@@ -133,13 +150,13 @@ impl Cutover {
             )
         })?;
         let o = Self::on(ruby, rb_self, |c| c.run_step(step))?;
-        Ok(StepRun {
-            step: o.step.name(),
-            database: o.database,
-            duration: o.duration.as_secs_f64(),
-            detail: o.detail,
-            skipped: o.skipped,
-        })
+        Ok(StepRun::new(
+            o.step.name(),
+            o.database,
+            o.duration,
+            o.detail,
+            o.skipped,
+        ))
     }
 
     /// `[claim_pause_seconds, write_window_seconds]`, nil until measured.
@@ -164,13 +181,13 @@ impl Cutover {
             )
         })?;
         let o = Self::on(ruby, rb_self, |c| c.run_rollback_step(step))?;
-        Ok(StepRun {
-            step: o.step.name(),
-            database: o.database,
-            duration: o.duration.as_secs_f64(),
-            detail: o.detail,
-            skipped: o.skipped,
-        })
+        Ok(StepRun::new(
+            o.step.name(),
+            o.database,
+            o.duration,
+            o.detail,
+            o.skipped,
+        ))
     }
 
     /// Whether the rollback runs the steps after the promotion (else it lifts the pause: done).
