@@ -323,7 +323,7 @@ fn on_gitlabs_current_tables_install_lists_retags_and_runs_every_runnable_migrat
     // A new migration queued through the DSL's path on GitLab's DDL, with its timestamps.
     let mut req = QueueRequest::new("Queued", "projects", "id");
     req.restriction = Some("gitlab_main".into());
-    req.job_arguments = serde_json::json!(["again"]);
+    req.job_arguments = r#"["again"]"#.to_string();
     req.job_interval_seconds = 0;
     req.queued_migration_version = Some("20260101000000".into());
     let QueueOutcome::Queued { id: queued, .. } = store::queue(&mut client, &dict, &req).unwrap()

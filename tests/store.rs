@@ -62,6 +62,26 @@ fn reading_the_identity_of_an_uninstalled_database_says_what_to_do() {
 }
 
 #[test]
+fn job_arguments_that_are_not_a_json_array_are_refused_and_nothing_is_queued() {
+    let dir = tempfile::tempdir().unwrap();
+    let dict = dictionary(dir.path());
+    let mut client = connect(&fresh_database("queue_bad_arguments"));
+    with_tables(&mut client);
+    store::install(&mut client, "ci", &strings(&["ci"]), None).unwrap();
+    let mut req = QueueRequest::new("BackfillCiBuilds", "ci_builds", "id");
+    req.restriction = Some("gitlab_ci".into());
+    for bad in [r#"{"a": 1}"#, "[1,", "\"text\""] {
+        req.job_arguments = bad.to_string();
+        let err = store::queue(&mut client, &dict, &req).unwrap_err();
+        assert!(
+            err.to_string().contains("job_arguments: must be a JSON array"),
+            "{bad}: {err}"
+        );
+    }
+    assert!(store::migrations::list(&mut client).unwrap().is_empty());
+}
+
+#[test]
 #[allow(clippy::float_cmp)] // progress is exactly 0.0 or 1.0 here, by definition
 fn queueing_tags_reads_max_value_and_is_idempotent() {
     let dir = tempfile::tempdir().unwrap();
@@ -71,7 +91,7 @@ fn queueing_tags_reads_max_value_and_is_idempotent() {
     store::install(&mut client, "ci", &strings(&["ci"]), None).unwrap();
     let mut req = QueueRequest::new("BackfillCiBuilds", "ci_builds", "id");
     req.restriction = Some("gitlab_ci".into());
-    req.job_arguments = serde_json::json!(["a", 1]);
+    req.job_arguments = r#"["a", 1]"#.to_string();
     let first = store::queue(&mut client, &dict, &req).unwrap();
     let QueueOutcome::Queued { id, tag, finished } = first else {
         panic!("{first:?}")

@@ -50,9 +50,9 @@ module SchemaFence
     # Lists the stale rows of the database at +url+, deleting them (with their jobs) when +delete+.
     # @return [Array<StaleRow>]
     def self.cleanup(url, delete: false, topology: SchemaFence.topology)
-      _cleanup(url, topology, delete).map do |id, job_class_name, table_name, tag, jobs|
-        StaleRow.new(id:, job_class_name:, table_name:, gitlab_schema: tag.to_sym,
-                     jobs:)
+      _cleanup(url, topology, delete).map do |row|
+        StaleRow.new(id: row.id, job_class_name: row.job_class_name, table_name: row.table_name,
+                     gitlab_schema: row.gitlab_schema.to_sym, jobs: row.jobs)
       end
     end
 
@@ -75,7 +75,9 @@ module SchemaFence
     # The latest rows of the cutover log of the database at +url+, newest first.
     # @return [Array<LogEntry>]
     def self.history(url, limit: 20)
-      _history(url, Integer(limit)).map { |row| LogEntry.new(**LogEntry.members.zip(row).to_h) }
+      _history(url, Integer(limit)).map do |row|
+        LogEntry.new(**LogEntry.members.to_h { |member| [member, row.public_send(member)] })
+      end
     end
 
     # The reverse replications the database at +url+ (a split's source) receives, with the seconds

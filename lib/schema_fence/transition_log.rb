@@ -27,8 +27,8 @@ module SchemaFence
     # @param retain_months [Integer] at least 1
     # @return [Maintenance]
     def maintain(connection, retain_months: SchemaFence.configuration.transition_log_retain_months)
-      created, dropped = _maintain(Connection.native(connection), Integer(retain_months))
-      Maintenance.new(created:, dropped:)
+      report = _maintain(Connection.native(connection), Integer(retain_months))
+      Maintenance.new(created: report.created, dropped: report.dropped)
     end
 
     # The latest status changes of each migration's batches, newest first.
@@ -43,9 +43,9 @@ module SchemaFence
     end
 
     def transition(row)
-      migration_id, job_id, previous, following, exception_class, exception_message, created_at = row
-      Transition.new(migration_id:, job_id:, previous_status: previous, next_status: following, exception_class:,
-                     exception_message:, created_at:)
+      Transition.new(migration_id: row.migration_id, job_id: row.job_id, previous_status: row.previous_status,
+                     next_status: row.next_status, exception_class: row.exception_class,
+                     exception_message: row.exception_message, created_at: row.created_at)
     end
     private_class_method :transition
   end

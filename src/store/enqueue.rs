@@ -40,8 +40,8 @@ pub struct QueueRequest {
     pub job_class_name: String,
     pub table_name: String,
     pub column_name: String,
-    /// A JSON array.
-    pub job_arguments: serde_json::Value,
+    /// A JSON array, as text: serialized once by the caller, checked here, bound as it is.
+    pub job_arguments: String,
     /// The migration's `restrict_gitlab_migration gitlab_schema:`, if it declared one.
     pub restriction: Option<String>,
     pub job_interval_seconds: i64,
@@ -64,7 +64,7 @@ impl QueueRequest {
             job_class_name: job_class_name.into(),
             table_name: table_name.into(),
             column_name: column_name.into(),
-            job_arguments: serde_json::Value::Array(vec![]),
+            job_arguments: "[]".into(),
             restriction: None,
             job_interval_seconds: DEFAULT_JOB_INTERVAL_SECONDS,
             batch_size: DEFAULT_BATCH_SIZE,
@@ -119,8 +119,9 @@ impl QueueRequest {
         }
         Strategy::parse(&self.batch_class_name)?;
         check_identifier("column", &self.column_name)?;
-        if !self.job_arguments.is_array() {
-            return invalid("job_arguments", "must be a JSON array".into());
+        // Checked without building the values: the text is what gets bound.
+        if let Err(e) = serde_json::from_str::<Vec<serde::de::IgnoredAny>>(&self.job_arguments) {
+            return invalid("job_arguments", format!("must be a JSON array: {e}"));
         }
         let positive = [
             ("batch_size", self.batch_size),
@@ -307,7 +308,7 @@ pub fn queue(db: &mut dyn Db, dictionary: &Dictionary, req: &QueueRequest) -> Re
         Some(max) if max >= req.batch_min_value => (max, "1"),
         _ => (req.batch_min_value, "3"),
     };
-    let arguments = req.job_arguments.to_string();
+    let arguments = req.job_arguments.as_str();
     let numbers = [
         req.job_interval_seconds.to_string(),
         req.batch_size.to_string(),
@@ -323,7 +324,7 @@ pub fn queue(db: &mut dyn Db, dictionary: &Dictionary, req: &QueueRequest) -> Re
         Some(req.job_class_name.as_str()),
         Some(req.table_name.as_str()),
         Some(req.column_name.as_str()),
-        Some(arguments.as_str()),
+        Some(arguments),
         Some(tag.as_str()),
         Some(numbers[0].as_str()),
         Some(numbers[1].as_str()),
@@ -350,7 +351,7 @@ pub fn queue(db: &mut dyn Db, dictionary: &Dictionary, req: &QueueRequest) -> Re
             finished: status == "3",
         });
     }
-    if let Some(existing) = find(db, req, &tag, &arguments)? {
+    if let Some(existing) = find(db, req, &tag, arguments)? {
         return Ok(QueueOutcome::AlreadyQueued { id: existing, tag });
     }
     let other = db.query(
@@ -359,7 +360,7 @@ pub fn queue(db: &mut dyn Db, dictionary: &Dictionary, req: &QueueRequest) -> Re
             Some(&req.job_class_name),
             Some(&req.table_name),
             Some(&req.column_name),
-            Some(&arguments),
+            Some(arguments),
         ],
     )?;
     match other.first() {
@@ -398,7 +399,7 @@ fn find(db: &mut dyn Db, req: &QueueRequest, tag: &str, arguments: &str) -> Resu
 /// migrations were deleted (0 or 1).
 pub fn delete(db: &mut dyn Db, dictionary: &Dictionary, req: &QueueRequest) -> Result<usize> {
     let tag = tagging::tag(dictionary, &req.table_name, req.restriction.as_deref())?;
-    let arguments = req.job_arguments.to_string();
+    let arguments = req.job_arguments.as_str();
     let deleted = db.query(
         "DELETE FROM batched_background_migrations \
          WHERE job_class_name = $1 AND table_name = $2 AND column_name = $3 \
@@ -407,7 +408,7 @@ pub fn delete(db: &mut dyn Db, dictionary: &Dictionary, req: &QueueRequest) -> R
             Some(&req.job_class_name),
             Some(&req.table_name),
             Some(&req.column_name),
-            Some(&arguments),
+            Some(arguments),
             Some(&tag),
         ],
     )?;

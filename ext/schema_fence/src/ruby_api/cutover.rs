@@ -5,6 +5,7 @@
 use magnus::{function, method, prelude::*, Error, RArray, RHash, RModule, Ruby};
 use schema_fence::cutover::{self as core, CutoverSettings, Step};
 
+use super::cutover_rows::{self, CleanupRow, LogRow};
 use super::dictionary::Dictionary;
 use super::options::Options;
 use super::topology::Topology;
@@ -213,24 +214,14 @@ impl Cutover {
     }
 }
 
-/// `[[id, job_class_name, table_name, gitlab_schema, jobs], ...]`
+/// The stale rows of the database at `url` (deleted with their jobs when `delete`).
 fn cleanup(ruby: &Ruby, url: String, topology: &Topology, delete: bool) -> Result<RArray, Error> {
     let topology = topology.inner.clone();
     let stale = Cutover::with(ruby, move || {
         let mut client = schema_fence::connect::connect(&url, None, "cleanup")?;
         core::cleanup(&mut client, &topology, delete)
     })?;
-    let list = ruby.ary_new_capa(stale.len());
-    for s in stale {
-        list.push((
-            s.id,
-            s.job_class_name,
-            s.table_name,
-            s.gitlab_schema,
-            s.jobs,
-        ))?;
-    }
-    Ok(list)
+    super::wrapped_list(ruby, stale.into_iter().map(CleanupRow))
 }
 
 fn unlock_writes(ruby: &Ruby, url: String) -> Result<Vec<String>, Error> {
@@ -240,24 +231,13 @@ fn unlock_writes(ruby: &Ruby, url: String) -> Result<Vec<String>, Error> {
     })
 }
 
-/// `[[cutover, step, database, started_at, finished_at, detail], ...]`, newest first.
+/// The latest `limit` rows of the cutover log of the database at `url`, newest first.
 fn history(ruby: &Ruby, url: String, limit: i64) -> Result<RArray, Error> {
     let entries = Cutover::with(ruby, move || {
         let mut client = schema_fence::connect::connect(&url, None, "history")?;
         core::history(&mut client, limit)
     })?;
-    let list = ruby.ary_new_capa(entries.len());
-    for e in entries {
-        list.push((
-            e.cutover,
-            e.step,
-            e.database,
-            e.started_at,
-            e.finished_at,
-            e.detail,
-        ))?;
-    }
-    Ok(list)
+    super::wrapped_list(ruby, entries.into_iter().map(LogRow))
 }
 
 /// `[[name, seconds_since_last_message], ...]`: the reverse replications the database at `url`
@@ -296,6 +276,7 @@ pub(crate) fn init(ruby: &Ruby, module: &RModule) -> Result<(), Error> {
     run.define_method("duration", method!(StepRun::duration, 0))?;
     run.define_method("detail", method!(StepRun::detail, 0))?;
     run.define_method("skipped", method!(StepRun::skipped, 0))?;
+    cutover_rows::init(ruby, &class)?;
     let plan = class.define_class("PlanRow", ruby.class_object())?;
     plan.define_method("step", method!(PlanRow::step, 0))?;
     plan.define_method("database", method!(PlanRow::database, 0))?;

@@ -1,4 +1,5 @@
 mod cutover;
+mod cutover_rows;
 mod dictionary;
 pub(crate) mod errors;
 mod guard;
@@ -26,6 +27,18 @@ pub(crate) fn init(ruby: &Ruby) -> Result<(), Error> {
     guard::init(ruby, &module)?;
     transition_log::init(ruby, &module)?;
     Ok(())
+}
+
+/// Wrapped objects as an Array (magnus converts a `Vec` of plain values, not of wrapped ones).
+pub(crate) fn wrapped_list<T: magnus::TypedData>(
+    ruby: &Ruby,
+    items: impl ExactSizeIterator<Item = T>,
+) -> Result<RArray, Error> {
+    let list = ruby.ary_new_capa(items.len());
+    for item in items {
+        list.push(ruby.obj_wrap(item))?;
+    }
+    Ok(list)
 }
 
 /// Names as an Array of Symbols, the form gitlab_schemas take in Ruby.

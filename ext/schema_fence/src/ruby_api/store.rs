@@ -192,8 +192,7 @@ fn request(ruby: &Ruby, call: RHash, what: &'static str) -> Result<QueueRequest,
     let table_name: String = read.required("table_name")?;
     let column_name: String = read.required("column_name")?;
     let mut req = QueueRequest::new(&job_class_name, &table_name, &column_name);
-    let arguments: String = read.or("job_arguments", "[]".to_string())?;
-    req.job_arguments = parse_arguments(ruby, &arguments)?;
+    req.job_arguments = read.or("job_arguments", req.job_arguments)?;
     req.restriction = read.get("restriction")?;
     if what != "queue" {
         read.finish()?;
@@ -215,16 +214,6 @@ fn request(ruby: &Ruby, call: RHash, what: &'static str) -> Result<QueueRequest,
     req.gitlab_schema = read.get("gitlab_schema")?;
     read.finish()?;
     Ok(req)
-}
-
-fn parse_arguments(ruby: &Ruby, json: &str) -> Result<serde_json::Value, Error> {
-    serde_json::from_str(json).map_err(|e| {
-        errors::raise(
-            ruby,
-            "InvalidJobArgumentsError",
-            format!("job arguments are not valid JSON: {e}"),
-        )
-    })
 }
 
 /// `[:queued | :already_queued | :finished, id, tag]`.
@@ -278,11 +267,7 @@ fn report(ruby: &Ruby, conn: Value, topology: Option<&Topology>) -> Result<Repor
 /// The tracking rows, each a `SchemaFence::Store::MigrationRow`.
 fn migrations(ruby: &Ruby, conn: Value) -> Result<RArray, Error> {
     let rows = on_connection(ruby, conn, store::migrations::list)?;
-    let list = ruby.ary_new_capa(rows.len());
-    for row in rows {
-        list.push(ruby.obj_wrap(MigrationRow(row)))?;
-    }
-    Ok(list)
+    super::wrapped_list(ruby, rows.into_iter().map(MigrationRow))
 }
 
 fn status_named(ruby: &Ruby, status: &str) -> Result<store::Status, Error> {
@@ -349,14 +334,14 @@ fn find_id(
         req.restriction.as_deref(),
     )
     .map_err(|e| errors::to_ruby(ruby, e))?;
-    let arguments = req.job_arguments.to_string();
+    let arguments = req.job_arguments.as_str();
     on_connection(ruby, conn, |db| {
         store::migrations::find_id(
             db,
             &req.job_class_name,
             &req.table_name,
             &req.column_name,
-            &arguments,
+            arguments,
             &tag,
         )
     })
