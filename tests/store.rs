@@ -74,7 +74,8 @@ fn job_arguments_that_are_not_a_json_array_are_refused_and_nothing_is_queued() {
         req.job_arguments = bad.to_string();
         let err = store::queue(&mut client, &dict, &req).unwrap_err();
         assert!(
-            err.to_string().contains("job_arguments: must be a JSON array"),
+            err.to_string()
+                .contains("job_arguments: must be a JSON array"),
             "{bad}: {err}"
         );
     }
