@@ -81,6 +81,28 @@ pub fn not_runnable_reason(
     None
 }
 
+/// Why a row's cursors cannot be walked, read from the row alone (the listing shows it as not
+/// runnable before any claim tries): both must be JSON arrays of integers of one width.
+pub fn cursor_shape_problem(min_cursor: &str, max_cursor: &str) -> Option<String> {
+    let width = |text: &str| -> std::result::Result<usize, String> {
+        let values: Vec<serde_json::Value> =
+            serde_json::from_str(text).map_err(|_| format!("cursor {text} is not a JSON array"))?;
+        match values.iter().find(|v| v.as_i64().is_none()) {
+            Some(v) => Err(format!(
+                "cursor {text} holds {v}: only integer keys are batched"
+            )),
+            None => Ok(values.len()),
+        }
+    };
+    match (width(min_cursor), width(max_cursor)) {
+        (Err(why), _) | (_, Err(why)) => Some(why),
+        (Ok(a), Ok(b)) if a != b || a == 0 => Some(format!(
+            "min_cursor and max_cursor must have the same number of values, have {a} and {b}"
+        )),
+        _ => None,
+    }
+}
+
 /// SQL condition on a `batched_background_migrations` row aliased `m`: what [`not_runnable_reason`]
 /// accepts. One text, so the fetch, the claim and the listing agree.
 /// A primary-key row without a key range is cursor-batched (GitLab's check constraint: ids or
@@ -92,6 +114,19 @@ pub const RUNNABLE_CONDITION: &str = "(m.batch_class_name = 'PrimaryKeyBatchingS
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cursor_of_mixed_width_or_non_integer_keys_is_not_runnable_with_why() {
+        assert_eq!(cursor_shape_problem("[1, 100]", "[9, 100]"), None);
+        assert!(
+            cursor_shape_problem("[1, 100]", "[9]").is_some_and(|why| why.contains("have 2 and 1"))
+        );
+        assert!(cursor_shape_problem("[\"a\", 1]", "[9, 100]")
+            .is_some_and(|why| why.contains("only integer keys")));
+        assert!(
+            cursor_shape_problem("{}", "[9]").is_some_and(|why| why.contains("not a JSON array"))
+        );
+    }
 
     #[test]
     fn gitlabs_names_short_and_qualified_are_recognised() {

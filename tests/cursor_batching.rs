@@ -224,6 +224,10 @@ fn a_cursor_row_that_cannot_run_is_reported_or_held_with_why_and_stops_nothing_e
     assert!(reason(loose)
         .unwrap()
         .contains("LooseIndexScanBatchingStrategy"));
+    // A non-integer cursor shows in the listing, before any claim tries.
+    assert!(reason(text_key)
+        .unwrap()
+        .contains("only integer keys are batched"));
 
     runner(&url).run_sql_until_done(statement).unwrap();
     assert_eq!(migration_status(&url, runners), 3);

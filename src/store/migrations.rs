@@ -201,7 +201,13 @@ fn parse(row: &Row) -> Result<MigrationRow> {
             &batch_class_name,
             min_value.is_some() && max_value.is_some(),
             min_cursor.is_some() && max_cursor.is_some(),
-        ),
+        )
+        .or_else(|| match (&min_cursor, &max_cursor) {
+            (Some(min), Some(max)) if min_value.is_none() => {
+                crate::batching::cursor_shape_problem(min, max)
+            }
+            _ => None,
+        }),
     };
     Ok(MigrationRow {
         id: int(row, 0)?,
