@@ -29,13 +29,7 @@ end
 def prepare(cluster)
   url = cluster.create_database("bench_backfill")
   SchemaFence::Install.up(url, name: "ci", serves: ["ci"])
-  PG.connect(url) do |c|
-    TABLES.each do |table|
-      # fillfactor 50: every round's update stays on its page (HOT), as GitLab's backfills do.
-      c.exec("CREATE TABLE #{table} (id bigint PRIMARY KEY, done int NOT NULL DEFAULT 0) WITH (fillfactor = 50); " \
-             "INSERT INTO #{table} (id) SELECT generate_series(1, #{ROWS})")
-    end
-  end
+  BackfillRounds.create_id_tables(url, TABLES, ROWS)
   TABLES.each { |table| SchemaFence.sql_job("Backfill#{table}", format(STATEMENT, table:)) }
   url
 end

@@ -12,6 +12,18 @@ module SchemaFence
     class BackfillRounds
       attr_reader :baseline, :ours
 
+      # Creates the two id-keyed tables of +rows+ rows both id-batched backfill benches update
+      # (fillfactor 50: every round's update stays on its page, HOT, as GitLab's backfills do).
+      def self.create_id_tables(url, tables, rows)
+        PG.connect(url) do |c|
+          tables.each do |table|
+            c.exec("CREATE TABLE #{c.quote_ident(table)} (id bigint PRIMARY KEY, done int NOT NULL DEFAULT 0) " \
+                   "WITH (fillfactor = 50); " \
+                   "INSERT INTO #{c.quote_ident(table)} (id) SELECT generate_series(1, #{Integer(rows)})")
+          end
+        end
+      end
+
       # @param tables [Array<String>] two tables of +rows+ rows with a +done+ counter
       # @param drain [#call, nil] runs the queued migration of the table it is given to its end;
       #   by default a runner claims and runs SQL-job batches
