@@ -1,24 +1,29 @@
 //! Enqueue-time tagging (docs/architecture.md section 6): which `gitlab_schema` a migration is stored with.
 
+mod error;
+pub use error::TaggingError;
+
 use crate::dictionary::Dictionary;
 use crate::error::{Error, Result};
 use crate::{GITLAB_INTERNAL, GITLAB_SHARED};
 
 /// The tag for a migration of `table` in a migration restricted to `restriction`.
 pub fn tag(dictionary: &Dictionary, table: &str, restriction: Option<&str>) -> Result<String> {
-    let restriction = restriction.ok_or_else(|| Error::MissingSchemaRestriction {
-        table: table.to_string(),
+    let restriction = restriction.ok_or_else(|| {
+        Error::Tagging(TaggingError::MissingSchemaRestriction {
+            table: table.to_string(),
+        })
     })?;
     let schema = dictionary.table_schema_strict(table)?;
     if schema == GITLAB_INTERNAL {
-        return Err(Error::InternalSchema {
+        return Err(Error::Tagging(TaggingError::InternalSchema {
             table: table.to_string(),
-        });
+        }));
     }
     if schema == restriction {
         return Ok(schema.to_string());
     }
-    Err(Error::SchemaMismatch {
+    Err(Error::Tagging(TaggingError::SchemaMismatch {
         table: table.to_string(),
         table_schema: schema.to_string(),
         restriction: restriction.to_string(),
@@ -27,12 +32,13 @@ pub fn tag(dictionary: &Dictionary, table: &str, restriction: Option<&str>) -> R
         } else {
             "restrict the migration to the table's gitlab_schema, in the migrations of the database that owns it"
         },
-    })
+    }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::DictionaryError;
 
     fn dictionary() -> (tempfile::TempDir, Dictionary) {
         let dir = tempfile::tempdir().unwrap();
@@ -74,7 +80,10 @@ mod tests {
             "gitlab_shared"
         );
         let err = tag(&dict, t, Some("gitlab_main")).unwrap_err();
-        assert!(matches!(err, Error::SchemaMismatch { .. }), "{err}");
+        assert!(
+            matches!(err, Error::Tagging(TaggingError::SchemaMismatch { .. })),
+            "{err}"
+        );
         assert!(err
             .to_string()
             .contains("restrict the migration to gitlab_shared"));
@@ -85,15 +94,17 @@ mod tests {
         let (_d, dict) = dictionary();
         assert!(matches!(
             tag(&dict, "ci_builds", None),
-            Err(Error::MissingSchemaRestriction { .. })
+            Err(Error::Tagging(
+                TaggingError::MissingSchemaRestriction { .. }
+            ))
         ));
         assert!(matches!(
             tag(&dict, "nope", Some("gitlab_ci")),
-            Err(Error::UnknownTable { .. })
+            Err(Error::Dictionary(DictionaryError::UnknownTable { .. }))
         ));
         assert!(matches!(
             tag(&dict, "schema_migrations", Some("gitlab_internal")),
-            Err(Error::InternalSchema { .. })
+            Err(Error::Tagging(TaggingError::InternalSchema { .. }))
         ));
         let err = tag(&dict, "projects", Some("gitlab_ci")).unwrap_err();
         let msg = err.to_string();

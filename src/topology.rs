@@ -1,12 +1,15 @@
 //! The databases of the app and the `gitlab_schemas` each owns, from GitLab's
 //! `db/database_connections/*.yaml`.
 
+mod error;
+pub use error::TopologyError;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, YamlError};
 use crate::yaml;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,34 +41,36 @@ impl Topology {
     pub fn load(dir: &Path) -> Result<Self> {
         let files = yaml::yaml_files(dir)?;
         if files.is_empty() {
-            return Err(Error::Topology {
+            return Err(Error::Topology(TopologyError::Topology {
                 path: dir.to_path_buf(),
                 message: "no database connection files (*.yaml) in this directory".into(),
-            });
+            }));
         }
         let mut databases: Vec<Database> = Vec::with_capacity(files.len());
         for path in &files {
             let file: Option<ConnectionFile> = yaml::parse(path, &yaml::read(path)?)?;
-            let file = file.ok_or(Error::MissingKey {
+            let file = file.ok_or(Error::Yaml(YamlError::MissingKey {
                 path: path.clone(),
                 key: "name",
                 hint: "the file is empty; a database connection file needs `name` and `gitlab_schemas`",
-            })?;
-            let name = file.name.ok_or(Error::MissingKey {
+            }))?;
+            let name = file.name.ok_or(Error::Yaml(YamlError::MissingKey {
                 path: path.clone(),
                 key: "name",
                 hint: "name the database, e.g. `name: ci`",
-            })?;
-            let gitlab_schemas = file.gitlab_schemas.ok_or(Error::MissingKey {
-                path: path.clone(),
-                key: "gitlab_schemas",
-                hint: "list the gitlab_schemas this database owns",
-            })?;
+            }))?;
+            let gitlab_schemas = file
+                .gitlab_schemas
+                .ok_or(Error::Yaml(YamlError::MissingKey {
+                    path: path.clone(),
+                    key: "gitlab_schemas",
+                    hint: "list the gitlab_schemas this database owns",
+                }))?;
             if databases.iter().any(|d| d.name == name) {
-                return Err(Error::Topology {
+                return Err(Error::Topology(TopologyError::Topology {
                     path: path.clone(),
                     message: format!("database {name:?} is defined twice"),
-                });
+                }));
             }
             databases.push(Database {
                 name,
@@ -97,7 +102,7 @@ impl Topology {
         for (db, path) in self.databases.iter().zip(paths) {
             if let Some(fallback) = &db.fallback_database {
                 if self.database(fallback).is_none() || fallback == &db.name {
-                    return Err(Error::Topology {
+                    return Err(Error::Topology(TopologyError::Topology {
                         path: path.clone(),
                         message: format!(
                             "database {:?} falls back to {fallback:?}, which is not another database of \
@@ -105,7 +110,7 @@ impl Topology {
                             db.name,
                             self.names().join(", ")
                         ),
-                    });
+                    }));
                 }
             }
         }
@@ -116,14 +121,14 @@ impl Topology {
             while let Some(next) = at.fallback_database.as_deref() {
                 if chain.contains(&next) {
                     chain.push(next);
-                    return Err(Error::Topology {
+                    return Err(Error::Topology(TopologyError::Topology {
                         path: path.clone(),
                         message: format!(
                             "the fallback databases form a cycle ({}): each database must fall back, \
                              directly or through others, to one that falls back to none",
                             chain.join(" -> ")
                         ),
-                    });
+                    }));
                 }
                 chain.push(next);
                 at = self.database(next).expect("checked above");
@@ -153,12 +158,12 @@ impl Topology {
     pub fn allowed_schemas<S: AsRef<str>>(&self, serves: &[S]) -> Result<Vec<String>> {
         let mut allowed = BTreeSet::new();
         for name in serves {
-            let db = self
-                .database(name.as_ref())
-                .ok_or_else(|| Error::UnknownDatabase {
+            let db = self.database(name.as_ref()).ok_or_else(|| {
+                Error::Topology(TopologyError::UnknownDatabase {
                     name: name.as_ref().to_string(),
                     known: self.names(),
-                })?;
+                })
+            })?;
             allowed.extend(db.gitlab_schemas.iter().cloned());
         }
         Ok(allowed.into_iter().collect())

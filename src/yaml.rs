@@ -1,5 +1,8 @@
 //! Parsing one YAML document into a typed value, with errors that carry the file and line.
 
+mod error;
+pub use error::YamlError;
+
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
@@ -42,12 +45,12 @@ pub(crate) fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
 
 pub(crate) fn malformed(path: &Path, e: &serde_yaml::Error) -> Error {
     let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
-    Error::MalformedYaml {
+    Error::Yaml(YamlError::MalformedYaml {
         path: path.to_path_buf(),
         line,
         column,
         message: strip_location(&e.to_string()),
-    }
+    })
 }
 
 /// `serde_yaml` repeats the location at the end of its message; ours leads with it.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use common::*;
 use schema_fence::cutover::{self, Cutover, Promotion, Step};
+use schema_fence::error::CutoverError;
 use schema_fence::runner::{Claim, Runner, RunnerOptions};
 use schema_fence::store::{self};
 use schema_fence::Error;
@@ -210,7 +211,10 @@ fn a_catch_up_timeout_leaves_the_source_paused_and_a_rollback_lifts_the_pause() 
         Some(cutover::FENCE_SQLSTATE)
     );
     let err = cutover.run_step(Step::CatchUp).unwrap_err();
-    assert!(matches!(err, Error::CutoverTimeout { .. }), "{err}");
+    assert!(
+        matches!(err, Error::Cutover(CutoverError::CutoverTimeout { .. })),
+        "{err}"
+    );
     assert!(err.to_string().contains("stays paused"), "{err}");
     let mut main = Runner::new(
         &source_url,
@@ -221,7 +225,7 @@ fn a_catch_up_timeout_leaves_the_source_paused_and_a_rollback_lifts_the_pause() 
     assert_eq!(main.claim_next().unwrap(), Claim::Paused);
     assert!(matches!(
         cutover.run_step(Step::Promote),
-        Err(Error::CutoverOrder { .. })
+        Err(Error::Cutover(CutoverError::CutoverOrder { .. }))
     ));
 
     cutover.rollback(|_| {}).unwrap();
@@ -250,7 +254,13 @@ fn a_rollback_after_the_promotion_of_a_cutover_that_is_not_reversible_is_refused
         cutover.run_step(step).unwrap();
     }
     let err = cutover.rollback(|_| {}).unwrap_err();
-    assert!(matches!(err, Error::CutoverNotReversible { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Cutover(CutoverError::CutoverNotReversible { .. })
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("reversible: false"), "{err}");
     // An interrupted cutover resumes where it stopped.
     let outcomes = cutover.execute(|_| {}).unwrap();

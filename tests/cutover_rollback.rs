@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use schema_fence::cutover::{Cutover, RollbackStep};
+use schema_fence::error::RunnerError;
 use schema_fence::runner::{Claim, Runner, RunnerOptions};
 use schema_fence::store::{self, QueueRequest};
 use schema_fence::Error;
@@ -163,7 +164,10 @@ fn a_rollback_after_the_split_loses_no_write_and_redoes_no_batch() {
         RunnerOptions::default(),
     );
     let err = ci.claim_next().unwrap_err();
-    assert!(matches!(err, Error::MisroutedConnection { .. }), "{err}");
+    assert!(
+        matches!(err, Error::Runner(RunnerError::MisroutedConnection { .. })),
+        "{err}"
+    );
     assert!(err.to_string().contains("retired"), "{err}");
     // No replication is left behind.
     let subscriptions: i64 = connect(&source_url)

@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use schema_fence::cutover::{Cutover, Step};
+use schema_fence::error::CutoverError;
 use schema_fence::{store, Error};
 use schema_fence_testkit::Cluster;
 
@@ -48,7 +49,7 @@ fn untouched(url: &str) -> bool {
 
 fn refusal(result: schema_fence::Result<Vec<schema_fence::cutover::StepOutcome>>) -> String {
     match result {
-        Err(e @ Error::CutoverTarget { .. }) => e.to_string(),
+        Err(e @ Error::Cutover(CutoverError::CutoverTarget { .. })) => e.to_string(),
         other => panic!("expected CutoverTargetError, got {other:?}"),
     }
 }
@@ -131,7 +132,7 @@ fn a_rerun_against_another_replica_than_the_logged_one_is_refused() {
     assert!(message.contains("was begun against"), "{message}");
     assert!(matches!(
         other.rollback(|_| {}),
-        Err(Error::CutoverTarget { .. })
+        Err(Error::Cutover(CutoverError::CutoverTarget { .. }))
     ));
     assert!(second.is_in_recovery().unwrap());
     // The cutover's own target finishes it.

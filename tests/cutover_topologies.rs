@@ -241,7 +241,12 @@ fn a_second_split_moves_sec_off_main_later() {
     // timed-out step is to run execute again, which resumes; so does this test, once.
     if let Err(e) = second.execute(|_| {}) {
         assert!(
-            matches!(e, schema_fence::Error::CutoverTimeout { .. }),
+            matches!(
+                e,
+                schema_fence::Error::Cutover(
+                    schema_fence::error::CutoverError::CutoverTimeout { .. }
+                )
+            ),
             "{e}"
         );
         second.execute(|_| {}).unwrap();

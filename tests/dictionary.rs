@@ -5,6 +5,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::*;
+use schema_fence::error::{DictionaryError, YamlError};
 use schema_fence::{Dictionary, Error, Rule};
 
 fn flat_fixture() -> BTreeMap<String, String> {
@@ -183,7 +184,10 @@ fn rule_8_unknown_tables_are_none_or_an_error_naming_the_sources() {
     let (_dir, dict) = small();
     assert_eq!(dict.table_schema("no_such_table"), None);
     let err = dict.table_schema_strict("no_such_table").unwrap_err();
-    assert!(matches!(err, Error::UnknownTable { .. }));
+    assert!(matches!(
+        err,
+        Error::Dictionary(DictionaryError::UnknownTable { .. })
+    ));
     let message = err.to_string();
     assert!(message.contains("\"no_such_table\""), "{message}");
     assert!(
@@ -202,7 +206,7 @@ fn malformed_yaml_names_the_file_and_line() {
     );
     let err = Dictionary::load(&[&flat]).unwrap_err();
     match &err {
-        Error::MalformedYaml { path, line, .. } => {
+        Error::Yaml(YamlError::MalformedYaml { path, line, .. }) => {
             assert_eq!(path, &flat);
             assert!(*line >= 2, "line {line}");
         }
@@ -223,7 +227,10 @@ fn two_sources_giving_a_table_two_schemas_name_both_files() {
     );
     let err = Dictionary::load(&[&flat, &docs]).unwrap_err();
     let message = err.to_string();
-    assert!(matches!(err, Error::ConflictingSchema { .. }));
+    assert!(matches!(
+        err,
+        Error::Dictionary(DictionaryError::ConflictingSchema { .. })
+    ));
     assert!(message.contains(&flat.display().to_string()), "{message}");
     assert!(message.contains(&file.display().to_string()), "{message}");
     // The same schema twice is no conflict.
@@ -257,7 +264,13 @@ fn a_table_naming_an_undefined_schema_is_an_error_when_definitions_are_given() {
     );
     let err = Dictionary::load(&[&docs, &defs]).unwrap_err();
     let message = err.to_string();
-    assert!(matches!(err, Error::UndefinedSchema { .. }), "{message}");
+    assert!(
+        matches!(
+            err,
+            Error::Dictionary(DictionaryError::UndefinedSchema { .. })
+        ),
+        "{message}"
+    );
     assert!(message.contains("gitlab_mian") && message.contains(&bad.display().to_string()));
     std::fs::remove_file(bad).unwrap();
     assert!(Dictionary::load(&[&docs, &defs]).is_ok());
@@ -281,10 +294,10 @@ fn a_db_docs_file_without_its_keys_is_an_error_naming_the_key() {
     assert!(
         matches!(
             err,
-            Error::MissingKey {
+            Error::Yaml(YamlError::MissingKey {
                 key: "gitlab_schema",
                 ..
-            }
+            })
         ),
         "{err}"
     );
@@ -302,10 +315,10 @@ fn a_db_docs_file_without_its_keys_is_an_error_naming_the_key() {
     assert!(
         matches!(
             err,
-            Error::MissingKey {
+            Error::Yaml(YamlError::MissingKey {
                 key: "table_name",
                 ..
-            }
+            })
         ),
         "{err}"
     );
@@ -315,7 +328,10 @@ fn a_db_docs_file_without_its_keys_is_an_error_naming_the_key() {
 #[test]
 fn a_database_connections_directory_is_refused_with_a_pointer_to_topology() {
     let err = Dictionary::load(&[gitlab_fixtures().join("database_connections")]).unwrap_err();
-    assert!(matches!(err, Error::UnrecognizedSource { .. }));
+    assert!(matches!(
+        err,
+        Error::Dictionary(DictionaryError::UnrecognizedSource { .. })
+    ));
     assert!(err.to_string().contains("Topology"), "{err}");
 }
 

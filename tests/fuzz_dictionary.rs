@@ -13,6 +13,7 @@ use std::sync::OnceLock;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use schema_fence::error::DictionaryError;
 use schema_fence::{Dictionary, Error, Topology};
 use serde::Deserialize;
 
@@ -219,7 +220,7 @@ fn any_name_resolves_without_panic_and_the_same_way_twice() {
         prop_assert_eq!(schema, first.map(|r| dict.schema_name(r.schema)));
         match dict.table_schema_strict(&name) {
             Ok(s) => prop_assert_eq!(Some(s), schema),
-            Err(Error::UnknownTable { table, sources }) => {
+            Err(Error::Dictionary(DictionaryError::UnknownTable { table, sources })) => {
                 prop_assert!(schema.is_none());
                 prop_assert_eq!(&table, &name);
                 prop_assert_eq!(sources.len(), 2);

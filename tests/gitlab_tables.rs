@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use schema_fence::error::StoreError;
 use schema_fence::runner::{Claim, Runner, RunnerOptions};
 use schema_fence::store::{self, migrations, QueueOutcome, QueueRequest};
 use schema_fence::{Dictionary, Error, Topology};
@@ -422,7 +423,10 @@ fn retag_lists_unresolvable_rows_and_writes_nothing() {
     assert_eq!(dry.changes.len(), 2);
     assert!(!dry.applied);
     let err = store::retag(&mut client, &dict, true).unwrap_err();
-    assert!(matches!(err, Error::UnresolvedRows { .. }), "{err}");
+    assert!(
+        matches!(err, Error::Store(StoreError::UnresolvedRows { .. })),
+        "{err}"
+    );
     assert!(err.to_string().contains("mystery_table"), "{err}");
     assert_eq!(
         tag_of(&url, rows.builds),

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use schema_fence::error::GuardError;
 use schema_fence::guard::{self, Guard, Tables};
 use schema_fence::{Dictionary, Error};
 
@@ -66,12 +67,12 @@ fn assert_tables(sql: &str, read: &[&str], written: &[&str]) {
 #[track_caller]
 fn refused(guard: &Guard, sql: &str) -> (String, Option<String>, bool) {
     match guard.check(sql) {
-        Err(Error::CrossDatabaseAccess {
+        Err(Error::Guard(GuardError::CrossDatabaseAccess {
             table,
             table_schema,
             written,
             ..
-        }) => (table, table_schema, written),
+        })) => (table, table_schema, written),
         other => panic!("expected CrossDatabaseAccess for {sql}, got {other:?}"),
     }
 }
@@ -346,7 +347,7 @@ fn writes_must_be_in_the_tag_shared_or_internal() {
         .unwrap_err();
     let message = err.to_string();
     assert!(
-        matches!(&err, Error::CrossDatabaseAccess { table, table_schema: Some(s), written: true, .. }
+        matches!(&err, Error::Guard(GuardError::CrossDatabaseAccess { table, table_schema: Some(s), written: true, .. })
             if table == "projects" && s == "gitlab_main"),
         "{err:?}"
     );
@@ -363,10 +364,10 @@ fn unknown_tables_are_refused_with_their_own_message() {
     let err = guard.check("SELECT * FROM no_such_table").unwrap_err();
     assert!(matches!(
         &err,
-        Error::CrossDatabaseAccess {
+        Error::Guard(GuardError::CrossDatabaseAccess {
             table_schema: None,
             ..
-        }
+        })
     ));
     let message = err.to_string();
     assert!(message.contains("\"no_such_table\""), "{message}");
@@ -409,7 +410,10 @@ fn the_refusal_message_names_the_table_both_schemas_and_the_statement() {
 fn unparsable_statements_are_refused_with_the_parsers_message() {
     let (_dir, guard) = main_guard();
     let err = guard.check("SELEC * FROM projects").unwrap_err();
-    assert!(matches!(&err, Error::GuardParse { .. }), "{err:?}");
+    assert!(
+        matches!(&err, Error::Guard(GuardError::GuardParse { .. })),
+        "{err:?}"
+    );
     assert_eq!(err.kind(), "GuardParse");
     let message = err.to_string();
     assert!(
@@ -420,11 +424,11 @@ fn unparsable_statements_are_refused_with_the_parsers_message() {
     // Cached too, with the same verdict.
     assert!(matches!(
         guard.check("SELEC * FROM projects"),
-        Err(Error::GuardParse { .. })
+        Err(Error::Guard(GuardError::GuardParse { .. }))
     ));
     assert!(matches!(
         guard.check("SELECT 1\0"),
-        Err(Error::GuardParse { .. })
+        Err(Error::Guard(GuardError::GuardParse { .. }))
     ));
 }
 
@@ -532,7 +536,10 @@ mod batches_are_dml {
         let err = guard
             .check("DO $$ BEGIN UPDATE ci_builds SET id = id; END $$")
             .unwrap_err();
-        assert!(matches!(err, Error::ForbiddenStatement { .. }), "{err}");
+        assert!(
+            matches!(err, Error::Guard(GuardError::ForbiddenStatement { .. })),
+            "{err}"
+        );
         assert!(err.to_string().contains("this is a DO block"), "{err}");
     }
 

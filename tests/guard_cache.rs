@@ -7,6 +7,7 @@ mod common;
 
 use std::sync::Arc;
 
+use schema_fence::error::GuardError;
 use schema_fence::guard::{self, Guard};
 use schema_fence::{Dictionary, Error};
 
@@ -28,10 +29,12 @@ fn gitlab_dictionary() -> Arc<Dictionary> {
 fn verdict(guard: &Guard, sql: &str) -> String {
     match guard.check(sql) {
         Ok(()) => "ok".to_string(),
-        Err(Error::CrossDatabaseAccess { table, written, .. }) => {
+        Err(Error::Guard(GuardError::CrossDatabaseAccess { table, written, .. })) => {
             format!("refused {table} written={written}")
         }
-        Err(Error::ForbiddenStatement { what, .. }) => format!("forbidden {what}"),
+        Err(Error::Guard(GuardError::ForbiddenStatement { what, .. })) => {
+            format!("forbidden {what}")
+        }
         Err(other) => format!("{other:?}"),
     }
 }
@@ -163,7 +166,10 @@ fn unparsable_texts_are_never_given_a_shape() {
         "SELECT 1\0",
     ] {
         assert!(
-            matches!(guard.check(sql), Err(Error::GuardParse { .. })),
+            matches!(
+                guard.check(sql),
+                Err(Error::Guard(GuardError::GuardParse { .. }))
+            ),
             "{sql}"
         );
     }

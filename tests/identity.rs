@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use schema_fence::error::RunnerError;
 use schema_fence::runner::{Claim, Runner, RunnerOptions};
 use schema_fence::store::{self, identity};
 use schema_fence::{Error, Topology};
@@ -92,7 +93,10 @@ fn a_template_copy_is_refused_naming_both_places_until_adopted() {
 
     let mut on_copy = Runner::new(&copy, "main", topology(), RunnerOptions::default());
     let err = on_copy.claim_next().unwrap_err();
-    assert!(matches!(err, Error::IdentityMismatch { .. }), "{err}");
+    assert!(
+        matches!(err, Error::Runner(RunnerError::IdentityMismatch { .. })),
+        "{err}"
+    );
     let message = err.to_string();
     let oids: Vec<i64> = [&url, &copy]
         .iter()

@@ -11,6 +11,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{fault_options, gitlab_fixtures, link_or_skip};
+use schema_fence::error::CutoverError;
 use schema_fence::runner::{Claim, Completion, Runner, RunnerOptions};
 use schema_fence::store::{self, QueueRequest};
 use schema_fence::{Dictionary, Error, Topology};
@@ -280,7 +281,7 @@ fn a_cutover_cut_off_after_the_promotion_fails_its_step_and_a_rerun_resumes_to_t
             let rerun = loop {
                 tries += 1;
                 match cutover.execute(|_| {}) {
-                    Err(Error::CutoverConnection { .. }) if tries < 5 => {
+                    Err(Error::Cutover(CutoverError::CutoverConnection { .. })) if tries < 5 => {
                         std::thread::sleep(Duration::from_millis(500));
                     }
                     other => break other,
@@ -306,7 +307,9 @@ fn a_cutover_cut_off_after_the_promotion_fails_its_step_and_a_rerun_resumes_to_t
     assert!(
         matches!(
             err,
-            Error::CutoverConnection { .. } | Error::ConnectionLost { .. } | Error::Database { .. }
+            Error::Cutover(CutoverError::CutoverConnection { .. })
+                | Error::ConnectionLost { .. }
+                | Error::Database { .. }
         ),
         "{err}"
     );

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use schema_fence::cutover::{Cutover, CutoverConfig, Step};
+use schema_fence::error::CutoverError;
 use schema_fence::runner::{Claim, Runner, RunnerOptions};
 use schema_fence::Error;
 use schema_fence_testkit::netns::Link;
@@ -207,7 +208,10 @@ fn a_replica_cut_off_during_the_catch_up_times_the_step_out_and_a_rerun_after_th
     cutover.run_step(Step::Fence).unwrap();
     let err = cutover.run_step(Step::CatchUp).unwrap_err();
     let noticed = cut_at.elapsed();
-    assert!(matches!(err, Error::CutoverTimeout { .. }), "{err}");
+    assert!(
+        matches!(err, Error::Cutover(CutoverError::CutoverTimeout { .. })),
+        "{err}"
+    );
     let target = pair.target.url("app");
     assert!(
         pair.target.is_in_recovery().unwrap(),
@@ -365,7 +369,10 @@ fn a_rollback_whose_reverse_replication_is_cut_waits_fenced_and_a_rerun_loses_no
     std::thread::sleep(Duration::from_millis(500));
     let err = cutover.rollback(|_| {}).unwrap_err();
     let noticed = cut_at.elapsed();
-    assert!(matches!(err, Error::CutoverTimeout { .. }), "{err}");
+    assert!(
+        matches!(err, Error::Cutover(CutoverError::CutoverTimeout { .. })),
+        "{err}"
+    );
     // Stopped in its catch-up: fenced on the target, still locked on the source.
     for url in [&pair.source_url, &target] {
         let write = connect(url).execute(&format!("INSERT INTO {WRITES} (id) VALUES (2)"), &[]);

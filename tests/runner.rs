@@ -5,6 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use schema_fence::error::RunnerError;
 use schema_fence::runner::{Claim, Completion, Fence, Runner, RunnerOptions};
 use schema_fence::store::{self, QueueRequest};
 use schema_fence::{Dictionary, Error, Topology};
@@ -131,7 +132,10 @@ mod fencing {
         let url = database("fence_misrouted", "main", &["main"], 10);
         queue(&url, "projects", "gitlab_main", 10, 10);
         let err = runner(&url, "ci").claim_next().unwrap_err();
-        assert!(matches!(err, Error::MisroutedConnection { .. }), "{err}");
+        assert!(
+            matches!(err, Error::Runner(RunnerError::MisroutedConnection { .. })),
+            "{err}"
+        );
         let jobs: i64 = connect(&url)
             .query_one(
                 "SELECT count(*) FROM batched_background_migration_jobs",
@@ -162,11 +166,11 @@ mod fencing {
         assert!(
             matches!(
                 err,
-                Error::EpochChanged {
+                Error::Runner(RunnerError::EpochChanged {
                     expected: 0,
                     found: 1,
                     ..
-                }
+                })
             ),
             "{err}"
         );

@@ -3,6 +3,7 @@
 mod common;
 
 use common::*;
+use schema_fence::error::StoreError;
 use schema_fence::store::{self, enqueue, identity, QueueOutcome, QueueRequest};
 use schema_fence::{Dictionary, Error};
 
@@ -50,7 +51,10 @@ fn install_refuses_a_database_stamped_for_another() {
     let mut client = connect(&fresh_database("install_conflict"));
     store::install(&mut client, "ci", &strings(&["ci"]), None).unwrap();
     let err = store::install(&mut client, "main", &strings(&["main"]), None).unwrap_err();
-    assert!(matches!(err, Error::IdentityConflict { .. }), "{err}");
+    assert!(
+        matches!(err, Error::Store(StoreError::IdentityConflict { .. })),
+        "{err}"
+    );
 }
 
 #[test]
@@ -59,6 +63,29 @@ fn reading_the_identity_of_an_uninstalled_database_says_what_to_do() {
     assert_eq!(identity::read(&mut client).unwrap(), None);
     let err = identity::require(&mut client).unwrap_err();
     assert!(err.to_string().contains("install"), "{err}");
+}
+
+#[test]
+fn a_statement_the_server_refuses_keeps_its_postgres_error_and_sqlstate() {
+    use postgres::error::SqlState;
+    use store::Db;
+    let mut client = connect(&fresh_database("server_errors"));
+    let err = Db::query(&mut client, "SELECT * FROM no_such_table", &[]).unwrap_err();
+    assert_eq!(err.kind(), "Database");
+    assert_eq!(err.code(), Some(&SqlState::UNDEFINED_TABLE));
+    assert_eq!(err.sqlstate(), Some("42P01"));
+    assert!(err.is_undefined_table());
+    let source =
+        std::error::Error::source(&err).expect("the PostgreSQL error is kept as the source");
+    let postgres = source
+        .downcast_ref::<postgres::Error>()
+        .expect("the source is postgres::Error");
+    assert_eq!(postgres.code(), Some(&SqlState::UNDEFINED_TABLE));
+    assert!(err.to_string().contains("no_such_table"), "{err}");
+
+    client.batch_execute("SET statement_timeout = 20").unwrap();
+    let err = Db::query(&mut client, "SELECT pg_sleep(1)", &[]).unwrap_err();
+    assert!(err.is_statement_timeout(), "{err}");
 }
 
 #[test]
@@ -146,11 +173,17 @@ fn a_missing_column_or_table_is_refused_before_anything_is_written() {
     let mut req = QueueRequest::new("BackfillProjects", "projects", "id");
     req.restriction = Some("gitlab_main".into());
     let err = store::queue(&mut client, &dict, &req).unwrap_err();
-    assert!(matches!(err, Error::TableNotFound { .. }), "{err}");
+    assert!(
+        matches!(err, Error::Store(StoreError::TableNotFound { .. })),
+        "{err}"
+    );
     with_tables(&mut client);
     req.column_name = "nope\"; DROP TABLE projects; --".into();
     let err = store::queue(&mut client, &dict, &req).unwrap_err();
-    assert!(matches!(err, Error::ColumnNotFound { .. }), "{err}");
+    assert!(
+        matches!(err, Error::Store(StoreError::ColumnNotFound { .. })),
+        "{err}"
+    );
     assert!(store::migrations::list(&mut client).unwrap().is_empty());
     client
         .query_one("SELECT count(*) FROM projects", &[])
@@ -215,7 +248,10 @@ fn upgrading_refuses_unresolvable_rows_listing_them_and_changes_nothing() {
     let mut tx = client.transaction().unwrap();
     let err = store::install(&mut tx, "main", &strings(&["main"]), Some(&dict)).unwrap_err();
     drop(tx);
-    assert!(matches!(err, Error::UnresolvedRows { .. }), "{err}");
+    assert!(
+        matches!(err, Error::Store(StoreError::UnresolvedRows { .. })),
+        "{err}"
+    );
     assert!(err.to_string().contains("id 2 (mystery_table)"), "{err}");
     let columns: i64 = client
         .query_one(

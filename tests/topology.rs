@@ -1,6 +1,7 @@
 mod common;
 
 use common::*;
+use schema_fence::error::{TopologyError, YamlError};
 use schema_fence::{Error, Topology};
 
 #[test]
@@ -29,7 +30,10 @@ fn gitlabs_database_connections_load() {
 fn an_unknown_database_name_is_an_error_listing_the_known_ones() {
     let topology = Topology::load(&gitlab_fixtures().join("database_connections")).unwrap();
     let err = topology.allowed_schemas(&["sec"]).unwrap_err();
-    assert!(matches!(err, Error::UnknownDatabase { .. }));
+    assert!(matches!(
+        err,
+        Error::Topology(TopologyError::UnknownDatabase { .. })
+    ));
     assert!(err.to_string().contains("ci, main"), "{err}");
 }
 
@@ -42,7 +46,10 @@ fn a_fallback_to_an_unknown_database_is_refused() {
         "name: ci\ngitlab_schemas: [gitlab_ci]\nfallback_database: mian\n",
     );
     let err = Topology::load(dir.path()).unwrap_err();
-    assert!(matches!(err, Error::Topology { .. }), "{err}");
+    assert!(
+        matches!(err, Error::Topology(TopologyError::Topology { .. })),
+        "{err}"
+    );
     assert!(err.to_string().contains("mian"));
 }
 
@@ -54,10 +61,10 @@ fn a_connection_file_without_gitlab_schemas_names_the_key() {
     assert!(
         matches!(
             err,
-            Error::MissingKey {
+            Error::Yaml(YamlError::MissingKey {
                 key: "gitlab_schemas",
                 ..
-            }
+            })
         ),
         "{err}"
     );

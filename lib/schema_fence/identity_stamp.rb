@@ -40,8 +40,7 @@ module SchemaFence
     end
 
     def installed?(url)
-      require "pg"
-      PG.connect(url) { |c| c.exec("SELECT to_regclass('public.schema_fence_identity') IS NOT NULL").getvalue(0, 0) == "t" }
+      Store._identity_table?(url)
     end
   end
 end

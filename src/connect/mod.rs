@@ -262,7 +262,7 @@ impl Connector {
             target: self.target.clone(),
             sslmode: self.mode.name(),
             message,
-            sqlstate: None,
+            source: None,
         }
     }
 
@@ -293,7 +293,7 @@ impl Connector {
             target: self.target.clone(),
             sslmode: self.mode.name(),
             message: describe_connect_error(&e),
-            sqlstate: e.code().map(|c| c.code().to_string()),
+            source: Some(e),
         })
     }
 

@@ -6,6 +6,9 @@
 //! in order, records each in `schema_fence_cutover_log` on the source, and on a second run resumes
 //! after the last finished step; `rollback` before the promotion lifts the fence and the pause.
 
+mod error;
+pub use error::CutoverError;
+
 mod cleanup;
 mod fence;
 mod lock_writes;
@@ -39,7 +42,7 @@ pub use tables::{tables_of, Relation};
 
 use crate::connect::{self, Connector};
 use crate::dictionary::Dictionary;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, TopologyError};
 use crate::interrupt::Interrupt;
 use crate::topology::Topology;
 
@@ -127,10 +130,10 @@ impl Cutover {
     ) -> Result<Self> {
         for name in [&config.source, &config.target] {
             if topology.database(name).is_none() {
-                return Err(Error::UnknownDatabase {
+                return Err(Error::Topology(TopologyError::UnknownDatabase {
                     name: name.clone(),
                     known: topology.names(),
-                });
+                }));
             }
         }
         if config.source == config.target {
@@ -177,9 +180,11 @@ impl Cutover {
 
     fn connect(&self, url: &str, database: &str) -> Result<Client> {
         self.interrupt.check("the cutover")?;
-        let cutover_error = |e: Error| Error::CutoverConnection {
-            database: database.to_string(),
-            message: e.to_string(),
+        let cutover_error = |e: Error| {
+            Error::Cutover(CutoverError::CutoverConnection {
+                database: database.to_string(),
+                message: e.to_string(),
+            })
         };
         let connector = Connector::new(url, &connect::application_name(database, "cutover"))
             .map_err(cutover_error)?;
@@ -223,7 +228,7 @@ impl Cutover {
         };
         let now = self.target_address();
         if begun.target != now {
-            return Err(Error::CutoverTarget {
+            return Err(Error::Cutover(CutoverError::CutoverTarget {
                 target: self.config.target.clone(),
                 differences: vec![format!(
                     "cutover {} was begun against {}, and this run names {now}: finish or roll \
@@ -231,7 +236,7 @@ impl Cutover {
                     self.name(),
                     begun.target
                 )],
-            });
+            }));
         }
         Ok(())
     }
@@ -303,10 +308,10 @@ impl Cutover {
             .take_while(|s| **s != step)
             .find(|s| !done.contains(s))
         {
-            return Err(Error::CutoverOrder {
+            return Err(Error::Cutover(CutoverError::CutoverOrder {
                 step: step.name().into(),
                 missing: missing.name().into(),
-            });
+            }));
         }
         let split = self.split_on(&mut source)?;
         let begun = self.begun(&mut source, &name, &split)?;
@@ -420,12 +425,12 @@ impl Cutover {
         }
         let reversible = log::begun(&mut source, &self.name())?.is_some_and(|b| b.reversible);
         if !reversible {
-            return Err(Error::CutoverNotReversible {
+            return Err(Error::Cutover(CutoverError::CutoverNotReversible {
                 cutover: self.name(),
                 reason: "it ran with reversible: false, so no reverse replication carried the \
                          writes the target took back to the source"
                     .into(),
-            });
+            }));
         }
         Ok(false)
     }
@@ -439,10 +444,10 @@ impl Cutover {
             .iter()
             .find(|s| !done.iter().any(|d| d == s.name()))
         {
-            return Err(Error::CutoverOrder {
+            return Err(Error::Cutover(CutoverError::CutoverOrder {
                 step: "the end of the rollback".into(),
                 missing: format!("rollback {}", missing.name()),
-            });
+            }));
         }
         log::archive(&mut source, &[&self.name(), &self.rollback_name()])
     }
@@ -470,10 +475,10 @@ impl Cutover {
             .take_while(|s| **s != step)
             .find(|s| !done.iter().any(|d| d == s.name()))
         {
-            return Err(Error::CutoverOrder {
+            return Err(Error::Cutover(CutoverError::CutoverOrder {
                 step: format!("rollback {}", step.name()),
                 missing: format!("rollback {}", missing.name()),
-            });
+            }));
         }
         let split = self.split_on(&mut source)?;
         let begun = self.begun(&mut source, &name, &split)?;

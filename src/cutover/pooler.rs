@@ -8,7 +8,7 @@
 use postgres::Client;
 
 use crate::connect::Connector;
-use crate::error::{Error, Result};
+use crate::error::{CutoverError, Error, Result};
 
 /// Refuses `client` (opened by `connector` for the cutover's `database`, from `address`, its URL
 /// without password) when it is behind a pooler: declared by `prepared_statements=false`, or
@@ -19,10 +19,12 @@ pub(super) fn refuse(
     database: &str,
     address: &str,
 ) -> Result<()> {
-    let refused = |reason: String| Error::CutoverThroughPooler {
-        database: database.to_string(),
-        url: address.to_string(),
-        reason,
+    let refused = |reason: String| {
+        Error::Cutover(CutoverError::CutoverThroughPooler {
+            database: database.to_string(),
+            url: address.to_string(),
+            reason,
+        })
     };
     if !connector.prepared_statements() {
         return Err(refused(

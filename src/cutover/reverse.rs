@@ -15,7 +15,7 @@
 use postgres::{Client, GenericClient};
 
 use super::tables::Relation;
-use crate::error::{Error, Result};
+use crate::error::{CutoverError, Error, Result};
 use crate::sql::quote_ident;
 
 /// The table whose rows mark how far the reverse replication has applied.
@@ -301,12 +301,12 @@ pub fn tear_down(source: &mut Client, target: &mut Client, cutover: &str) -> Res
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
             Some(true) => {
-                return Err(Error::CutoverState {
+                return Err(Error::Cutover(CutoverError::CutoverState {
                     message: format!(
                         "the replication slot {name} on the target is still in use after 30s; \
                          end its walsender (pg_terminate_backend) and run the rollback again"
                     ),
-                })
+                }))
             }
         }
     }

@@ -9,7 +9,7 @@ use postgres::Client;
 use super::split::Split;
 use super::tables::{self, tables_of};
 use super::{fence, lock_writes, merge, reverse, sequences, Cutover};
-use crate::error::{Error, Result};
+use crate::error::{CutoverError, Error, Result};
 use crate::store::identity;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -178,12 +178,12 @@ fn verify(cutover: &Cutover, moved: &[String]) -> Result<String> {
     let mut source = cutover.source()?;
     let mut target = cutover.target()?;
     if !reverse::is_set_up(&mut source, &cutover.name())? {
-        return Err(Error::CutoverNotReversible {
+        return Err(Error::Cutover(CutoverError::CutoverNotReversible {
             cutover: cutover.name(),
             reason:
                 "its reverse replication is not on the source (it was dropped, or never set up)"
                     .into(),
-        });
+        }));
     }
     let relations = tables_of(&mut target, cutover.dictionary(), moved)?;
     let columns = |db: &mut Client, table: &str| -> Result<Vec<(String, String)>> {
@@ -208,7 +208,7 @@ fn verify(cutover: &Cutover, moved: &[String]) -> Result<String> {
         })
         .collect();
     if !differing.is_empty() {
-        return Err(Error::CutoverState {
+        return Err(Error::Cutover(CutoverError::CutoverState {
             message: format!(
                 "the rollback of {} is refused: these moved tables differ between the two sides \
                  (a migration ran on one side only; logical replication carries no DDL): {}. Make \
@@ -216,7 +216,7 @@ fn verify(cutover: &Cutover, moved: &[String]) -> Result<String> {
                 cutover.name(),
                 differing.join(", ")
             ),
-        });
+        }));
     }
     Ok(format!(
         "reverse replication in place; {} moved tables have the same columns on both sides",
@@ -237,13 +237,13 @@ fn catch_up(cutover: &Cutover, timeout: Duration) -> Result<String> {
             return Ok("the source applied everything the target committed".into());
         }
         if Instant::now() >= deadline {
-            return Err(Error::CutoverTimeout {
+            return Err(Error::Cutover(CutoverError::CutoverTimeout {
                 step: format!("rollback {}", RollbackStep::CatchUp.name()),
                 seconds: timeout.as_secs_f64(),
                 waiting_for: "the source to apply the target's writes through the reverse \
                               replication (see pg_stat_subscription on the source)"
                     .into(),
-            });
+            }));
         }
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::error::{Error, Result};
+use crate::error::{CutoverError, Error, Result};
 use crate::topology::Topology;
 use crate::{GITLAB_INTERNAL, GITLAB_SHARED};
 
@@ -23,13 +23,13 @@ impl Split {
     /// The split of `target` off a source whose identity serves `before`.
     pub fn new(topology: &Topology, source: &str, before: &[String], target: &str) -> Result<Self> {
         if !before.iter().any(|d| d == target) {
-            return Err(Error::CutoverState {
+            return Err(Error::Cutover(CutoverError::CutoverState {
                 message: format!(
                     "the source serves {} and not {target:?}: there is nothing to move; check the \
                      cutover's target",
                     before.join(", ")
                 ),
-            });
+            }));
         }
         let mut moving = vec![target.to_string()];
         // Databases falling back to one that moves, at any depth, move with it.
@@ -44,12 +44,12 @@ impl Split {
             i += 1;
         }
         if moving.iter().any(|d| d == source) {
-            return Err(Error::CutoverState {
+            return Err(Error::Cutover(CutoverError::CutoverState {
                 message: format!(
                     "the source database {source:?} falls back to {target:?}, so it would move \
                      too; a cutover moves a database off its source"
                 ),
-            });
+            }));
         }
         let mut staying: Vec<String> = before
             .iter()

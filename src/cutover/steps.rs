@@ -7,7 +7,7 @@ use postgres::Client;
 use super::split::Split;
 use super::tables::{self, tables_of};
 use super::{fence, lock_writes, reverse, verify, CutoverConfig, Promotion};
-use crate::error::{Error, Result};
+use crate::error::{CutoverError, Error, Result};
 use crate::interrupt::Interrupt;
 use crate::store::identity;
 
@@ -154,7 +154,9 @@ pub(super) fn run(
             )?;
             let missing = reverse::missing_requirements(&mut source, &mut target, &relations)?;
             if !missing.is_empty() {
-                return Err(Error::CutoverRequirements { missing });
+                return Err(Error::Cutover(CutoverError::CutoverRequirements {
+                    missing,
+                }));
             }
             Ok(format!(
                 "{detail}; reversible (wal_level logical, slots, keys on every moving table)"
@@ -263,11 +265,11 @@ fn wait_until(
             return Ok(detail);
         }
         if Instant::now() >= deadline {
-            return Err(Error::CutoverTimeout {
+            return Err(Error::Cutover(CutoverError::CutoverTimeout {
                 step: step.name().into(),
                 seconds: timeout.as_secs_f64(),
                 waiting_for: describe(),
-            });
+            }));
         }
         interrupt.sleep(
             Duration::from_millis(20),
@@ -318,11 +320,11 @@ fn catch_up(cutover: &super::Cutover, timeout: Duration) -> Result<String> {
             )?;
             let (recovering, replayed): (bool, bool) = (row.get(0), row.get(1));
             if !recovering {
-                return Err(Error::CutoverState {
+                return Err(Error::Cutover(CutoverError::CutoverState {
                     message: "the target is not a replica in recovery: it was promoted before the \
                               catch-up, so it may miss the source's last writes"
                         .into(),
-                });
+                }));
             }
             Ok(replayed.then(|| format!("replica replayed the source's WAL up to {lsn}")))
         },
@@ -341,11 +343,11 @@ fn promote(target: &mut Client, config: &CutoverConfig, interrupt: &Interrupt) -
             .query_one("SELECT pg_promote(true, $1)", &[&seconds])?
             .get(0);
         if !promoted {
-            return Err(Error::CutoverTimeout {
+            return Err(Error::Cutover(CutoverError::CutoverTimeout {
                 step: Step::Promote.name().into(),
                 seconds: f64::from(seconds),
                 waiting_for: "pg_promote() to finish".into(),
-            });
+            }));
         }
         return Ok("promoted with pg_promote()".into());
     }

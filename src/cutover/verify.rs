@@ -5,7 +5,7 @@
 
 use postgres::Client;
 
-use crate::error::{Error, Result};
+use crate::error::{CutoverError, Error, Result};
 use crate::store::{identity, Identity};
 
 /// What verify compares on each side.
@@ -104,10 +104,10 @@ pub fn verify(
         }
     }
     if !differences.is_empty() {
-        return Err(Error::CutoverTarget {
+        return Err(Error::Cutover(CutoverError::CutoverTarget {
             target: target_name.to_string(),
             differences,
-        });
+        }));
     }
     Ok(format!(
         "the target is a streaming replica of the source (system_identifier {}, timeline {}) with \

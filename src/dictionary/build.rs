@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use rustc_hash::FxHashMap;
 
 use super::{Dictionary, Entry, SchemaId};
-use crate::error::{Error, Result};
+use crate::error::{DictionaryError, Error, Result};
 use crate::{GITLAB_INTERNAL, GITLAB_SHARED};
 
 /// Where an entry was found: the file, and for a flat map file the line, so errors can point at it.
@@ -65,12 +65,12 @@ impl Builder {
                         .map(|i| i + 1)
                 })
             });
-            return Err(Error::InvalidEntry {
+            return Err(Error::Dictionary(DictionaryError::InvalidEntry {
                 path: origin.path,
                 line,
                 table: table.to_string(),
                 problem,
-            });
+            }));
         }
         let id = self.intern(schema);
         self.first_use
@@ -85,13 +85,13 @@ impl Builder {
         match map.get(table) {
             Some(existing) if existing.schema != id => {
                 let first = &self.origins[&(deleted, Box::from(table))];
-                Err(Error::ConflictingSchema {
+                Err(Error::Dictionary(DictionaryError::ConflictingSchema {
                     table: table.to_string(),
                     first_schema: self.dict.schema_names[existing.schema as usize].clone(),
                     first_path: first.path.clone(),
                     second_schema: schema.to_string(),
                     second_path: origin.path,
-                })
+                }))
             }
             Some(_) => Ok(()),
             None => {
@@ -115,12 +115,12 @@ impl Builder {
                     Some(line) => PathBuf::from(format!("{}:{line}", origin.path.display())),
                     None => origin.path.clone(),
                 };
-                return Err(Error::UndefinedSchema {
+                return Err(Error::Dictionary(DictionaryError::UndefinedSchema {
                     table: table.clone(),
                     schema: self.dict.schema_names[**id as usize].clone(),
                     path,
                     defined: defined.iter().cloned().collect(),
-                });
+                }));
             }
         }
         // Defined schemas are known names even without tables, e.g. for `_test_gitlab_<schema>_`.

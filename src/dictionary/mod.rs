@@ -1,5 +1,8 @@
 //! The dictionary: table → `gitlab_schema`, loaded from GitLab's formats (docs/architecture.md section 4).
 
+mod error;
+pub use error::DictionaryError;
+
 mod build;
 mod resolve;
 mod sources;
@@ -50,9 +53,11 @@ impl Dictionary {
     /// Like [`table_schema`](Self::table_schema), but an unknown table is an error naming the
     /// table and the sources searched.
     pub fn table_schema_strict(&self, name: &str) -> Result<&str> {
-        self.table_schema(name).ok_or_else(|| Error::UnknownTable {
-            table: name.to_string(),
-            sources: self.sources.clone(),
+        self.table_schema(name).ok_or_else(|| {
+            Error::Dictionary(DictionaryError::UnknownTable {
+                table: name.to_string(),
+                sources: self.sources.clone(),
+            })
         })
     }
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::build::{Builder, Kind, Origin};
-use crate::error::{Error, Result};
+use crate::error::{DictionaryError, Error, Result, YamlError};
 use crate::yaml;
 
 pub(super) fn load_into(builder: &mut Builder, path: &Path) -> Result<()> {
@@ -22,31 +22,31 @@ pub(super) fn load_into(builder: &mut Builder, path: &Path) -> Result<()> {
         return load_docs(builder, path, files);
     }
     let Some(first) = files.first() else {
-        return Err(Error::UnrecognizedSource {
+        return Err(Error::Dictionary(DictionaryError::UnrecognizedSource {
             path: path.to_path_buf(),
             message: "directory holds no .yml or .yaml files; expected a db/docs directory \
                       or a db/gitlab_schemas directory"
                 .into(),
-        });
+        }));
     };
     let probe: Probe = yaml::parse(first, &yaml::read(first)?)?;
     if probe.table_name.is_some() || probe.view_name.is_some() || probe.gitlab_schema.is_some() {
         load_docs(builder, path, files)
     } else if probe.gitlab_schemas.is_some() {
-        Err(Error::UnrecognizedSource {
+        Err(Error::Dictionary(DictionaryError::UnrecognizedSource {
             path: path.to_path_buf(),
             message: "this is a database connections directory; load it with Topology.load".into(),
-        })
+        }))
     } else if probe.name.is_some() {
         load_definitions(builder, &files)
     } else {
-        Err(Error::UnrecognizedSource {
+        Err(Error::Dictionary(DictionaryError::UnrecognizedSource {
             path: first.clone(),
             message:
                 "has none of `table_name`, `view_name`, `gitlab_schema` (a db/docs file) or `name` \
                       (a schema definition); cannot tell what this directory holds"
                     .into(),
-        })
+        }))
     }
 }
 
@@ -241,26 +241,26 @@ fn parse_docs_file(path: &Path, key: &'static str, buf: &mut Vec<u8>) -> Result<
         }),
         None => yaml::parse(path, text)?,
     };
-    let doc = doc.ok_or(Error::MissingKey {
+    let doc = doc.ok_or(Error::Yaml(YamlError::MissingKey {
         path: path.to_path_buf(),
         key,
         hint: "the file is empty; a db/docs file needs the table's name and its gitlab_schema",
-    })?;
+    }))?;
     let name = if key == "view_name" {
         doc.view_name
     } else {
         doc.table_name.or(doc.view_name)
     };
-    let name = name.ok_or(Error::MissingKey {
+    let name = name.ok_or(Error::Yaml(YamlError::MissingKey {
         path: path.to_path_buf(),
         key,
         hint: "a db/docs file names its table (or view) so it can be given a gitlab_schema",
-    })?;
-    let schema = doc.gitlab_schema.ok_or(Error::MissingKey {
+    }))?;
+    let schema = doc.gitlab_schema.ok_or(Error::Yaml(YamlError::MissingKey {
         path: path.to_path_buf(),
         key: "gitlab_schema",
         hint: "add `gitlab_schema: gitlab_main` (or the schema the table belongs to)",
-    })?;
+    }))?;
     Ok(DocsRecord {
         path: path.to_path_buf(),
         name,
@@ -276,11 +276,14 @@ struct Definition {
 fn load_definitions(builder: &mut Builder, files: &[PathBuf]) -> Result<()> {
     for path in files {
         let def: Option<Definition> = yaml::parse(path, &yaml::read(path)?)?;
-        let name = def.and_then(|d| d.name).ok_or(Error::MissingKey {
-            path: path.clone(),
-            key: "name",
-            hint: "a schema definition (db/gitlab_schemas/*.yaml) needs `name: gitlab_<schema>`",
-        })?;
+        let name = def
+            .and_then(|d| d.name)
+            .ok_or(Error::Yaml(YamlError::MissingKey {
+                path: path.clone(),
+                key: "name",
+                hint:
+                    "a schema definition (db/gitlab_schemas/*.yaml) needs `name: gitlab_<schema>`",
+            }))?;
         builder.define_schema(&name);
     }
     Ok(())

@@ -11,6 +11,9 @@
 //! hash lookup; a new text of a known shape one normalize (a parse in C, no tree handed over),
 //! not the full parse and walk.
 
+mod error;
+pub use error::GuardError;
+
 mod forbidden;
 mod net;
 mod walk;
@@ -144,8 +147,8 @@ impl<D: Deref<Target = Dictionary>> Guard<D> {
     }
 
     /// `Ok` when every statement of `sql` keeps to the rules; otherwise
-    /// [`Error::CrossDatabaseAccess`] naming the first table that does not (tables written are
-    /// checked first), or [`Error::GuardParse`] when PostgreSQL's parser rejects the text.
+    /// [`GuardError::CrossDatabaseAccess`] naming the first table that does not (tables written are
+    /// checked first), or [`GuardError::GuardParse`] when PostgreSQL's parser rejects the text.
     pub fn check(&self, sql: &str) -> Result<()> {
         let analysis = self.analysis(sql);
         match &analysis.verdict {
@@ -154,19 +157,19 @@ impl<D: Deref<Target = Dictionary>> Guard<D> {
                 table,
                 table_schema,
                 written,
-            } => Err(Error::CrossDatabaseAccess {
+            } => Err(Error::Guard(GuardError::CrossDatabaseAccess {
                 table: table.clone(),
                 table_schema: table_schema.clone(),
                 written: *written,
                 allowed: self.allowed.clone().into(),
                 tag: self.tag.clone(),
                 statement: excerpt(sql).into(),
-            }),
+            })),
             Verdict::Unparsable(message) => Err(parse_error(message, sql)),
-            Verdict::Forbidden(what) => Err(Error::ForbiddenStatement {
+            Verdict::Forbidden(what) => Err(Error::Guard(GuardError::ForbiddenStatement {
                 what: what.clone(),
                 statement: excerpt(sql),
-            }),
+            })),
         }
     }
 
@@ -213,7 +216,7 @@ impl<D: Deref<Target = Dictionary>> Guard<D> {
 
     fn analyse(&self, sql: &str) -> Analysis {
         let parsed = parse(sql).map_err(|e| match e {
-            Error::GuardParse { message, .. } => message,
+            Error::Guard(GuardError::GuardParse { message, .. }) => message,
             other => other.to_string(),
         });
         let inspection = parsed
@@ -278,10 +281,10 @@ fn parse(sql: &str) -> Result<pg_query::ParseResult> {
 }
 
 fn parse_error(message: &str, sql: &str) -> Error {
-    Error::GuardParse {
+    Error::Guard(GuardError::GuardParse {
         message: message.to_string(),
         statement: excerpt(sql),
-    }
+    })
 }
 
 /// At most [`STATEMENT_EXCERPT_CHARS`] characters of `sql`, on one line.
@@ -293,7 +296,7 @@ fn excerpt(sql: &str) -> String {
     }
 }
 
-/// The message of [`Error::CrossDatabaseAccess`].
+/// The message of [`GuardError::CrossDatabaseAccess`].
 pub(crate) fn refusal_message(
     table: &str,
     table_schema: Option<&str>,

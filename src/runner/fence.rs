@@ -1,7 +1,7 @@
 //! Identity fencing (docs/architecture.md section 7): a worker for database D proves it reached D.
 
 use super::reach::Place;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, RunnerError};
 use crate::store::Identity;
 use crate::topology::Topology;
 
@@ -27,12 +27,12 @@ pub fn fence(identity: &Identity, database: &str, topology: &Topology) -> Result
             owner: identity.name.clone(),
         });
     }
-    Err(Error::MisroutedConnection {
+    Err(Error::Runner(RunnerError::MisroutedConnection {
         database: database.to_string(),
         identity_name: identity.name.clone(),
         identity_serves: identity.serves.clone(),
         epoch: identity.epoch,
-    })
+    }))
 }
 
 /// Refuses an identity stamped in another physical database than the one reached: a copy (a
@@ -46,14 +46,14 @@ pub fn check_place(
     here: Place,
 ) -> Result<()> {
     match recorded {
-        Some(stamped) if stamped != here => Err(Error::IdentityMismatch {
+        Some(stamped) if stamped != here => Err(Error::Runner(RunnerError::IdentityMismatch {
             database: database.to_string(),
             identity_name: identity_name.to_string(),
             stamped_system_identifier: stamped.system_identifier,
             stamped_database_oid: stamped.database_oid,
             found_system_identifier: here.system_identifier,
             found_database_oid: here.database_oid,
-        }),
+        })),
         _ => Ok(()),
     }
 }
@@ -147,7 +147,10 @@ mod tests {
     #[test]
     fn a_mis_pointed_connection_is_refused() {
         let err = fence(&identity("main", &["main"]), "ci", &topology()).unwrap_err();
-        assert!(matches!(err, Error::MisroutedConnection { .. }));
+        assert!(matches!(
+            err,
+            Error::Runner(RunnerError::MisroutedConnection { .. })
+        ));
         assert!(err.to_string().contains("\"ci\""), "{err}");
     }
 }

@@ -5,6 +5,9 @@
 //! allowed schemas and claims one batch with a lease, all in one transaction. Running the batch
 //! happens outside any transaction; completing or failing it checks the lease is still ours.
 
+mod error;
+pub use error::RunnerError;
+
 mod batch;
 mod cursor;
 mod fence;
@@ -32,7 +35,7 @@ pub use settings::RunnerSettings;
 pub use sql_job::SqlJobReport;
 
 use crate::connect::{self, Connector};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StoreError};
 use crate::interrupt::Interrupt;
 use crate::store::Identity;
 use crate::topology::Topology;
@@ -341,11 +344,10 @@ impl Runner {
                     row
                 };
                 let row = match fetched {
-                    Err(Error::Database {
-                        sqlstate: Some(code),
-                        ..
-                    }) if code == "42P01" => return Err(Error::IdentityMissing),
-                    other => other?.ok_or(Error::IdentityMissing)?,
+                    Err(e) if e.is_undefined_table() => {
+                        return Err(Error::Store(StoreError::IdentityMissing))
+                    }
+                    other => other?.ok_or(Error::Store(StoreError::IdentityMissing))?,
                 };
                 let identity = Identity {
                     name: row.get(0),
@@ -371,10 +373,9 @@ impl Runner {
                     Fence::Work { allowed, .. } => r.last_allowed = Some((seen, allowed)),
                 }
             }
-            Err(Error::Database {
-                message: "the identity kept changing during the fetch; try again".into(),
-                sqlstate: None,
-            })
+            Err(Error::unexpected(
+                "the identity kept changing during the fetch; try again",
+            ))
         })
     }
 
@@ -406,11 +407,11 @@ impl Runner {
         };
         if let Some(expected) = expected_epoch {
             if expected != identity.epoch {
-                return Err(Error::EpochChanged {
+                return Err(Error::Runner(RunnerError::EpochChanged {
                     database,
                     expected,
                     found: identity.epoch,
-                });
+                }));
             }
         }
         if paused {
@@ -565,11 +566,8 @@ fn read_identity(
         sql::IDENTITY
     };
     let row = match statements.query_opt(tx, sql, &[]) {
-        Ok(row) => row.ok_or(Error::IdentityMissing)?,
-        Err(Error::Database {
-            sqlstate: Some(code),
-            ..
-        }) if code == "42P01" => return Err(Error::IdentityMissing),
+        Ok(row) => row.ok_or(Error::Store(StoreError::IdentityMissing))?,
+        Err(e) if e.is_undefined_table() => return Err(Error::Store(StoreError::IdentityMissing)),
         Err(e) => return Err(e),
     };
     Ok((

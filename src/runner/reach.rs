@@ -5,7 +5,7 @@
 //! A promoted replica keeps its source's `system_identifier` and database oid, so those alone
 //! cannot tell main from ci after a split: the identity name and epoch are compared too.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, RunnerError};
 
 /// What [`REACH`] reads on a connection: the identity and where it is stored.
 pub const REACH: &str = "SELECT i.name, i.epoch, \
@@ -49,12 +49,12 @@ pub fn check(database: &str, job_id: i64, claimed: &Reach, job: &Reach) -> Resul
     if claimed == job {
         return Ok(());
     }
-    Err(Error::JobConnectionMismatch {
+    Err(Error::Runner(RunnerError::JobConnectionMismatch {
         database: database.to_string(),
         job_id,
         claimed: claimed.to_string(),
         found: job.to_string(),
-    })
+    }))
 }
 
 #[cfg(test)]

@@ -111,10 +111,9 @@ impl Statements {
         match rows.len() {
             0 => Ok(None),
             1 => Ok(rows.pop()),
-            n => Err(crate::error::Error::Database {
-                message: format!("expected at most one row, got {n}"),
-                sqlstate: None,
-            }),
+            n => Err(crate::error::Error::unexpected(format!(
+                "expected at most one row, got {n}"
+            ))),
         }
     }
 
@@ -125,10 +124,7 @@ impl Statements {
         params: &[&dyn Param],
     ) -> Result<Row> {
         self.query_opt(tx, sql, params)?
-            .ok_or_else(|| crate::error::Error::Database {
-                message: "expected one row, got none".into(),
-                sqlstate: None,
-            })
+            .ok_or_else(|| crate::error::Error::unexpected("expected one row, got none"))
     }
 
     pub(crate) fn execute(

@@ -44,10 +44,9 @@ impl From<postgres::Error> for Error {
                 message: crate::error::describe_pg_error(&e),
             };
         }
-        let sqlstate = e.code().map(|c| c.code().to_string());
         Error::Database {
             message: crate::error::describe_pg_error(&e),
-            sqlstate,
+            source: Some(e),
         }
     }
 }
@@ -96,15 +95,12 @@ fn column_text(row: &postgres::Row, i: usize) -> Result<Option<String>> {
         Type::INT4 => row.try_get::<_, Option<i32>>(i)?.map(|v| v.to_string()),
         Type::INT8 => row.try_get::<_, Option<i64>>(i)?.map(|v| v.to_string()),
         Type::FLOAT8 => row.try_get::<_, Option<f64>>(i)?.map(|v| v.to_string()),
-        _ => row
-            .try_get::<_, Option<String>>(i)
-            .map_err(|_| Error::Database {
-                message: format!(
-                    "column {i} ({}) of type {ty} is not readable as text; cast it with ::text",
-                    row.columns()[i].name()
-                ),
-                sqlstate: None,
-            })?,
+        _ => row.try_get::<_, Option<String>>(i).map_err(|_| {
+            Error::unexpected(format!(
+                "column {i} ({}) of type {ty} is not readable as text; cast it with ::text",
+                row.columns()[i].name()
+            ))
+        })?,
     };
     Ok(text)
 }

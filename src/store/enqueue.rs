@@ -3,7 +3,7 @@
 use super::{opt_int, text, Db};
 use crate::batching::{self, Strategy};
 use crate::dictionary::Dictionary;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StoreError};
 use crate::sql::{check_identifier, quote_ident, quote_table};
 use crate::tagging;
 
@@ -271,15 +271,15 @@ pub fn queue(db: &mut dyn Db, dictionary: &Dictionary, req: &QueueRequest) -> Re
         &[Some(&quoted_table), Some(&req.column_name)],
     )?;
     if text(&found[0], 0)? != "t" {
-        return Err(Error::TableNotFound {
+        return Err(Error::Store(StoreError::TableNotFound {
             table: req.table_name.clone(),
-        });
+        }));
     }
     if text(&found[0], 1)? != "t" {
-        return Err(Error::ColumnNotFound {
+        return Err(Error::Store(StoreError::ColumnNotFound {
             table: req.table_name.clone(),
             column: req.column_name.clone(),
-        });
+        }));
     }
     let column_type = text(&found[0], 2)?;
     if !batching::KEY_TYPES.contains(&column_type) {
@@ -374,10 +374,9 @@ pub fn queue(db: &mut dyn Db, dictionary: &Dictionary, req: &QueueRequest) -> Re
                 text(row, 1)?
             ),
         }),
-        None => Err(Error::Database {
-            message: "the migration conflicted with an existing row that is now gone; retry".into(),
-            sqlstate: None,
-        }),
+        None => Err(Error::unexpected(
+            "the migration conflicted with an existing row that is now gone; retry",
+        )),
     }
 }
 

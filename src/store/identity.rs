@@ -3,7 +3,7 @@
 //! every write joins [`schema::STAMP`], which the identity table's trigger requires.
 
 use super::{int, opt_int, schema, text, Db};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StoreError};
 use crate::runner::Place;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +19,16 @@ const READ: &str = "SELECT name, array_to_json(serves)::text, epoch::text, stamp
                     system_identifier::text, database_oid::text \
                     FROM public.schema_fence_identity WHERE singleton";
 
+/// Whether the identity table exists (the install ran, or a schema dump holding it was loaded),
+/// whether or not an identity is stamped in it.
+pub fn table_exists(db: &mut dyn Db) -> Result<bool> {
+    let exists = db.query(
+        "SELECT to_regclass('public.schema_fence_identity') IS NOT NULL",
+        &[],
+    )?;
+    Ok(text(&exists[0], 0)? == "t")
+}
+
 /// Reads the identity of the database `db` reached; `None` when none was stamped yet.
 pub fn read(db: &mut dyn Db) -> Result<Option<Identity>> {
     Ok(read_with_place(db)?.map(|(identity, _)| identity))
@@ -27,20 +37,17 @@ pub fn read(db: &mut dyn Db) -> Result<Option<Identity>> {
 /// The identity and the place it records it was stamped in (`None` for an identity stamped
 /// before places were recorded).
 pub fn read_with_place(db: &mut dyn Db) -> Result<Option<(Identity, Option<Place>)>> {
-    let exists = db.query(
-        "SELECT to_regclass('public.schema_fence_identity') IS NOT NULL",
-        &[],
-    )?;
-    if text(&exists[0], 0)? != "t" {
+    if !table_exists(db)? {
         return Ok(None);
     }
     let rows = db.query(READ, &[])?;
     let Some(row) = rows.first() else {
         return Ok(None);
     };
-    let serves: Vec<String> = serde_json::from_str(text(row, 1)?).map_err(|e| Error::Database {
-        message: format!("schema_fence_identity.serves is not a text array: {e}"),
-        sqlstate: None,
+    let serves: Vec<String> = serde_json::from_str(text(row, 1)?).map_err(|e| {
+        Error::unexpected(format!(
+            "schema_fence_identity.serves is not a text array: {e}"
+        ))
     })?;
     let place = match (opt_int(row, 4)?, opt_int(row, 5)?) {
         (Some(system_identifier), Some(database_oid)) => Some(Place {
@@ -62,12 +69,12 @@ pub fn read_with_place(db: &mut dyn Db) -> Result<Option<(Identity, Option<Place
 
 /// Reads the identity, or explains how to create it.
 pub fn require(db: &mut dyn Db) -> Result<Identity> {
-    read(db)?.ok_or(Error::IdentityMissing)
+    read(db)?.ok_or(Error::Store(StoreError::IdentityMissing))
 }
 
 /// [`read_with_place`], or explains how to create the identity.
 pub fn require_with_place(db: &mut dyn Db) -> Result<(Identity, Option<Place>)> {
-    read_with_place(db)?.ok_or(Error::IdentityMissing)
+    read_with_place(db)?.ok_or(Error::Store(StoreError::IdentityMissing))
 }
 
 /// Stamps the first identity of a database. Stamping again for a database it already serves
@@ -89,11 +96,11 @@ pub fn stamp_initial(db: &mut dyn Db, name: &str, serves: &[String]) -> Result<I
             }
             return Ok(existing);
         }
-        return Err(Error::IdentityConflict {
+        return Err(Error::Store(StoreError::IdentityConflict {
             wanted: name.to_string(),
             existing_name: existing.name,
             existing_serves: existing.serves,
-        });
+        }));
     }
     let serves_json = serde_json::to_string(serves).expect("a list of strings serialises");
     db.query(
@@ -129,7 +136,7 @@ pub fn adopt(db: &mut dyn Db, name: &str, serves: &[String]) -> Result<Identity>
         });
     }
     if read(db)?.is_none() {
-        return Err(Error::IdentityMissing);
+        return Err(Error::Store(StoreError::IdentityMissing));
     }
     let serves_json = serde_json::to_string(serves).expect("a list of strings serialises");
     db.query(
@@ -171,7 +178,7 @@ pub fn stamp(db: &mut dyn Db, name: &str, serves: &[String], epoch: i64) -> Resu
         &[Some(name), Some(&serves_json), Some(&epoch)],
     )?;
     if updated.is_empty() {
-        return Err(Error::IdentityMissing);
+        return Err(Error::Store(StoreError::IdentityMissing));
     }
     Ok(())
 }
@@ -188,7 +195,7 @@ pub fn set_claims_paused(db: &mut dyn Db, paused: bool) -> Result<()> {
         &[Some(if paused { "true" } else { "false" })],
     )?;
     if updated.is_empty() {
-        return Err(Error::IdentityMissing);
+        return Err(Error::Store(StoreError::IdentityMissing));
     }
     Ok(())
 }

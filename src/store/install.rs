@@ -3,7 +3,7 @@
 
 use super::{identity, int, schema, text, Db, Identity};
 use crate::dictionary::Dictionary;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstallReport {
@@ -94,7 +94,9 @@ fn backfill(db: &mut dyn Db, dictionary: &Dictionary) -> Result<usize> {
         }
     }
     if !unresolved.is_empty() {
-        return Err(Error::UnresolvedRows { rows: unresolved });
+        return Err(Error::Store(StoreError::UnresolvedRows {
+            rows: unresolved,
+        }));
     }
     let pairs: Vec<serde_json::Value> = tagged
         .iter()

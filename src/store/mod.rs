@@ -5,6 +5,9 @@
 //! implements `Db` over the Ruby `PG::Connection`). Parameters travel as text and results come
 //! back as text, so both sides agree on one wire format.
 
+mod error;
+pub use error::StoreError;
+
 mod client;
 pub mod enqueue;
 pub mod identity;
@@ -40,20 +43,18 @@ pub trait Db {
 }
 
 pub(crate) fn text(row: &Row, i: usize) -> Result<&str> {
-    row.get(i)
-        .and_then(|v| v.as_deref())
-        .ok_or_else(|| Error::Database {
-            message: format!("expected a value in column {i} of a tracking-table row"),
-            sqlstate: None,
-        })
+    row.get(i).and_then(|v| v.as_deref()).ok_or_else(|| {
+        Error::unexpected(format!(
+            "expected a value in column {i} of a tracking-table row"
+        ))
+    })
 }
 
 pub(crate) fn int(row: &Row, i: usize) -> Result<i64> {
     let value = text(row, i)?;
-    value.parse().map_err(|_| Error::Database {
-        message: format!("expected an integer in column {i}, got {value:?}"),
-        sqlstate: None,
-    })
+    value
+        .parse()
+        .map_err(|_| Error::unexpected(format!("expected an integer in column {i}, got {value:?}")))
 }
 
 pub(crate) fn opt_int(row: &Row, i: usize) -> Result<Option<i64>> {

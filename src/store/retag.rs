@@ -4,7 +4,7 @@
 
 use super::{int, text, Db};
 use crate::dictionary::Dictionary;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StoreError};
 use crate::GITLAB_INTERNAL;
 
 /// One row whose stored tag differs from what the dictionary says of its table.
@@ -34,7 +34,7 @@ pub(crate) fn derived_tag<'d>(dictionary: &'d Dictionary, table: &str) -> Option
 
 /// Compares every row's tag with its table's; with `apply`, writes the differences in the
 /// caller's transaction (one statement). With a row that does not resolve, nothing is written:
-/// `apply` fails with [`Error::UnresolvedRows`] listing them.
+/// `apply` fails with [`StoreError::UnresolvedRows`] listing them.
 pub fn retag(db: &mut dyn Db, dictionary: &Dictionary, apply: bool) -> Result<RetagReport> {
     let rows = db.query(
         "SELECT id::text, table_name, gitlab_schema FROM batched_background_migrations ORDER BY id",
@@ -58,9 +58,9 @@ pub fn retag(db: &mut dyn Db, dictionary: &Dictionary, apply: bool) -> Result<Re
         return Ok(report);
     }
     if !report.unresolved.is_empty() {
-        return Err(Error::UnresolvedRows {
+        return Err(Error::Store(StoreError::UnresolvedRows {
             rows: report.unresolved,
-        });
+        }));
     }
     let pairs: Vec<serde_json::Value> = report
         .changes
@@ -76,14 +76,11 @@ pub fn retag(db: &mut dyn Db, dictionary: &Dictionary, apply: bool) -> Result<Re
         &[Some(&pairs)],
     )?;
     if updated.len() != report.changes.len() {
-        return Err(Error::Database {
-            message: format!(
-                "retag: {} of {} rows changed while retagging; nothing was written, run it again",
-                report.changes.len() - updated.len(),
-                report.changes.len()
-            ),
-            sqlstate: None,
-        });
+        return Err(Error::unexpected(format!(
+            "retag: {} of {} rows changed while retagging; nothing was written, run it again",
+            report.changes.len() - updated.len(),
+            report.changes.len()
+        )));
     }
     report.applied = true;
     Ok(report)

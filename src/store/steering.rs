@@ -80,10 +80,9 @@ pub fn retry_failed(db: &mut dyn Db, id: i64, from: Status) -> Result<Option<Ret
          SELECT (SELECT status FROM m)::text, (SELECT count(*) FROM jobs)::text",
         &[Some(&id), Some(&from)],
     )?;
-    let row = rows.first().ok_or_else(|| Error::Database {
-        message: "retry_failed returned no row".into(),
-        sqlstate: None,
-    })?;
+    let row = rows
+        .first()
+        .ok_or_else(|| Error::unexpected("retry_failed returned no row"))?;
     if row.first().and_then(|v| v.as_deref()).is_none() {
         return Ok(None);
     }

@@ -14,8 +14,7 @@ static CLASSES: OnceLock<HashMap<String, Opaque<ExceptionClass>>> = OnceLock::ne
 
 /// Resolves `SchemaFence::<kind>Error` for every core error kind, and the binding's own classes.
 pub(crate) fn init(ruby: &Ruby, module: &RModule) -> Result<(), Error> {
-    let names = schema_fence::Error::KINDS
-        .iter()
+    let names = schema_fence::Error::kinds()
         .map(|kind| format!("{kind}Error"))
         .chain(BINDING_CLASSES.iter().map(|name| name.to_string()));
     let mut classes = HashMap::new();
@@ -37,8 +36,8 @@ pub(crate) fn init(ruby: &Ruby, module: &RModule) -> Result<(), Error> {
     // A second load of the extension finds the table made by the first: the same constants.
     let _ = CLASSES.set(classes);
     let kinds = ruby.ary_new();
-    for kind in schema_fence::Error::KINDS {
-        kinds.push(*kind)?;
+    for kind in schema_fence::Error::kinds() {
+        kinds.push(kind)?;
     }
     kinds.freeze();
     module.const_set("ERROR_KINDS", kinds)?;

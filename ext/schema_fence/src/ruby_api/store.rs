@@ -33,10 +33,7 @@ impl RubyConnection<'_> {
     fn keep(&mut self, e: Error) -> schema_fence::Error {
         let message = e.to_string();
         self.raised = Some(e);
-        schema_fence::Error::Database {
-            message,
-            sqlstate: None,
-        }
+        schema_fence::Error::unexpected(message)
     }
 }
 
@@ -160,6 +157,10 @@ fn retag(ruby: &Ruby, conn: Value, dictionary: &Dictionary, apply: bool) -> Resu
 
 fn identity(ruby: &Ruby, conn: Value) -> Result<Option<IdentityRow>, Error> {
     Ok(on_connection(ruby, conn, store::identity::read)?.map(IdentityRow))
+}
+
+fn identity_table(ruby: &Ruby, conn: Value) -> Result<bool, Error> {
+    on_connection(ruby, conn, store::identity::table_exists)
 }
 
 fn adopt(
@@ -355,6 +356,7 @@ pub(crate) fn init(ruby: &Ruby, module: &RModule) -> Result<(), Error> {
     store.define_singleton_method("_report", function!(report, 2))?;
     store.define_singleton_method("_install", function!(install, 4))?;
     store.define_singleton_method("_identity", function!(identity, 1))?;
+    store.define_singleton_method("_identity_table?", function!(identity_table, 1))?;
     store.define_singleton_method("_retag", function!(retag, 3))?;
     store.define_singleton_method("_schema_sql", function!(schema_sql, 0))?;
     store.define_singleton_method("_adopt", function!(adopt, 3))?;
