@@ -13,6 +13,27 @@ class GitlabDslScopedJob < SchemaFence::BatchedMigrationJob
   end
 end
 
+# Records each sub-batch's keys and the walks (SELECTs with LIMIT) its batch sent.
+class GitlabDslRecordingJob < SchemaFence::BatchedMigrationJob
+  class << self
+    attr_accessor :sub_batches, :walks
+  end
+
+  def perform
+    walks = 0
+    counter = ActiveSupport::Notifications.subscribe("sql.active_record") do |*, payload|
+      walks += 1 if payload[:sql].match?(/\ASELECT.*LIMIT/m)
+    end
+    each_sub_batch do |sub_batch|
+      self.class.sub_batches << sub_batch.pluck(:id).sort
+      sub_batch.update_all("done = done + 1")
+    end
+  ensure
+    ActiveSupport::Notifications.unsubscribe(counter)
+    self.class.walks << walks
+  end
+end
+
 class GitlabDslDistinctJob < SchemaFence::BatchedMigrationJob
   def perform
     distinct_each_batch { |relation| relation.update_all("done = done + 1") }
@@ -95,6 +116,25 @@ RSpec.describe "GitLab's migration DSL and job macros", :postgres do
     expect(row("GitlabDslDistinctJob").status).to eq(:finalized)
     expect(done("ci_builds").values.uniq).to eq([1])
     expect(row("GitlabDslDistinctJob").jobs_succeeded).to eq(4) # 7 distinct values, 2 a batch
+  end
+
+  it "runs the sub-batches of a batch whose keys are all there without walking them again" do
+    GitlabDslRecordingJob.sub_batches = []
+    GitlabDslRecordingJob.walks = []
+    PG.connect(url) { |c| c.exec("DELETE FROM projects WHERE id BETWEEN 41 AND 50") }
+    migrate(:gitlab_main, <<~RUBY)
+      queue_batched_background_migration("GitlabDslRecordingJob", :projects, :id, batch_size: 30, sub_batch_size: 10,
+                                                                                  pause_ms: 0)
+    RUBY
+    migrate(:gitlab_main, <<~RUBY)
+      ensure_batched_background_migration_is_finished(job_class_name: "GitlabDslRecordingJob", table_name: :projects,
+                                                      column_name: :id, job_arguments: [])
+    RUBY
+    expect(done("projects").values.uniq).to eq([1])
+    expect(GitlabDslRecordingJob.sub_batches.map(&:size)).to eq([10] * 9)
+    expect(GitlabDslRecordingJob.sub_batches.flatten).to eq((1..40).to_a + (51..100).to_a)
+    # Batches 1..30 and 71..100 are dense: no walk; 31..70 misses 41..50: two walks per sub-batch.
+    expect(GitlabDslRecordingJob.walks).to eq([0, 6, 0])
   end
 
   it "refuses a batch_class_name it does not run, naming the ones it does" do

@@ -244,6 +244,45 @@ mod batches {
     }
 
     #[test]
+    fn a_batch_of_consecutive_keys_runs_its_sub_batches_without_walking_them() {
+        let url = database("dense", "main", &["main"], 1_000);
+        // Keys 1..=1000 with 401..=450 deleted: the first batch is dense, the second is not.
+        connect(&url)
+            .batch_execute("DELETE FROM projects WHERE id BETWEEN 401 AND 450")
+            .unwrap();
+        queue(&url, "projects", "gitlab_main", 300, 100);
+        let mut main = runner(&url, "main");
+        let mut batches = vec![];
+        while let Claim::Batch(batch) = main.claim_next().unwrap() {
+            let report = main.run_sql_batch(&batch, &increment("projects")).unwrap();
+            main.complete(&batch, &report.metrics_json()).unwrap();
+            batches.push((batch, report));
+        }
+        let seen: Vec<(i64, i64, bool)> = batches
+            .iter()
+            .map(|(b, _)| (b.min_value, b.max_value, b.dense))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                (1, 300, true),
+                (301, 650, false),
+                (651, 950, true),
+                (951, 1_000, false)
+            ]
+        );
+        assert_eq!(
+            batches[0].0.consecutive_sub_batches(),
+            Some(vec![(1, 100), (101, 200), (201, 300)])
+        );
+        assert_eq!(batches[1].0.consecutive_sub_batches(), None);
+        // The sparse batch walks its keys: sub-batches of 100 keys that are there.
+        let sub_batches: Vec<u32> = batches.iter().map(|(_, r)| r.sub_batches).collect();
+        assert_eq!(sub_batches, vec![3, 3, 3, 1]);
+        assert_eq!(done_counts(&url, "projects"), (0, 950, 0));
+    }
+
+    #[test]
     fn a_migration_paused_while_its_last_batch_ran_stays_paused_and_finishes_after_its_resume() {
         let url = database("paused_last", "main", &["main"], 100);
         let id = queue(&url, "projects", "gitlab_main", 100, 100);

@@ -106,7 +106,7 @@ module SchemaFence
       scope = batching_scope.call(scope) if batching_scope
       return each_cursor_sub_batch(scope, &block) if cursor?
 
-      each_id_sub_batch(scope, &block)
+      each_id_sub_batch(scope, batching_scope || filtered?, &block)
     end
 
     # Yields a relation per sub-batch of at most sub_batch_size distinct values of the batching
@@ -136,11 +136,25 @@ module SchemaFence
 
     def cursor_range(from, to) = CursorSubBatches.between(batchable_model, cursor_columns, from, to)
 
-    def each_id_sub_batch(scope)
-      SubBatches.each_range(scope, batch_column, start_id, end_id, sub_batch_size) do |first, last|
+    def each_id_sub_batch(scope, filtered)
+      ranges = (consecutive_sub_batches unless filtered) ||
+               SubBatches.enum_for(:each_range, scope, batch_column, start_id, end_id, sub_batch_size)
+      ranges.each do |first, last|
         yield scope.where(batch_column => first..last)
         pause
       end
+    end
+
+    # Whether the job class narrows its batches ({JobMacros#scope_to}).
+    def filtered?
+      method(:filter_batch).owner != BatchedMigrationJob
+    end
+
+    # The claim counted every key of the batch (a dense range): sub-batches of sub_batch_size
+    # consecutive keys, found without walking them again. Only for the unfiltered table: a
+    # scope_to or batching_scope walks its own rows, as GitLab's each_batch does.
+    def consecutive_sub_batches
+      batch.consecutive_sub_batches if batch.respond_to?(:consecutive_sub_batches)
     end
 
     def each_cursor_sub_batch(scope)

@@ -34,6 +34,32 @@ pub struct Batch {
     /// A cursor-batched migration's key range (then `min_value`/`max_value` are 0); boxed, so a
     /// claim of an id-batched migration stays small.
     pub cursor: Option<Box<CursorRange>>,
+    /// The claim's walk found every key from `min_value` to `max_value` (none missing): the
+    /// sub-batches are then consecutive runs of `sub_batch_size` keys, with no second walk.
+    /// False for a retried job, whose keys were not counted.
+    pub dense: bool,
+}
+
+impl Batch {
+    /// The sub-batches' bounds when they need no walk (a dense primary-key range, or a batch no
+    /// larger than one sub-batch); `None` when only a walk of the keys can tell them.
+    pub fn consecutive_sub_batches(&self) -> Option<Vec<(i64, i64)>> {
+        if self.cursor.is_some() {
+            return None;
+        }
+        if self.sub_batch_size >= self.batch_size {
+            // At most batch_size keys: the batch is its own single sub-batch.
+            return Some(vec![(self.min_value, self.max_value)]);
+        }
+        if !self.dense || self.strategy != Strategy::PrimaryKey {
+            return None;
+        }
+        let step = i64::from(self.sub_batch_size.max(1));
+        let starts: Vec<i64> = (self.min_value..=self.max_value)
+            .step_by(usize::try_from(step).unwrap_or(usize::MAX))
+            .collect();
+        Some(super::sub_batches::bounds(&starts, self.max_value))
+    }
 }
 
 /// What completing or failing a batch led to.
@@ -120,6 +146,7 @@ pub(super) fn claim_batch(
         strategy,
         reach: Reach::default(),
         cursor: None,
+        dense: false,
     };
     let key_range: (Option<i64>, Option<i64>) = (m.try_get(6)?, m.try_get(7)?);
     let (Some(migration_min), Some(migration_max)) = key_range else {
@@ -144,29 +171,18 @@ pub(super) fn claim_batch(
     let last: Option<i64> = m.get(18);
     let start = last.map_or(migration_min, |l| l.saturating_add(1));
     let limit = i64::from(batch.batch_size);
-    let range: Option<(i64, i64, i64)> = if start > migration_max {
+    let range = if start > migration_max {
         None
     } else {
-        let key_range = sql::key_range(&batch.table_name, &batch.column_name, strategy)?;
-        let row = st.query_one(tx, &key_range, &[&start, &migration_max, &limit])?;
-        let count: i64 = row.get(2);
-        row.get::<_, Option<i64>>(0)
-            .zip(row.get::<_, Option<i64>>(1))
-            .map(|(first, last)| (first, last, count))
+        next_range(tx, st, &batch, (start, migration_max), limit)?
     };
-    let Some((_first, last_key, count)) = range else {
+    let Some((end, dense)) = range else {
         finish_if_done(tx, st, id, options.limits())?;
         return Ok(None);
     };
-    // The range starts where the last one ended, so keys added in a gap are still covered; it
-    // ends at the batch_size-th key, or at the migration's end when fewer keys remain.
-    let end = if count < limit {
-        migration_max
-    } else {
-        last_key
-    };
     batch.min_value = start;
     batch.max_value = end;
+    batch.dense = dense;
     let row = st.query_one(
         tx,
         sql::INSERT_JOB,
@@ -184,6 +200,41 @@ pub(super) fn claim_batch(
     )?;
     batch.job_id = row.get(0);
     Ok(Some(batch))
+}
+
+/// The end of the next batch from `start` and whether it holds every key up to there, or `None`
+/// when no key is left. The range starts where the last one ended, so keys added in a gap are
+/// still covered; it ends at the batch_size-th key, or at the migration's end when fewer remain.
+fn next_range(
+    tx: &mut Transaction<'_>,
+    st: &mut Statements,
+    batch: &Batch,
+    (start, migration_max): (i64, i64),
+    limit: i64,
+) -> Result<Option<(i64, bool)>> {
+    let (table, column) = (&batch.table_name, &batch.column_name);
+    if batch.strategy == Strategy::PrimaryKey {
+        let nth = sql::nth_key(table, column)?;
+        if let Some(row) = st.query_opt(tx, &nth, &[&start, &migration_max, &limit])? {
+            let end: i64 = row.get(0);
+            // Unique keys from `start`: the limit-th is start + limit - 1 only if none is missing.
+            return Ok(Some((end, end.checked_sub(start) == Some(limit - 1))));
+        }
+        let first = sql::first_key(table, column)?;
+        let row = st.query_one(tx, &first, &[&start, &migration_max])?;
+        return Ok(row.get::<_, Option<i64>>(0).map(|_| (migration_max, false)));
+    }
+    let key_range = sql::key_range(table, column, batch.strategy)?;
+    let row = st.query_one(tx, &key_range, &[&start, &migration_max, &limit])?;
+    let count: i64 = row.get(2);
+    Ok(row.get::<_, Option<i64>>(1).map(|last_key| {
+        let end = if count < limit {
+            migration_max
+        } else {
+            last_key
+        };
+        (end, false)
+    }))
 }
 
 /// With no key range left: finished when every job succeeded, failed when some used up their

@@ -96,34 +96,25 @@ fn run_sub_batches(
     let mut report = SqlJobReport::default();
     let what = format!("the SQL job of batch {}", batch.job_id);
     interrupt.check(&what)?;
-    if batch.sub_batch_size >= batch.batch_size {
-        // The batch holds at most batch_size keys: it is its own single sub-batch, no walk needed.
-        report.rows = execute(
-            client,
-            &mut st,
-            &job,
-            (batch.min_value, batch.max_value),
-            local_settings,
-        )?;
-        report.sub_batches = 1;
-        report.millis = started.elapsed().as_millis();
-        return Ok(report);
-    }
-    if batch.strategy == Strategy::PrimaryKey {
-        let starts_sql = sub_batches::starts_sql(&batch.table_name, &batch.column_name)?;
-        let starts: Vec<i64> = st
-            .query(
-                client,
-                &starts_sql,
-                &[&batch.min_value, &batch.max_value, &limit],
-            )?
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
-        for (i, range) in sub_batches::bounds(&starts, batch.max_value)
-            .into_iter()
-            .enumerate()
-        {
+    let ranges = match batch.consecutive_sub_batches() {
+        Some(ranges) => Some(ranges),
+        None if batch.strategy == Strategy::PrimaryKey => {
+            let starts_sql = sub_batches::starts_sql(&batch.table_name, &batch.column_name)?;
+            let starts: Vec<i64> = st
+                .query(
+                    client,
+                    &starts_sql,
+                    &[&batch.min_value, &batch.max_value, &limit],
+                )?
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            Some(sub_batches::bounds(&starts, batch.max_value))
+        }
+        None => None,
+    };
+    if let Some(ranges) = ranges {
+        for (i, range) in ranges.into_iter().enumerate() {
             if i > 0 && batch.pause_ms > 0 {
                 interrupt.sleep(
                     Duration::from_millis(u64::from(batch.pause_ms.unsigned_abs())),

@@ -233,6 +233,9 @@ impl Batch {
     fn batch_size(&self) -> i32 {
         self.0.batch_size
     }
+    fn consecutive_sub_batches(&self) -> Option<Vec<(i64, i64)>> {
+        self.0.consecutive_sub_batches()
+    }
     fn sub_batch_size(&self) -> i32 {
         self.0.sub_batch_size
     }
@@ -299,6 +302,10 @@ pub(crate) fn init(ruby: &Ruby, module: &RModule) -> Result<(), Error> {
     batch.define_method("min_cursor", method!(Batch::min_cursor, 0))?;
     batch.define_method("max_cursor", method!(Batch::max_cursor, 0))?;
     batch.define_method("batch_size", method!(Batch::batch_size, 0))?;
+    batch.define_method(
+        "consecutive_sub_batches",
+        method!(Batch::consecutive_sub_batches, 0),
+    )?;
     batch.define_method("sub_batch_size", method!(Batch::sub_batch_size, 0))?;
     batch.define_method("pause_ms", method!(Batch::pause_ms, 0))?;
     batch.define_method("attempts", method!(Batch::attempts, 0))?;
