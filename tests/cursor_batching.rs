@@ -308,3 +308,132 @@ fn completing_the_batch_that_reaches_max_cursor_finishes_the_migration_without_w
     );
     assert_eq!(migration_status(&url, stages), 3);
 }
+
+/// The jobs of `migration` as (`min_cursor`, `max_cursor`, `batch_size`, `sub_batch_size`,
+/// `status`, `attempts`), in id order.
+type JobRow = (String, String, i32, i32, i16, i16);
+
+fn cursor_jobs(url: &str, migration: i64) -> Vec<JobRow> {
+    connect(url)
+        .query(
+            "SELECT min_cursor::text, max_cursor::text, batch_size, sub_batch_size, status, \
+             attempts FROM batched_background_migration_jobs \
+             WHERE batched_background_migration_id = $1 ORDER BY id",
+            &[&migration],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
+        .collect()
+}
+
+#[test]
+fn a_timed_out_cursor_batch_is_halved_in_keyset_order_until_it_is_no_larger_than_its_sub_batch() {
+    let url = gitlab_database("cursor_split");
+    // Updating key (10, 100) takes far longer than the job's statement timeout while it is listed.
+    connect(&url)
+        .batch_execute(
+            "CREATE TABLE slow_keys (id bigint, partition_id integer);
+             INSERT INTO slow_keys VALUES (10, 100);
+             CREATE FUNCTION sleep_on_slow_keys() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+               IF EXISTS (SELECT FROM slow_keys s
+                          WHERE (s.id, s.partition_id) = (NEW.id, NEW.partition_id)) THEN
+                 PERFORM pg_sleep(5);
+               END IF;
+               RETURN NEW;
+             END $$;
+             CREATE TRIGGER ci_stages_slow BEFORE UPDATE ON ci_stages
+               FOR EACH ROW EXECUTE FUNCTION sleep_on_slow_keys();",
+        )
+        .unwrap();
+    let stages = cursor_migration(
+        &url,
+        "BackfillCiStages",
+        "ci_stages",
+        ("[0, 0]", "[450, 101]"),
+        "PrimaryKeyBatchingStrategy",
+    );
+    let options = RunnerOptions {
+        job_statement_timeout: std::time::Duration::from_millis(300),
+        ..RunnerOptions::default()
+    };
+    let mut runner = Runner::new(&url, "main", topology(), options);
+    let mut time_out = |expected: (&[i64], &[i64], i32, i32)| {
+        let Claim::Batch(batch) = runner.claim_next().unwrap() else {
+            panic!("expected a batch")
+        };
+        let cursor = batch.cursor.as_deref().unwrap();
+        assert_eq!(
+            (
+                cursor.min.as_slice(),
+                cursor.max.as_slice(),
+                batch.batch_size,
+                batch.sub_batch_size
+            ),
+            expected
+        );
+        let error = runner.run_sql_batch(&batch, STAGES).unwrap_err();
+        assert!(error.is_statement_timeout(), "{error}");
+        assert_eq!(
+            runner.fail(&batch, &error.to_string(), true).unwrap(),
+            Completion::Recorded
+        );
+    };
+    let pending = |min: &str, max: &str, size: i32, sub: i32| -> JobRow {
+        (min.into(), max.into(), size, sub, 0, 0)
+    };
+
+    // 100 keys from (1, 100): halved at the 50th key; the upper half starts right after it.
+    time_out((&[1, 100], &[100, 100], 100, 30));
+    assert_eq!(
+        cursor_jobs(&url, stages),
+        vec![
+            pending("[1, 100]", "[50, 100]", 50, 30),
+            pending("[50, 101]", "[100, 100]", 50, 30),
+        ]
+    );
+    // The lower half runs first, with its own sizes, and is halved again.
+    time_out((&[1, 100], &[50, 100], 50, 30));
+    assert_eq!(
+        cursor_jobs(&url, stages),
+        vec![
+            pending("[1, 100]", "[25, 100]", 25, 25),
+            pending("[50, 101]", "[100, 100]", 50, 30),
+            pending("[25, 101]", "[50, 100]", 25, 25),
+        ]
+    );
+    // 25 keys in one sub-batch of 25 cannot run in less: it fails and is retried, not split.
+    time_out((&[1, 100], &[25, 100], 25, 25));
+    let jobs = cursor_jobs(&url, stages);
+    assert_eq!(jobs.len(), 3, "not split");
+    assert_eq!(
+        (jobs[0].4, jobs[0].5),
+        (2, 1),
+        "failed after its first attempt"
+    );
+
+    connect(&url)
+        .batch_execute("DELETE FROM slow_keys")
+        .unwrap();
+    runner.run_sql_until_done(statement).unwrap();
+    assert_eq!(migration_status(&url, stages), 3);
+    // No sub-batch committed before a timeout (the slow key is in each one's first), so every
+    // key was updated once; and the job ranges cover every key once.
+    assert_eq!(done_counts(&url, "ci_stages"), (0, 550, 0));
+    let covered: Vec<i64> = connect(&url)
+        .query(
+            "SELECT (SELECT count(*) FROM batched_background_migration_jobs j \
+              WHERE j.batched_background_migration_id = $1 \
+                AND (s.id, s.partition_id) >= ((j.min_cursor->>0)::bigint, (j.min_cursor->>1)::int) \
+                AND (s.id, s.partition_id) <= ((j.max_cursor->>0)::bigint, (j.max_cursor->>1)::int)) \
+             FROM ci_stages s",
+            &[&stages],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(covered.len(), 550);
+    assert!(covered.iter().all(|&n| n == 1), "{covered:?}");
+}

@@ -40,8 +40,8 @@ const MIGRATION_CURSORS: &str = "SELECT (to_jsonb(m) -> 'min_cursor')::text, \
      ORDER BY j.max_cursor DESC LIMIT 1) \
     FROM batched_background_migrations m WHERE m.id = $1";
 
-const JOB_CURSORS: &str = "SELECT min_cursor::text, max_cursor::text \
-    FROM batched_background_migration_jobs WHERE id = $1";
+const JOB_CURSORS: &str = "SELECT min_cursor::text, max_cursor::text, batch_size, sub_batch_size, \
+    pause_ms FROM batched_background_migration_jobs WHERE id = $1";
 
 /// The primary key's columns in key order, with their types. `$1` is the quoted table name.
 const PRIMARY_KEY: &str = "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) \
@@ -125,6 +125,10 @@ pub(super) fn claim(
         };
         batch.job_id = job_id;
         batch.attempts = attempts + 1;
+        // A halved job runs with its own, smaller sizes, not the migration's.
+        batch.batch_size = row.get(2);
+        batch.sub_batch_size = row.get(3);
+        batch.pause_ms = row.get(4);
         batch.cursor = Some(Box::new(CursorRange {
             columns,
             min: keys(0)?,
@@ -231,7 +235,7 @@ fn parse_keys(text: &str) -> std::result::Result<Vec<i64>, String> {
         .collect()
 }
 
-fn json(keys: &[i64]) -> String {
+pub(super) fn json(keys: &[i64]) -> String {
     serde_json::Value::from(keys.to_vec()).to_string()
 }
 
@@ -275,7 +279,7 @@ pub(super) fn walk_sql(table: &str, columns: &[String], inclusive: bool) -> Resu
 /// The first key of a run and its last when the run has its full length.
 type Walked = (Vec<i64>, Option<Vec<i64>>);
 
-fn walk_keys(
+pub(super) fn walk_keys(
     client: &mut impl postgres::GenericClient,
     st: &mut Statements,
     walk: &str,

@@ -7,6 +7,7 @@
 
 mod batch;
 mod cursor;
+mod cursor_split;
 mod fence;
 mod pace;
 pub mod reach;
