@@ -437,3 +437,112 @@ fn a_timed_out_cursor_batch_is_halved_in_keyset_order_until_it_is_no_larger_than
     assert_eq!(covered.len(), 550);
     assert!(covered.iter().all(|&n| n == 1), "{covered:?}");
 }
+
+fn queue_cursor(url: &str, job: &str, table: &str, columns: &[&str]) -> Result<i64, String> {
+    let dictionary =
+        schema_fence::Dictionary::load(&[gitlab_fixtures().join("gitlab_schemas.yml")]).unwrap();
+    let mut req = store::QueueRequest::new(job, table, "id");
+    req.restriction = Some("gitlab_ci".into());
+    req.job_interval_seconds = 0;
+    req.batch_size = 100;
+    req.sub_batch_size = 30;
+    req.pause_ms = 0;
+    req.cursor_columns = Some(columns.iter().map(ToString::to_string).collect());
+    match store::queue(&mut connect(url), &dictionary, &req).map_err(|e| e.to_string())? {
+        store::QueueOutcome::Queued { id, .. } => Ok(id),
+        other @ store::QueueOutcome::AlreadyQueued { .. } => Err(format!("{other:?}")),
+    }
+}
+
+#[test]
+fn queueing_a_cursor_stores_gitlabs_shape_and_refuses_a_key_that_is_not_unique_or_not_integer() {
+    let url = gitlab_database("cursor_queue");
+    connect(&url)
+        .batch_execute(
+            "CREATE TABLE ci_job_artifacts (id bigint NOT NULL, file_type integer, \
+             name text NOT NULL, project_id bigint NOT NULL, PRIMARY KEY (id), \
+             UNIQUE (project_id, id))",
+        )
+        .unwrap();
+    for (columns, why) in [
+        (
+            &["partition_id"][..],
+            "no unique index or primary key of ci_stages",
+        ),
+        (
+            &["partition_id", "id"][..],
+            "no unique index or primary key of ci_stages",
+        ),
+        (&["id", "partition_id", "id"][..], "names id twice"),
+    ] {
+        let err = queue_cursor(&url, "BackfillCiStages", "ci_stages", columns).unwrap_err();
+        assert!(
+            err.contains("of table ci_stages") && err.contains(why),
+            "{err}"
+        );
+    }
+    for (columns, why) in [
+        (&["id", "name"][..], "ci_job_artifacts.name is text"),
+        (
+            &["id", "file_type"][..],
+            "ci_job_artifacts.file_type may be NULL",
+        ),
+        (&["id", "nope"][..], "ci_job_artifacts has no column nope"),
+        (&["project_id"][..], "no unique index or primary key"),
+    ] {
+        let err = queue_cursor(&url, "BackfillArtifacts", "ci_job_artifacts", columns).unwrap_err();
+        assert!(
+            err.contains(&format!(
+                "cursor ({}) of table ci_job_artifacts",
+                columns.join(", ")
+            )) && err.contains(why),
+            "{err}"
+        );
+    }
+    let rows: i64 = connect(&url)
+        .query_one("SELECT count(*) FROM batched_background_migrations", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 0, "nothing was written for a refused cursor");
+    // A unique index that leads the cursor (not the primary key) makes its order unique too.
+    queue_cursor(
+        &url,
+        "BackfillArtifacts",
+        "ci_job_artifacts",
+        &["project_id", "id"],
+    )
+    .unwrap();
+
+    let stages = queue_cursor(
+        &url,
+        "BackfillCiStages",
+        "ci_stages",
+        &["id", "partition_id"],
+    )
+    .unwrap();
+    let row = connect(&url)
+        .query_one(
+            "SELECT min_value, max_value, min_cursor::text, max_cursor::text, status \
+             FROM batched_background_migrations WHERE id = $1",
+            &[&stages],
+        )
+        .unwrap();
+    // The first and last key in keyset order; min_value/max_value are the table's defaults.
+    assert_eq!(
+        (
+            row.get::<_, Option<i64>>(0),
+            row.get::<_, Option<i64>>(1),
+            row.get::<_, String>(2),
+            row.get::<_, String>(3),
+            row.get::<_, i16>(4)
+        ),
+        (Some(1), None, "[1, 100]".into(), "[450, 101]".into(), 1)
+    );
+    runner(&url).run_sql_until_done(statement).unwrap();
+    assert_eq!(migration_status(&url, stages), 3);
+    assert_eq!(
+        done_counts(&url, "ci_stages"),
+        (0, 550, 0),
+        "every key once, the first included"
+    );
+}

@@ -2,9 +2,9 @@
 //! batched over the table's primary key columns in keyset order with row comparisons.
 //!
 //! GitLab's semantics, kept so that rows GitLab wrote resume where GitLab left them: a batch
-//! starts strictly after the previous batch's `max_cursor` (the first one strictly after the
-//! migration's `min_cursor`, which GitLab's keyset iterator takes as a position before the first
-//! row); a job covers its `min_cursor` to its `max_cursor`, both included; nothing past the
+//! starts strictly after the previous batch's `max_cursor` (the first one at the migration's
+//! `min_cursor`, included, so that the first key, which queueing here stores there, is not
+//! skipped); a job covers its `min_cursor` to its `max_cursor`, both included; nothing past the
 //! migration's `max_cursor` is handed out.
 
 use postgres::types::{ToSql, Type};
@@ -141,11 +141,17 @@ pub(super) fn claim(
         )?;
         return Ok(Some(batch));
     }
-    let after = match last {
-        Some(text) => parse_keys(&text).map_err(|p| invalid(format!("migration {id}"), p))?,
-        None => migration_min,
+    // The first batch starts at min_cursor, included: the first key when this library queued
+    // the migration, a position before it in the rows of GitLab's tests; either way no key is
+    // missed. Later batches start strictly after the last job's max_cursor.
+    let (after, inclusive) = match last {
+        Some(text) => (
+            parse_keys(&text).map_err(|p| invalid(format!("migration {id}"), p))?,
+            false,
+        ),
+        None => (migration_min, true),
     };
-    let walk = walk_sql(&batch.table_name, &columns, false)?;
+    let walk = walk_sql(&batch.table_name, &columns, inclusive)?;
     let limit = i64::from(batch.batch_size.max(1));
     let Some((first, last_key)) = walk_keys(tx, st, &walk, &after, &migration_max, limit)? else {
         finish_if_done(tx, st, id, options.limits())?;

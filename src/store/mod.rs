@@ -7,6 +7,7 @@
 
 mod client;
 pub mod enqueue;
+mod enqueue_cursor;
 pub mod identity;
 pub mod install;
 pub mod jobs;
