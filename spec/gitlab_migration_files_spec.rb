@@ -27,8 +27,9 @@ class BackfillCiBuildsPerProjectFiles < SchemaFence::BatchedMigrationJob
   end
 end
 
+# Batched by a cursor other than the table's primary key (id, partition_id).
 class BackfillCiStagesByCursorFiles < SchemaFence::BatchedMigrationJob
-  cursor :id, :partition_id
+  cursor :partition_id, :id
   operation_name :update_all
   feature_category :continuous_integration
 
@@ -51,6 +52,7 @@ module GitlabMigrationFiles
         execute "CREATE TABLE loose_foreign_keys_deleted_records (id bigint PRIMARY KEY, done int NOT NULL DEFAULT 0)"
         execute "INSERT INTO loose_foreign_keys_deleted_records (id) SELECT generate_series(1, 50)"
         execute "INSERT INTO ci_stages (id, partition_id) SELECT i, 101 FROM generate_series(5, 60) i"
+        execute "CREATE UNIQUE INDEX index_ci_stages_on_partition_id_and_id ON ci_stages (partition_id, id)"
       end
     RUBY
     ["queue_backfill_ci_builds_status", :gitlab_ci, <<~RUBY],
@@ -249,7 +251,7 @@ RSpec.describe "GitLab-shaped migration files on GitLab's tables", :postgres do
     # GitLab's shape of a cursor row: the first and last key in keyset order, min_value/max_value
     # left to the table's defaults.
     expect(rows["BackfillCiStagesByCursorFiles"].to_h)
-      .to include(min_cursor: [1, 100], max_cursor: [60, 101], min_value: 1, max_value: nil,
+      .to include(min_cursor: [100, 1], max_cursor: [101, 60], min_value: 1, max_value: nil,
                   gitlab_schema: :gitlab_ci)
     expect(rows.transform_values(&:tag)).to include("BackfillCiBuildsStatusFiles" => :gitlab_ci,
                                                     "BackfillProjectsColumnFiles" => :gitlab_main,
@@ -267,7 +269,8 @@ RSpec.describe "GitLab-shaped migration files on GitLab's tables", :postgres do
       jobs = c.exec("SELECT j.min_cursor::text, j.max_cursor::text FROM batched_background_migration_jobs j " \
                     "JOIN batched_background_migrations m ON m.id = j.batched_background_migration_id " \
                     "WHERE m.job_class_name = 'BackfillCiStagesByCursorFiles' ORDER BY j.id").values
-      expect(jobs.first).to eq(["[1, 100]", "[12, 101]"])
+      # In keyset order over (partition_id, id): partition 100's 20 keys, then 101's.
+      expect(jobs.first).to eq(["[100, 1]", "[100, 20]"])
       expect(jobs.size).to eq(4)
       expect(c.exec("SELECT count(*) FROM batched_background_migrations WHERE job_class_name = 'PruneLfkRecords'")
                .getvalue(0, 0)).to eq("0")

@@ -546,3 +546,69 @@ fn queueing_a_cursor_stores_gitlabs_shape_and_refuses_a_key_that_is_not_unique_o
         "every key once, the first included"
     );
 }
+
+#[test]
+fn a_cursor_queued_here_walks_the_job_classs_cursor_columns_not_the_primary_key() {
+    let url = gitlab_database("cursor_columns");
+    // Keyed by id; the job class batches by (project_id, id), which a unique index leads.
+    connect(&url)
+        .batch_execute(
+            "CREATE TABLE ci_job_artifacts (id bigint PRIMARY KEY, project_id integer NOT NULL, \
+             done int NOT NULL DEFAULT 0, UNIQUE (project_id, id));
+             INSERT INTO ci_job_artifacts (id, project_id) SELECT i, 8 - i % 7 FROM generate_series(1, 250) i;",
+        )
+        .unwrap();
+    let artifacts = queue_cursor(
+        &url,
+        "BackfillArtifacts",
+        "ci_job_artifacts",
+        &["project_id", "id"],
+    )
+    .unwrap();
+    let stored: Option<Vec<String>> = connect(&url)
+        .query_one(
+            "SELECT schema_fence_cursor_columns FROM batched_background_migrations WHERE id = $1",
+            &[&artifacts],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, Some(vec!["project_id".into(), "id".into()]));
+
+    let mut runner = runner(&url);
+    let Claim::Batch(first) = runner.claim_next().unwrap() else {
+        panic!("the cursor migration is claimed")
+    };
+    // Keyset order: project 2 holds ids 6, 13, ..., 244 (35), project 3 ids 5, ..., 250 (36), so
+    // the 100th key is the 29th of project 4.
+    let cursor = first.cursor.as_deref().unwrap();
+    assert_eq!(cursor.columns, vec!["project_id", "id"]);
+    assert_eq!(
+        (cursor.min.clone(), cursor.max.clone()),
+        (vec![2, 6], vec![4, 200])
+    );
+    let walk = "UPDATE ci_job_artifacts SET done = done + 1 \
+        WHERE (project_id, id) >= ($1, $2) AND (project_id, id) <= ($3, $4)";
+    let report = runner.run_sql_batch(&first, walk).unwrap();
+    assert_eq!(report.rows, 100);
+    runner.complete(&first, &report.metrics_json()).unwrap();
+    runner
+        .run_sql_until_done(|class| (class == "BackfillArtifacts").then(|| walk.to_string()))
+        .unwrap();
+    assert_eq!(migration_status(&url, artifacts), 3);
+    assert_eq!(done_counts(&url, "ci_job_artifacts"), (0, 250, 0));
+    let cursors: Vec<(String, String)> = connect(&url)
+        .query(
+            "SELECT min_cursor::text, max_cursor::text FROM batched_background_migration_jobs \
+             WHERE batched_background_migration_id = $1 ORDER BY id",
+            &[&artifacts],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(cursors.len(), 3, "250 keys in batches of 100");
+    assert_eq!(
+        cursors[2].1, "[8, 245]",
+        "the last batch reaches max_cursor"
+    );
+}

@@ -1,5 +1,6 @@
 //! Cursor batching: GitLab's composite-key migrations (`min_cursor`/`max_cursor`, GitLab 17.6),
-//! batched over the table's primary key columns in keyset order with row comparisons.
+//! batched in keyset order with row comparisons over the job class's cursor columns, stored when
+//! this library queued the migration, or the table's primary key columns for a row GitLab wrote.
 //!
 //! GitLab's semantics, kept so that rows GitLab wrote resume where GitLab left them: a batch
 //! starts strictly after the previous batch's `max_cursor` (the first one at the migration's
@@ -32,12 +33,14 @@ pub struct CursorRange {
 const HOLD_SECS: f64 = 600.0;
 
 /// The migration's cursors (read through `to_jsonb`, so tables from before GitLab added the
-/// columns are read too) and the end of the last batch handed out.
+/// columns are read too), the end of the last batch handed out, and the cursor columns stored
+/// when this library queued it (none on a row GitLab wrote).
 const MIGRATION_CURSORS: &str = "SELECT (to_jsonb(m) -> 'min_cursor')::text, \
     (to_jsonb(m) -> 'max_cursor')::text, \
     (SELECT j.max_cursor::text FROM batched_background_migration_jobs j \
      WHERE j.batched_background_migration_id = m.id AND j.max_cursor IS NOT NULL \
-     ORDER BY j.max_cursor DESC LIMIT 1) \
+     ORDER BY j.max_cursor DESC LIMIT 1), \
+    (to_jsonb(m) -> 'schema_fence_cursor_columns')::text \
     FROM batched_background_migrations m WHERE m.id = $1";
 
 const JOB_CURSORS: &str = "SELECT min_cursor::text, max_cursor::text, batch_size, sub_batch_size, \
@@ -48,6 +51,13 @@ const PRIMARY_KEY: &str = "SELECT a.attname::text, format_type(a.atttypid, a.att
     FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
     WHERE i.indrelid = to_regclass($1) AND i.indisprimary \
     ORDER BY array_position(i.indkey::int2[], a.attnum)";
+
+/// The stored cursor columns in their order, with their types (NULL: no such column).
+const CURSOR_COLUMNS: &str = "SELECT c.name, format_type(a.atttypid, NULL) \
+    FROM unnest($2::text[]) WITH ORDINALITY c(name, ord) \
+    LEFT JOIN pg_attribute a ON a.attrelid = to_regclass($1) AND a.attname = c.name \
+     AND a.attnum > 0 AND NOT a.attisdropped \
+    ORDER BY c.ord";
 
 const HOLD: &str = "UPDATE batched_background_migrations SET on_hold_until = now() + \
     make_interval(secs => $2), schema_fence_hold_reason = $3, updated_at = now() WHERE id = $1";
@@ -103,8 +113,21 @@ pub(super) fn claim(
     let row = st.query_one(tx, MIGRATION_CURSORS, &[&id])?;
     let (min, max, last): (Option<String>, Option<String>, Option<String>) =
         (row.get(0), row.get(1), row.get(2));
+    let declared: Option<String> = row.get(3);
+    let declared = declared
+        .filter(|text| text != "null")
+        .map(|text| serde_json::from_str::<Vec<String>>(&text))
+        .transpose()
+        .map_err(|e| {
+            invalid(
+                format!("migration {id}"),
+                format!("schema_fence_cursor_columns: {e}"),
+            )
+        })?;
     let columns = match (min.as_deref(), max.as_deref()) {
-        (Some(min), Some(max)) => usable_columns(tx, st, &batch.table_name, min, max)?,
+        (Some(min), Some(max)) => {
+            usable_columns(tx, st, &batch.table_name, declared.as_deref(), (min, max))?
+        }
         _ => Err("no key range: min_value/max_value and min_cursor/max_cursor are NULL".into()),
     };
     let (columns, migration_min, migration_max) = match columns {
@@ -185,14 +208,15 @@ pub(super) fn claim(
 
 type Columns = (Vec<String>, Vec<i64>, Vec<i64>);
 
-/// The columns to walk (the table's primary key), checked against the migration's cursors: as
-/// many columns as the cursors have values, each of an integer type. `Err` says why not.
+/// The columns to walk, checked against the migration's cursors: as many columns as the cursors
+/// have values, each of an integer type. They are the cursor columns stored at queue time
+/// (`declared`), or for a row GitLab wrote, the table's primary key. `Err` says why not.
 fn usable_columns(
     tx: &mut Transaction<'_>,
     st: &mut Statements,
     table: &str,
-    min: &str,
-    max: &str,
+    declared: Option<&[String]>,
+    (min, max): (&str, &str),
 ) -> Result<std::result::Result<Columns, String>> {
     let (min, max) = match (parse_keys(min), parse_keys(max)) {
         (Ok(min), Ok(max)) => (min, max),
@@ -206,6 +230,29 @@ fn usable_columns(
         )));
     }
     let quoted = quote_table(table)?;
+    if let Some(columns) = declared {
+        let found: Vec<(String, Option<String>)> = st
+            .query(tx, CURSOR_COLUMNS, &[&quoted, &columns])?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        if found.len() != min.len() {
+            return Ok(Err(format!(
+                "cursor-batched over {} values, but its cursor columns ({}) are {}",
+                min.len(),
+                columns.join(", "),
+                found.len()
+            )));
+        }
+        if let Some((column, _)) = found.iter().find(|(_, kind)| kind.is_none()) {
+            return Ok(Err(format!("table {table} has no cursor column {column}")));
+        }
+        let key = found
+            .into_iter()
+            .map(|(c, kind)| (c, kind.unwrap_or_default()))
+            .collect();
+        return Ok(integer_key(table, key).map(|columns| (columns, min, max)));
+    }
     let key: Vec<(String, String)> = st
         .query(tx, PRIMARY_KEY, &[&quoted])?
         .iter()
@@ -219,13 +266,21 @@ fn usable_columns(
             key.len()
         )));
     }
+    Ok(integer_key(table, key).map(|columns| (columns, min, max)))
+}
+
+/// The columns' names when each is of an integer type; else why not.
+fn integer_key(
+    table: &str,
+    key: Vec<(String, String)>,
+) -> std::result::Result<Vec<String>, String> {
     if let Some((column, kind)) = key.iter().find(|(_, t)| !KEY_TYPES.contains(&t.as_str())) {
-        return Ok(Err(format!(
+        return Err(format!(
             "cursor column {table}.{column} is {kind}; schema_fence batches over {}",
             KEY_TYPES.join(", ")
-        )));
+        ));
     }
-    Ok(Ok((key.into_iter().map(|(c, _)| c).collect(), min, max)))
+    Ok(key.into_iter().map(|(c, _)| c).collect())
 }
 
 /// A cursor as GitLab stores it: a JSON array of integers.

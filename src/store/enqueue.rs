@@ -217,16 +217,17 @@ pub enum QueueOutcome {
 /// The insert; `{version}` adds `queued_migration_version` (`$16`) where the table has that
 /// column (GitLab added it in 2023); `{range}` is `min_value, max_value` or, for a cursor, `min_cursor,
 /// max_cursor` (`$10`, `$11`), `min_value`/`max_value` then left to the table's defaults, as
-/// GitLab's model leaves them. Any unique index of GitLab's is a conflict: the
+/// GitLab's model leaves them, and the cursor columns go to this library's
+/// `schema_fence_cursor_columns` (the next parameter, a JSON array), which the claim walks. Any unique index of GitLab's is a conflict: the
 /// configuration index (with or without the tag) is the idempotency key.
 const INSERT: &str = r#"
 INSERT INTO batched_background_migrations
     (created_at, updated_at, job_class_name, table_name, column_name, job_arguments, gitlab_schema,
      "interval", batch_size, sub_batch_size, max_batch_size, {range}, pause_ms, status,
-     batch_class_name, total_tuple_count{version})
+     batch_class_name, total_tuple_count{version}{cursor_columns})
 VALUES (now(), now(), $1, $2, $3, $4::jsonb, $5, $6::smallint, $7::integer, $8::integer, $9::integer,
         {range_values}, $12::integer, $13::smallint, $14,
-        (SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass($15)){version_value})
+        (SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass($15)){version_value}{cursor_columns_value})
 ON CONFLICT DO NOTHING
 RETURNING id::text
 "#;
@@ -242,9 +243,20 @@ fn insert_sql(with_version: bool, cursor: bool) -> String {
     } else {
         ("min_value, max_value", "$10::bigint, $11::bigint")
     };
+    let (columns, columns_value) = if cursor {
+        let n = if with_version { 17 } else { 16 };
+        (
+            ", schema_fence_cursor_columns".to_string(),
+            format!(", ARRAY(SELECT jsonb_array_elements_text(${n}::jsonb))"),
+        )
+    } else {
+        (String::new(), String::new())
+    };
     INSERT
         .replace("{version_value}", value)
         .replace("{version}", column)
+        .replace("{cursor_columns_value}", &columns_value)
+        .replace("{cursor_columns}", &columns)
         .replace("{range_values}", range_values)
         .replace("{range}", range)
 }
@@ -337,7 +349,8 @@ pub fn queue(db: &mut dyn Db, dictionary: &Dictionary, req: &QueueRequest) -> Re
 /// The migration's key range: ids, or cursors as JSON; with its status (`"3"`: nothing to do).
 enum Range {
     Ids(i64, i64, &'static str),
-    Cursors(String, String, &'static str),
+    /// The first and last key, the status, and the cursor columns, each as JSON.
+    Cursors(String, String, &'static str, String),
 }
 
 /// The cursors: given, or the first and last key in keyset order over the (checked) columns;
@@ -348,7 +361,7 @@ fn cursor_range(
     quoted_table: &str,
     columns: &[String],
 ) -> Result<Range> {
-    super::enqueue_cursor::check_columns(db, &req.table_name, quoted_table, columns)?;
+    let names = super::enqueue_cursor::check_columns(db, &req.table_name, quoted_table, columns)?;
     let given = |what: &str, keys: &Option<Vec<i64>>| {
         keys.as_deref()
             .map(|k| super::enqueue_cursor::given(what, k, columns))
@@ -359,19 +372,20 @@ fn cursor_range(
         given("batch_max_value", &req.max_cursor)?,
     );
     if let (Some(min), Some(max)) = (&min, &max) {
-        return Ok(Range::Cursors(min.clone(), max.clone(), "1"));
+        return Ok(Range::Cursors(min.clone(), max.clone(), "1", names));
     }
     if let Some((first, last)) = super::enqueue_cursor::bounds(db, quoted_table, columns)? {
         return Ok(Range::Cursors(
             min.unwrap_or(first),
             max.unwrap_or(last),
             "1",
+            names,
         ));
     }
     let start = min.unwrap_or_else(|| {
         serde_json::Value::from(vec![req.batch_min_value; columns.len()]).to_string()
     });
-    Ok(Range::Cursors(start.clone(), start, "3"))
+    Ok(Range::Cursors(start.clone(), start, "3", names))
 }
 
 fn insert(
@@ -384,9 +398,9 @@ fn insert(
     range: Range,
 ) -> Result<QueueOutcome> {
     let tag = tag.to_string();
-    let (min, max, status) = match range {
-        Range::Ids(min, max, status) => (min.to_string(), max.to_string(), status),
-        Range::Cursors(min, max, status) => (min, max, status),
+    let (min, max, status, cursor_columns) = match range {
+        Range::Ids(min, max, status) => (min.to_string(), max.to_string(), status, None),
+        Range::Cursors(min, max, status, columns) => (min, max, status, Some(columns)),
     };
     let arguments = req.job_arguments.as_str();
     let numbers = [
@@ -416,15 +430,15 @@ fn insert(
         Some(quoted_table),
         req.queued_migration_version.as_deref(),
     ];
-    let params = if with_version {
-        &params[..]
+    let mut params = if with_version {
+        params.to_vec()
     } else {
-        &params[..15]
+        params[..15].to_vec()
     };
-    let inserted = db.query(
-        &insert_sql(with_version, req.cursor_columns.is_some()),
-        params,
-    )?;
+    if let Some(columns) = &cursor_columns {
+        params.push(Some(columns.as_str()));
+    }
+    let inserted = db.query(&insert_sql(with_version, cursor_columns.is_some()), &params)?;
     if let Some(row) = inserted.first() {
         return Ok(QueueOutcome::Queued {
             id: text(row, 0)?.parse().unwrap_or_default(),
