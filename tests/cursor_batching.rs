@@ -228,6 +228,13 @@ fn a_cursor_row_that_cannot_run_is_reported_or_held_with_why_and_stops_nothing_e
     assert!(reason(text_key)
         .unwrap()
         .contains("only integer keys are batched"));
+    // So does a cursor wider than the table's primary key.
+    let why = reason(mismatched).unwrap();
+    assert!(
+        why.contains("ci_runners") && why.contains("primary key of 1 columns"),
+        "{why}"
+    );
+    assert_eq!(reason(runners), None);
 
     runner(&url).run_sql_until_done(statement).unwrap();
     assert_eq!(migration_status(&url, runners), 3);
@@ -610,5 +617,55 @@ fn a_cursor_queued_here_walks_the_job_classs_cursor_columns_not_the_primary_key(
     assert_eq!(
         cursors[2].1, "[8, 245]",
         "the last batch reaches max_cursor"
+    );
+}
+
+#[test]
+fn a_cursor_queued_here_whose_column_no_longer_fits_is_listed_not_runnable_and_held_with_the_same_why(
+) {
+    let url = gitlab_database("cursor_listing");
+    connect(&url)
+        .batch_execute(
+            "CREATE TABLE ci_job_artifacts (id bigint PRIMARY KEY, project_id integer NOT NULL, \
+             done int NOT NULL DEFAULT 0, UNIQUE (project_id, id));
+             INSERT INTO ci_job_artifacts (id, project_id) SELECT i, i % 3 FROM generate_series(1, 30) i;",
+        )
+        .unwrap();
+    let artifacts = queue_cursor(
+        &url,
+        "BackfillArtifacts",
+        "ci_job_artifacts",
+        &["project_id", "id"],
+    )
+    .unwrap();
+    let reason = || {
+        migrations::list(&mut connect(&url))
+            .unwrap()
+            .into_iter()
+            .find(|m| m.id == artifacts)
+            .unwrap()
+            .not_runnable
+    };
+    assert_eq!(reason(), None, "its stored columns fit");
+    connect(&url)
+        .batch_execute("ALTER TABLE ci_job_artifacts ALTER COLUMN project_id TYPE numeric")
+        .unwrap();
+    let listed = reason().expect("listed as not runnable before any claim");
+    assert!(
+        listed.contains("cursor column ci_job_artifacts.project_id is numeric"),
+        "{listed}"
+    );
+    assert_eq!(runner(&url).claim_next().unwrap(), Claim::Nothing);
+    let held: String = connect(&url)
+        .query_one(
+            "SELECT schema_fence_hold_reason FROM batched_background_migrations WHERE id = $1",
+            &[&artifacts],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        held,
+        format!("not runnable: {listed}"),
+        "the claim holds it for the same reason"
     );
 }

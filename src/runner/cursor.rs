@@ -15,7 +15,7 @@ use super::batch::{finish_if_done, Batch, Claimant};
 use super::sql_job::SqlJobReport;
 use super::statements::{Param, Statements};
 use super::{sql, RunnerOptions};
-use crate::batching::KEY_TYPES;
+use crate::batching::cursor_key_problem;
 use crate::error::{Error, Result};
 use crate::interrupt::Interrupt;
 use crate::sql::{quote_ident, quote_table};
@@ -230,57 +230,22 @@ fn usable_columns(
         )));
     }
     let quoted = quote_table(table)?;
-    if let Some(columns) = declared {
-        let found: Vec<(String, Option<String>)> = st
+    let key: Vec<(String, Option<String>)> = match declared {
+        Some(columns) => st
             .query(tx, CURSOR_COLUMNS, &[&quoted, &columns])?
             .iter()
             .map(|r| (r.get(0), r.get(1)))
-            .collect();
-        if found.len() != min.len() {
-            return Ok(Err(format!(
-                "cursor-batched over {} values, but its cursor columns ({}) are {}",
-                min.len(),
-                columns.join(", "),
-                found.len()
-            )));
-        }
-        if let Some((column, _)) = found.iter().find(|(_, kind)| kind.is_none()) {
-            return Ok(Err(format!("table {table} has no cursor column {column}")));
-        }
-        let key = found
-            .into_iter()
-            .map(|(c, kind)| (c, kind.unwrap_or_default()))
-            .collect();
-        return Ok(integer_key(table, key).map(|columns| (columns, min, max)));
+            .collect(),
+        None => st
+            .query(tx, PRIMARY_KEY, &[&quoted])?
+            .iter()
+            .map(|r| (r.get(0), Some(r.get(1))))
+            .collect(),
+    };
+    if let Some(why) = cursor_key_problem(table, min.len(), declared.is_some(), &key) {
+        return Ok(Err(why));
     }
-    let key: Vec<(String, String)> = st
-        .query(tx, PRIMARY_KEY, &[&quoted])?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
-    if key.len() != min.len() {
-        return Ok(Err(format!(
-            "cursor-batched over {} values, but table {table} has a primary key of {} columns; \
-             schema_fence walks the primary key",
-            min.len(),
-            key.len()
-        )));
-    }
-    Ok(integer_key(table, key).map(|columns| (columns, min, max)))
-}
-
-/// The columns' names when each is of an integer type; else why not.
-fn integer_key(
-    table: &str,
-    key: Vec<(String, String)>,
-) -> std::result::Result<Vec<String>, String> {
-    if let Some((column, kind)) = key.iter().find(|(_, t)| !KEY_TYPES.contains(&t.as_str())) {
-        return Err(format!(
-            "cursor column {table}.{column} is {kind}; schema_fence batches over {}",
-            KEY_TYPES.join(", ")
-        ));
-    }
-    Ok(key.into_iter().map(|(c, _)| c).collect())
+    Ok(Ok((key.into_iter().map(|(c, _)| c).collect(), min, max)))
 }
 
 /// A cursor as GitLab stores it: a JSON array of integers.
