@@ -43,7 +43,7 @@ def prepare(cluster)
   url
 end
 
-# The row as GitLab writes a cursor-batched migration (Store.queue queues by id only).
+# The row as GitLab writes a cursor-batched migration, walked over the table's primary key.
 def queue_cursor(url, table, round)
   PG.connect(url) do |c|
     c.exec_params(<<~SQL, ["Backfill#{table}", table, "[#{round}]", "[#{ROWS / 2}, 101]"])

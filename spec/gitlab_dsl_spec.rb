@@ -160,9 +160,11 @@ RSpec.describe "GitLab's migration DSL and job macros", :postgres do
     expect(row("GitlabDslTwoArgumentsJob").job_arguments).to eq([1, 2])
   end
 
-  it "refuses to queue a job class batched by cursor, which it cannot run" do
+  it "refuses to queue a job class batched by cursor over columns the table does not have" do
     expect { migrate(:gitlab_ci, 'queue_batched_background_migration("GitlabDslCursorJob", :ci_builds, :id)') }
-      .to raise_error(SchemaFence::InvalidArgumentError, /cursor \(id, partition_id\)/)
+      .to raise_error(SchemaFence::InvalidArgumentError,
+                      /cursor \(id, partition_id\) of table ci_builds: ci_builds has no column partition_id/)
+    expect(app.rows(url)).to be_empty
   end
 
   it "narrows every batch with scope_to and accepts GitLab's batching_arguments" do

@@ -59,8 +59,8 @@ pub fn not_runnable_reason(
     has_cursor: bool,
 ) -> Option<String> {
     if !has_key_range && has_cursor {
-        // Walked over the table's primary key; whether that key fits is known at the claim,
-        // which holds the migration with why when it does not.
+        // Whether the key it is walked over fits is read with the row by the listing
+        // (`cursor_key_problem`) and by the claim, which holds the migration with why.
         if Strategy::from_name(batch_class_name) == Some(Strategy::PrimaryKey) {
             return None;
         }
@@ -103,6 +103,52 @@ pub fn cursor_shape_problem(min_cursor: &str, max_cursor: &str) -> Option<String
     }
 }
 
+/// Why a cursor row cannot be walked over `key`, the columns it is walked over with their types
+/// (`None`: no such column): its job class's stored `cursor` columns when `declared`, else the
+/// table's primary key. One text for the listing and the claim, so the listing says before any
+/// claim tries what the claim would hold the row for.
+pub fn cursor_key_problem(
+    table: &str,
+    width: usize,
+    declared: bool,
+    key: &[(String, Option<String>)],
+) -> Option<String> {
+    let names = || {
+        key.iter()
+            .map(|(c, _)| c.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if key.len() != width {
+        return Some(if declared {
+            format!(
+                "cursor-batched over {width} values, but its cursor columns ({}) are {}",
+                names(),
+                key.len()
+            )
+        } else {
+            format!(
+                "cursor-batched over {width} values, but table {table} has a primary key of {} \
+                 columns; schema_fence walks the primary key of a row it did not queue",
+                key.len()
+            )
+        });
+    }
+    for (column, kind) in key {
+        match kind {
+            None => return Some(format!("table {table} has no cursor column {column}")),
+            Some(kind) if !KEY_TYPES.contains(&kind.as_str()) => {
+                return Some(format!(
+                    "cursor column {table}.{column} is {kind}; schema_fence batches over {}",
+                    KEY_TYPES.join(", ")
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    None
+}
+
 /// SQL condition on a `batched_background_migrations` row aliased `m`: what [`not_runnable_reason`]
 /// accepts. One text, so the fetch, the claim and the listing agree.
 /// A primary-key row without a key range is cursor-batched (GitLab's check constraint: ids or
@@ -126,6 +172,27 @@ mod tests {
         assert!(
             cursor_shape_problem("{}", "[9]").is_some_and(|why| why.contains("not a JSON array"))
         );
+    }
+
+    #[test]
+    fn a_cursor_whose_key_differs_in_width_or_type_is_not_runnable_with_why() {
+        let key = |pairs: &[(&str, Option<&str>)]| -> Vec<(String, Option<String>)> {
+            pairs
+                .iter()
+                .map(|(c, t)| ((*c).to_string(), t.map(ToString::to_string)))
+                .collect()
+        };
+        let pk = key(&[("id", Some("bigint")), ("partition_id", Some("integer"))]);
+        assert_eq!(cursor_key_problem("ci_stages", 2, false, &pk), None);
+        assert!(cursor_key_problem("ci_stages", 1, false, &pk)
+            .is_some_and(|why| why.contains("primary key of 2 columns")));
+        let declared = key(&[("project_id", Some("integer")), ("name", Some("text"))]);
+        assert!(cursor_key_problem("t", 2, true, &declared)
+            .is_some_and(|why| why.contains("t.name is text")));
+        assert!(cursor_key_problem("t", 1, true, &declared)
+            .is_some_and(|why| why.contains("cursor columns (project_id, name) are 2")));
+        assert!(cursor_key_problem("t", 1, true, &key(&[("gone", None)]))
+            .is_some_and(|why| why.contains("no cursor column gone")));
     }
 
     #[test]

@@ -228,6 +228,13 @@ fn a_cursor_row_that_cannot_run_is_reported_or_held_with_why_and_stops_nothing_e
     assert!(reason(text_key)
         .unwrap()
         .contains("only integer keys are batched"));
+    // So does a cursor wider than the table's primary key.
+    let why = reason(mismatched).unwrap();
+    assert!(
+        why.contains("ci_runners") && why.contains("primary key of 1 columns"),
+        "{why}"
+    );
+    assert_eq!(reason(runners), None);
 
     runner(&url).run_sql_until_done(statement).unwrap();
     assert_eq!(migration_status(&url, runners), 3);
@@ -307,4 +314,360 @@ fn completing_the_batch_that_reaches_max_cursor_finishes_the_migration_without_w
         Completion::MigrationFinished
     );
     assert_eq!(migration_status(&url, stages), 3);
+}
+
+/// The jobs of `migration` as (`min_cursor`, `max_cursor`, `batch_size`, `sub_batch_size`,
+/// `status`, `attempts`), in id order.
+type JobRow = (String, String, i32, i32, i16, i16);
+
+fn cursor_jobs(url: &str, migration: i64) -> Vec<JobRow> {
+    connect(url)
+        .query(
+            "SELECT min_cursor::text, max_cursor::text, batch_size, sub_batch_size, status, \
+             attempts FROM batched_background_migration_jobs \
+             WHERE batched_background_migration_id = $1 ORDER BY id",
+            &[&migration],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
+        .collect()
+}
+
+#[test]
+fn a_timed_out_cursor_batch_is_halved_in_keyset_order_until_it_is_no_larger_than_its_sub_batch() {
+    let url = gitlab_database("cursor_split");
+    // Updating key (10, 100) takes far longer than the job's statement timeout while it is listed.
+    connect(&url)
+        .batch_execute(
+            "CREATE TABLE slow_keys (id bigint, partition_id integer);
+             INSERT INTO slow_keys VALUES (10, 100);
+             CREATE FUNCTION sleep_on_slow_keys() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+               IF EXISTS (SELECT FROM slow_keys s
+                          WHERE (s.id, s.partition_id) = (NEW.id, NEW.partition_id)) THEN
+                 PERFORM pg_sleep(5);
+               END IF;
+               RETURN NEW;
+             END $$;
+             CREATE TRIGGER ci_stages_slow BEFORE UPDATE ON ci_stages
+               FOR EACH ROW EXECUTE FUNCTION sleep_on_slow_keys();",
+        )
+        .unwrap();
+    let stages = cursor_migration(
+        &url,
+        "BackfillCiStages",
+        "ci_stages",
+        ("[0, 0]", "[450, 101]"),
+        "PrimaryKeyBatchingStrategy",
+    );
+    let options = RunnerOptions {
+        job_statement_timeout: std::time::Duration::from_millis(300),
+        ..RunnerOptions::default()
+    };
+    let mut runner = Runner::new(&url, "main", topology(), options);
+    let mut time_out = |expected: (&[i64], &[i64], i32, i32)| {
+        let Claim::Batch(batch) = runner.claim_next().unwrap() else {
+            panic!("expected a batch")
+        };
+        let cursor = batch.cursor.as_deref().unwrap();
+        assert_eq!(
+            (
+                cursor.min.as_slice(),
+                cursor.max.as_slice(),
+                batch.batch_size,
+                batch.sub_batch_size
+            ),
+            expected
+        );
+        let error = runner.run_sql_batch(&batch, STAGES).unwrap_err();
+        assert!(error.is_statement_timeout(), "{error}");
+        assert_eq!(
+            runner.fail(&batch, &error.to_string(), true).unwrap(),
+            Completion::Recorded
+        );
+    };
+    let pending = |min: &str, max: &str, size: i32, sub: i32| -> JobRow {
+        (min.into(), max.into(), size, sub, 0, 0)
+    };
+
+    // 100 keys from (1, 100): halved at the 50th key; the upper half starts right after it.
+    time_out((&[1, 100], &[100, 100], 100, 30));
+    assert_eq!(
+        cursor_jobs(&url, stages),
+        vec![
+            pending("[1, 100]", "[50, 100]", 50, 30),
+            pending("[50, 101]", "[100, 100]", 50, 30),
+        ]
+    );
+    // The lower half runs first, with its own sizes, and is halved again.
+    time_out((&[1, 100], &[50, 100], 50, 30));
+    assert_eq!(
+        cursor_jobs(&url, stages),
+        vec![
+            pending("[1, 100]", "[25, 100]", 25, 25),
+            pending("[50, 101]", "[100, 100]", 50, 30),
+            pending("[25, 101]", "[50, 100]", 25, 25),
+        ]
+    );
+    // 25 keys in one sub-batch of 25 cannot run in less: it fails and is retried, not split.
+    time_out((&[1, 100], &[25, 100], 25, 25));
+    let jobs = cursor_jobs(&url, stages);
+    assert_eq!(jobs.len(), 3, "not split");
+    assert_eq!(
+        (jobs[0].4, jobs[0].5),
+        (2, 1),
+        "failed after its first attempt"
+    );
+
+    connect(&url)
+        .batch_execute("DELETE FROM slow_keys")
+        .unwrap();
+    runner.run_sql_until_done(statement).unwrap();
+    assert_eq!(migration_status(&url, stages), 3);
+    // No sub-batch committed before a timeout (the slow key is in each one's first), so every
+    // key was updated once; and the job ranges cover every key once.
+    assert_eq!(done_counts(&url, "ci_stages"), (0, 550, 0));
+    let covered: Vec<i64> = connect(&url)
+        .query(
+            "SELECT (SELECT count(*) FROM batched_background_migration_jobs j \
+              WHERE j.batched_background_migration_id = $1 \
+                AND (s.id, s.partition_id) >= ((j.min_cursor->>0)::bigint, (j.min_cursor->>1)::int) \
+                AND (s.id, s.partition_id) <= ((j.max_cursor->>0)::bigint, (j.max_cursor->>1)::int)) \
+             FROM ci_stages s",
+            &[&stages],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(covered.len(), 550);
+    assert!(covered.iter().all(|&n| n == 1), "{covered:?}");
+}
+
+fn queue_cursor(url: &str, job: &str, table: &str, columns: &[&str]) -> Result<i64, String> {
+    let dictionary =
+        schema_fence::Dictionary::load(&[gitlab_fixtures().join("gitlab_schemas.yml")]).unwrap();
+    let mut req = store::QueueRequest::new(job, table, "id");
+    req.restriction = Some("gitlab_ci".into());
+    req.job_interval_seconds = 0;
+    req.batch_size = 100;
+    req.sub_batch_size = 30;
+    req.pause_ms = 0;
+    req.cursor_columns = Some(columns.iter().map(ToString::to_string).collect());
+    match store::queue(&mut connect(url), &dictionary, &req).map_err(|e| e.to_string())? {
+        store::QueueOutcome::Queued { id, .. } => Ok(id),
+        other @ store::QueueOutcome::AlreadyQueued { .. } => Err(format!("{other:?}")),
+    }
+}
+
+#[test]
+fn queueing_a_cursor_stores_gitlabs_shape_and_refuses_a_key_that_is_not_unique_or_not_integer() {
+    let url = gitlab_database("cursor_queue");
+    connect(&url)
+        .batch_execute(
+            "CREATE TABLE ci_job_artifacts (id bigint NOT NULL, file_type integer, \
+             name text NOT NULL, project_id bigint NOT NULL, PRIMARY KEY (id), \
+             UNIQUE (project_id, id))",
+        )
+        .unwrap();
+    for (columns, why) in [
+        (
+            &["partition_id"][..],
+            "no unique index or primary key of ci_stages",
+        ),
+        (
+            &["partition_id", "id"][..],
+            "no unique index or primary key of ci_stages",
+        ),
+        (&["id", "partition_id", "id"][..], "names id twice"),
+    ] {
+        let err = queue_cursor(&url, "BackfillCiStages", "ci_stages", columns).unwrap_err();
+        assert!(
+            err.contains("of table ci_stages") && err.contains(why),
+            "{err}"
+        );
+    }
+    for (columns, why) in [
+        (&["id", "name"][..], "ci_job_artifacts.name is text"),
+        (
+            &["id", "file_type"][..],
+            "ci_job_artifacts.file_type may be NULL",
+        ),
+        (&["id", "nope"][..], "ci_job_artifacts has no column nope"),
+        (&["project_id"][..], "no unique index or primary key"),
+    ] {
+        let err = queue_cursor(&url, "BackfillArtifacts", "ci_job_artifacts", columns).unwrap_err();
+        assert!(
+            err.contains(&format!(
+                "cursor ({}) of table ci_job_artifacts",
+                columns.join(", ")
+            )) && err.contains(why),
+            "{err}"
+        );
+    }
+    let rows: i64 = connect(&url)
+        .query_one("SELECT count(*) FROM batched_background_migrations", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 0, "nothing was written for a refused cursor");
+    // A unique index that leads the cursor (not the primary key) makes its order unique too; the
+    // table is empty, so the migration is queued finished, as GitLab queues it.
+    let empty = queue_cursor(
+        &url,
+        "BackfillArtifacts",
+        "ci_job_artifacts",
+        &["project_id", "id"],
+    )
+    .unwrap();
+    assert_eq!(migration_status(&url, empty), 3);
+
+    let stages = queue_cursor(
+        &url,
+        "BackfillCiStages",
+        "ci_stages",
+        &["id", "partition_id"],
+    )
+    .unwrap();
+    let row = connect(&url)
+        .query_one(
+            "SELECT min_value, max_value, min_cursor::text, max_cursor::text, status \
+             FROM batched_background_migrations WHERE id = $1",
+            &[&stages],
+        )
+        .unwrap();
+    // The first and last key in keyset order; min_value/max_value are the table's defaults.
+    assert_eq!(
+        (
+            row.get::<_, Option<i64>>(0),
+            row.get::<_, Option<i64>>(1),
+            row.get::<_, String>(2),
+            row.get::<_, String>(3),
+            row.get::<_, i16>(4)
+        ),
+        (Some(1), None, "[1, 100]".into(), "[450, 101]".into(), 1)
+    );
+    runner(&url).run_sql_until_done(statement).unwrap();
+    assert_eq!(migration_status(&url, stages), 3);
+    assert_eq!(
+        done_counts(&url, "ci_stages"),
+        (0, 550, 0),
+        "every key once, the first included"
+    );
+}
+
+#[test]
+fn a_cursor_queued_here_walks_the_job_classs_cursor_columns_not_the_primary_key() {
+    let url = gitlab_database("cursor_columns");
+    // Keyed by id; the job class batches by (project_id, id), which a unique index leads.
+    connect(&url)
+        .batch_execute(
+            "CREATE TABLE ci_job_artifacts (id bigint PRIMARY KEY, project_id integer NOT NULL, \
+             done int NOT NULL DEFAULT 0, UNIQUE (project_id, id));
+             INSERT INTO ci_job_artifacts (id, project_id) SELECT i, 8 - i % 7 FROM generate_series(1, 250) i;",
+        )
+        .unwrap();
+    let artifacts = queue_cursor(
+        &url,
+        "BackfillArtifacts",
+        "ci_job_artifacts",
+        &["project_id", "id"],
+    )
+    .unwrap();
+    let stored: Option<Vec<String>> = connect(&url)
+        .query_one(
+            "SELECT schema_fence_cursor_columns FROM batched_background_migrations WHERE id = $1",
+            &[&artifacts],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, Some(vec!["project_id".into(), "id".into()]));
+
+    let mut runner = runner(&url);
+    let Claim::Batch(first) = runner.claim_next().unwrap() else {
+        panic!("the cursor migration is claimed")
+    };
+    // Keyset order: project 2 holds ids 6, 13, ..., 244 (35), project 3 ids 5, ..., 250 (36), so
+    // the 100th key is the 29th of project 4.
+    let cursor = first.cursor.as_deref().unwrap();
+    assert_eq!(cursor.columns, vec!["project_id", "id"]);
+    assert_eq!(
+        (cursor.min.clone(), cursor.max.clone()),
+        (vec![2, 6], vec![4, 200])
+    );
+    let walk = "UPDATE ci_job_artifacts SET done = done + 1 \
+        WHERE (project_id, id) >= ($1, $2) AND (project_id, id) <= ($3, $4)";
+    let report = runner.run_sql_batch(&first, walk).unwrap();
+    assert_eq!(report.rows, 100);
+    runner.complete(&first, &report.metrics_json()).unwrap();
+    runner
+        .run_sql_until_done(|class| (class == "BackfillArtifacts").then(|| walk.to_string()))
+        .unwrap();
+    assert_eq!(migration_status(&url, artifacts), 3);
+    assert_eq!(done_counts(&url, "ci_job_artifacts"), (0, 250, 0));
+    let cursors: Vec<(String, String)> = connect(&url)
+        .query(
+            "SELECT min_cursor::text, max_cursor::text FROM batched_background_migration_jobs \
+             WHERE batched_background_migration_id = $1 ORDER BY id",
+            &[&artifacts],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(cursors.len(), 3, "250 keys in batches of 100");
+    assert_eq!(
+        cursors[2].1, "[8, 245]",
+        "the last batch reaches max_cursor"
+    );
+}
+
+#[test]
+fn a_cursor_queued_here_whose_column_no_longer_fits_is_listed_not_runnable_and_held_with_the_same_why(
+) {
+    let url = gitlab_database("cursor_listing");
+    connect(&url)
+        .batch_execute(
+            "CREATE TABLE ci_job_artifacts (id bigint PRIMARY KEY, project_id integer NOT NULL, \
+             done int NOT NULL DEFAULT 0, UNIQUE (project_id, id));
+             INSERT INTO ci_job_artifacts (id, project_id) SELECT i, i % 3 FROM generate_series(1, 30) i;",
+        )
+        .unwrap();
+    let artifacts = queue_cursor(
+        &url,
+        "BackfillArtifacts",
+        "ci_job_artifacts",
+        &["project_id", "id"],
+    )
+    .unwrap();
+    let reason = || {
+        migrations::list(&mut connect(&url))
+            .unwrap()
+            .into_iter()
+            .find(|m| m.id == artifacts)
+            .unwrap()
+            .not_runnable
+    };
+    assert_eq!(reason(), None, "its stored columns fit");
+    connect(&url)
+        .batch_execute("ALTER TABLE ci_job_artifacts ALTER COLUMN project_id TYPE numeric")
+        .unwrap();
+    let listed = reason().expect("listed as not runnable before any claim");
+    assert!(
+        listed.contains("cursor column ci_job_artifacts.project_id is numeric"),
+        "{listed}"
+    );
+    assert_eq!(runner(&url).claim_next().unwrap(), Claim::Nothing);
+    let held: String = connect(&url)
+        .query_one(
+            "SELECT schema_fence_hold_reason FROM batched_background_migrations WHERE id = $1",
+            &[&artifacts],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        held,
+        format!("not runnable: {listed}"),
+        "the claim holds it for the same reason"
+    );
 }

@@ -64,9 +64,10 @@ module SchemaFence
     # @return [Boolean] whether the batch walks a cursor (GitLab's composite keys)
     def cursor? = !batch.cursor_columns.nil?
 
-    # The columns the batch's cursors are over: the table's primary key, which the claim walked.
-    # A job class declaring other columns with {JobMacros#cursor} is refused rather than run over
-    # a range it would read differently.
+    # The columns the batch's cursors are over, which the claim walked: the +cursor+ columns stored
+    # when the migration was queued here, or the table's primary key for a row GitLab wrote. A job
+    # class declaring other columns with {JobMacros#cursor} is refused rather than run over a range
+    # it would read differently.
     #
     # @return [Array<String>, nil]
     # @raise [InvalidArgumentError] when the class's +cursor+ names other columns
@@ -75,7 +76,7 @@ module SchemaFence
       declared = self.class.cursor_columns
       if columns && declared && declared != columns
         raise InvalidArgumentError, "#{self.class.name} declares cursor #{declared.join(', ')}, but batch " \
-                                    "#{batch.job_id} walks the primary key of #{batch_table}: #{columns.join(', ')}"
+                                    "#{batch.job_id} walks #{batch_table} by #{columns.join(', ')}"
       end
       columns
     end

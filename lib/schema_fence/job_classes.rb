@@ -25,10 +25,11 @@ module SchemaFence
       namespace ? "#{namespace}::#{name}" : name.to_s
     end
 
-    # GitLab refuses to queue a job with the wrong number of arguments; schema_fence also refuses
-    # to queue a cursor-batched job (it runs the cursor rows GitLab queued, but queues only by id).
+    # GitLab refuses to queue a job with the wrong number of arguments.
     #
-    # @raise [InvalidJobArgumentsError, InvalidArgumentError]
+    # @return [Array<String>, nil] the job class's +cursor+ columns: the migration is then queued
+    #   cursor-batched over them, as GitLab's helper queues it
+    # @raise [InvalidJobArgumentsError]
     def check_queueable!(name, job_arguments)
       klass = find(name)
       return unless klass
@@ -37,10 +38,7 @@ module SchemaFence
         raise InvalidJobArgumentsError, "wrong number of job arguments for #{klass.name} (given #{job_arguments.size}, " \
                                         "expected #{klass.job_arguments_count}: see its job_arguments)"
       end
-      return unless klass.cursor_columns
-
-      raise InvalidArgumentError, "#{klass.name} batches by cursor (#{klass.cursor_columns.join(', ')}): schema_fence " \
-                                  "runs cursor rows GitLab queued but queues by one integer column only"
+      klass.cursor_columns
     end
   end
 end

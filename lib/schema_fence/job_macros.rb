@@ -38,9 +38,9 @@ module SchemaFence
       @feature_category
     end
 
-    # GitLab's cursor batching over several columns (+cursor :id, :partition_id+). schema_fence
-    # runs the cursor rows GitLab queued, over the table's primary key (these columns must be it,
-    # in key order); queueing such a job here is refused with the reason.
+    # GitLab's cursor batching over several columns (+cursor :id, :partition_id+): queueing the
+    # job stores +min_cursor+/+max_cursor+, the first and last key in keyset order over them, which
+    # must be integer, NOT NULL and led by a unique index or the primary key.
     def cursor(*columns)
       @cursor_columns = columns.map(&:to_s)
     end

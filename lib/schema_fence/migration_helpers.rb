@@ -93,13 +93,13 @@ module SchemaFence
                                            batch_class_name: BATCH_CLASS_NAME, batch_size: BATCH_SIZE,
                                            max_batch_size: nil, sub_batch_size: SUB_BATCH_SIZE, pause_ms: PAUSE_MS,
                                            gitlab_schema: nil)
-      JobClasses.check_queueable!(job_class_name.to_s, job_arguments)
+      cursor_columns = JobClasses.check_queueable!(job_class_name.to_s, job_arguments)
       options = { job_interval: job_interval&.then { |v| Integer(v) }, batch_size: Integer(batch_size),
-                  sub_batch_size: Integer(sub_batch_size), batch_min_value: Integer(batch_min_value),
-                  batch_max_value: batch_max_value&.then { |v| Integer(v) },
+                  sub_batch_size: Integer(sub_batch_size),
                   max_batch_size: max_batch_size&.then { |v| Integer(v) }, pause_ms: Integer(pause_ms),
                   queued_migration_version: queued_version, batch_class_name: batch_class_name&.to_s,
-                  gitlab_schema: gitlab_schema&.to_s, gitlab_interval: true }
+                  gitlab_schema: gitlab_schema&.to_s, gitlab_interval: true,
+                  **key_range(cursor_columns, batch_min_value, batch_max_value) }
       payload = { database: Connection.database_name(connection), job_class_name: job_class_name.to_s,
                   table_name: batch_table_name.to_s, column_name: batch_column_name.to_s, job_arguments:,
                   gitlab_schema: self.class.restricted_gitlab_schema, outcome: nil, id: nil }
@@ -121,6 +121,23 @@ module SchemaFence
     end
 
     private
+
+    # GitLab's +batch_min_value+/+batch_max_value+: integers, or for a cursor-batched job (its
+    # class declares +cursor+) arrays of keys, the first and last key in keyset order when omitted.
+    def key_range(cursor_columns, min, max)
+      return { batch_min_value: Integer(min), batch_max_value: max&.then { |v| Integer(v) } } unless cursor_columns
+
+      { cursor_columns:, min_cursor: cursor_keys(:batch_min_value, min, cursor_columns),
+        max_cursor: cursor_keys(:batch_max_value, max, cursor_columns) }
+    end
+
+    def cursor_keys(option, value, columns)
+      return value.map { |v| Integer(v) } if value.is_a?(Array)
+      return if value.nil? || (option == :batch_min_value && value == BATCH_MIN_VALUE)
+
+      raise InvalidArgumentError, "#{option}: #{value.inspect} given for a job batched by cursor " \
+                                  "(#{columns.join(', ')}): give an array of #{columns.size} keys"
+    end
 
     # The migration's version, as GitLab stores it in queued_migration_version.
     def queued_version

@@ -3,6 +3,7 @@
 use postgres::Transaction;
 
 use super::cursor::{self, CursorRange};
+use super::cursor_split;
 use super::reach::Reach;
 use super::statements::Statements;
 use super::{sql, Limits, RunnerOptions};
@@ -346,7 +347,11 @@ pub(super) fn fail(
 ) -> Result<Completion> {
     let keys = batch.max_value - batch.min_value;
     // GitLab splits only a batch larger than its sub-batch: a smaller one cannot run in less.
-    if timed_out && batch.batch_size > batch.sub_batch_size && batch.batch_size > 1 && keys > 0 {
+    let splits = timed_out && batch.batch_size > batch.sub_batch_size && batch.batch_size > 1;
+    if let (true, Some(cursor)) = (splits, batch.cursor.as_deref()) {
+        return cursor_split::split(tx, st, batch, cursor, owner);
+    }
+    if splits && keys > 0 {
         let half = (batch.batch_size / 2).max(1);
         let mid = batch.min_value + keys / 2;
         let Some(row) = st.query_opt(tx, sql::SHRINK_JOB, &[&batch.job_id, &owner, &mid, &half])?

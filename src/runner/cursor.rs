@@ -1,10 +1,11 @@
 //! Cursor batching: GitLab's composite-key migrations (`min_cursor`/`max_cursor`, GitLab 17.6),
-//! batched over the table's primary key columns in keyset order with row comparisons.
+//! batched in keyset order with row comparisons over the job class's cursor columns, stored when
+//! this library queued the migration, or the table's primary key columns for a row GitLab wrote.
 //!
 //! GitLab's semantics, kept so that rows GitLab wrote resume where GitLab left them: a batch
-//! starts strictly after the previous batch's `max_cursor` (the first one strictly after the
-//! migration's `min_cursor`, which GitLab's keyset iterator takes as a position before the first
-//! row); a job covers its `min_cursor` to its `max_cursor`, both included; nothing past the
+//! starts strictly after the previous batch's `max_cursor` (the first one at the migration's
+//! `min_cursor`, included, so that the first key, which queueing here stores there, is not
+//! skipped); a job covers its `min_cursor` to its `max_cursor`, both included; nothing past the
 //! migration's `max_cursor` is handed out.
 
 use postgres::types::{ToSql, Type};
@@ -14,7 +15,7 @@ use super::batch::{finish_if_done, Batch, Claimant};
 use super::sql_job::SqlJobReport;
 use super::statements::{Param, Statements};
 use super::{sql, RunnerOptions};
-use crate::batching::KEY_TYPES;
+use crate::batching::cursor_key_problem;
 use crate::error::{Error, Result};
 use crate::interrupt::Interrupt;
 use crate::sql::{quote_ident, quote_table};
@@ -32,22 +33,31 @@ pub struct CursorRange {
 const HOLD_SECS: f64 = 600.0;
 
 /// The migration's cursors (read through `to_jsonb`, so tables from before GitLab added the
-/// columns are read too) and the end of the last batch handed out.
+/// columns are read too), the end of the last batch handed out, and the cursor columns stored
+/// when this library queued it (none on a row GitLab wrote).
 const MIGRATION_CURSORS: &str = "SELECT (to_jsonb(m) -> 'min_cursor')::text, \
     (to_jsonb(m) -> 'max_cursor')::text, \
     (SELECT j.max_cursor::text FROM batched_background_migration_jobs j \
      WHERE j.batched_background_migration_id = m.id AND j.max_cursor IS NOT NULL \
-     ORDER BY j.max_cursor DESC LIMIT 1) \
+     ORDER BY j.max_cursor DESC LIMIT 1), \
+    (to_jsonb(m) -> 'schema_fence_cursor_columns')::text \
     FROM batched_background_migrations m WHERE m.id = $1";
 
-const JOB_CURSORS: &str = "SELECT min_cursor::text, max_cursor::text \
-    FROM batched_background_migration_jobs WHERE id = $1";
+const JOB_CURSORS: &str = "SELECT min_cursor::text, max_cursor::text, batch_size, sub_batch_size, \
+    pause_ms FROM batched_background_migration_jobs WHERE id = $1";
 
 /// The primary key's columns in key order, with their types. `$1` is the quoted table name.
 const PRIMARY_KEY: &str = "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) \
     FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
     WHERE i.indrelid = to_regclass($1) AND i.indisprimary \
     ORDER BY array_position(i.indkey::int2[], a.attnum)";
+
+/// The stored cursor columns in their order, with their types (NULL: no such column).
+const CURSOR_COLUMNS: &str = "SELECT c.name, format_type(a.atttypid, NULL) \
+    FROM unnest($2::text[]) WITH ORDINALITY c(name, ord) \
+    LEFT JOIN pg_attribute a ON a.attrelid = to_regclass($1) AND a.attname = c.name \
+     AND a.attnum > 0 AND NOT a.attisdropped \
+    ORDER BY c.ord";
 
 const HOLD: &str = "UPDATE batched_background_migrations SET on_hold_until = now() + \
     make_interval(secs => $2), schema_fence_hold_reason = $3, updated_at = now() WHERE id = $1";
@@ -103,8 +113,21 @@ pub(super) fn claim(
     let row = st.query_one(tx, MIGRATION_CURSORS, &[&id])?;
     let (min, max, last): (Option<String>, Option<String>, Option<String>) =
         (row.get(0), row.get(1), row.get(2));
+    let declared: Option<String> = row.get(3);
+    let declared = declared
+        .filter(|text| text != "null")
+        .map(|text| serde_json::from_str::<Vec<String>>(&text))
+        .transpose()
+        .map_err(|e| {
+            invalid(
+                format!("migration {id}"),
+                format!("schema_fence_cursor_columns: {e}"),
+            )
+        })?;
     let columns = match (min.as_deref(), max.as_deref()) {
-        (Some(min), Some(max)) => usable_columns(tx, st, &batch.table_name, min, max)?,
+        (Some(min), Some(max)) => {
+            usable_columns(tx, st, &batch.table_name, declared.as_deref(), (min, max))?
+        }
         _ => Err("no key range: min_value/max_value and min_cursor/max_cursor are NULL".into()),
     };
     let (columns, migration_min, migration_max) = match columns {
@@ -125,6 +148,10 @@ pub(super) fn claim(
         };
         batch.job_id = job_id;
         batch.attempts = attempts + 1;
+        // A halved job runs with its own, smaller sizes, not the migration's.
+        batch.batch_size = row.get(2);
+        batch.sub_batch_size = row.get(3);
+        batch.pause_ms = row.get(4);
         batch.cursor = Some(Box::new(CursorRange {
             columns,
             min: keys(0)?,
@@ -137,11 +164,17 @@ pub(super) fn claim(
         )?;
         return Ok(Some(batch));
     }
-    let after = match last {
-        Some(text) => parse_keys(&text).map_err(|p| invalid(format!("migration {id}"), p))?,
-        None => migration_min,
+    // The first batch starts at min_cursor, included: the first key when this library queued
+    // the migration, a position before it in the rows of GitLab's tests; either way no key is
+    // missed. Later batches start strictly after the last job's max_cursor.
+    let (after, inclusive) = match last {
+        Some(text) => (
+            parse_keys(&text).map_err(|p| invalid(format!("migration {id}"), p))?,
+            false,
+        ),
+        None => (migration_min, true),
     };
-    let walk = walk_sql(&batch.table_name, &columns, false)?;
+    let walk = walk_sql(&batch.table_name, &columns, inclusive)?;
     let limit = i64::from(batch.batch_size.max(1));
     let Some((first, last_key)) = walk_keys(tx, st, &walk, &after, &migration_max, limit)? else {
         finish_if_done(tx, st, id, options.limits())?;
@@ -175,14 +208,15 @@ pub(super) fn claim(
 
 type Columns = (Vec<String>, Vec<i64>, Vec<i64>);
 
-/// The columns to walk (the table's primary key), checked against the migration's cursors: as
-/// many columns as the cursors have values, each of an integer type. `Err` says why not.
+/// The columns to walk, checked against the migration's cursors: as many columns as the cursors
+/// have values, each of an integer type. They are the cursor columns stored at queue time
+/// (`declared`), or for a row GitLab wrote, the table's primary key. `Err` says why not.
 fn usable_columns(
     tx: &mut Transaction<'_>,
     st: &mut Statements,
     table: &str,
-    min: &str,
-    max: &str,
+    declared: Option<&[String]>,
+    (min, max): (&str, &str),
 ) -> Result<std::result::Result<Columns, String>> {
     let (min, max) = match (parse_keys(min), parse_keys(max)) {
         (Ok(min), Ok(max)) => (min, max),
@@ -196,24 +230,20 @@ fn usable_columns(
         )));
     }
     let quoted = quote_table(table)?;
-    let key: Vec<(String, String)> = st
-        .query(tx, PRIMARY_KEY, &[&quoted])?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
-    if key.len() != min.len() {
-        return Ok(Err(format!(
-            "cursor-batched over {} values, but table {table} has a primary key of {} columns; \
-             schema_fence walks the primary key",
-            min.len(),
-            key.len()
-        )));
-    }
-    if let Some((column, kind)) = key.iter().find(|(_, t)| !KEY_TYPES.contains(&t.as_str())) {
-        return Ok(Err(format!(
-            "cursor column {table}.{column} is {kind}; schema_fence batches over {}",
-            KEY_TYPES.join(", ")
-        )));
+    let key: Vec<(String, Option<String>)> = match declared {
+        Some(columns) => st
+            .query(tx, CURSOR_COLUMNS, &[&quoted, &columns])?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect(),
+        None => st
+            .query(tx, PRIMARY_KEY, &[&quoted])?
+            .iter()
+            .map(|r| (r.get(0), Some(r.get(1))))
+            .collect(),
+    };
+    if let Some(why) = cursor_key_problem(table, min.len(), declared.is_some(), &key) {
+        return Ok(Err(why));
     }
     Ok(Ok((key.into_iter().map(|(c, _)| c).collect(), min, max)))
 }
@@ -231,7 +261,7 @@ fn parse_keys(text: &str) -> std::result::Result<Vec<i64>, String> {
         .collect()
 }
 
-fn json(keys: &[i64]) -> String {
+pub(super) fn json(keys: &[i64]) -> String {
     serde_json::Value::from(keys.to_vec()).to_string()
 }
 
@@ -275,7 +305,7 @@ pub(super) fn walk_sql(table: &str, columns: &[String], inclusive: bool) -> Resu
 /// The first key of a run and its last when the run has its full length.
 type Walked = (Vec<i64>, Option<Vec<i64>>);
 
-fn walk_keys(
+pub(super) fn walk_keys(
     client: &mut impl postgres::GenericClient,
     st: &mut Statements,
     walk: &str,

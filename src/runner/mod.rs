@@ -10,6 +10,7 @@ pub use error::RunnerError;
 
 mod batch;
 mod cursor;
+mod cursor_split;
 mod fence;
 mod pace;
 pub mod reach;

@@ -56,6 +56,13 @@ pub struct QueueRequest {
     pub batch_class_name: String,
     /// An explicit `gitlab_schema:`: it must be the tag the restriction and the table give.
     pub gitlab_schema: Option<String>,
+    /// The job class's `cursor` columns: the migration is cursor-batched over them, with
+    /// `min_cursor`/`max_cursor` instead of `min_value`/`max_value`.
+    pub cursor_columns: Option<Vec<String>>,
+    /// Given cursors (GitLab's `batch_min_value`/`batch_max_value` as arrays); else the first
+    /// and last key in keyset order.
+    pub min_cursor: Option<Vec<i64>>,
+    pub max_cursor: Option<Vec<i64>>,
 }
 
 impl QueueRequest {
@@ -76,6 +83,9 @@ impl QueueRequest {
             queued_migration_version: None,
             batch_class_name: batching::PRIMARY_KEY.into(),
             gitlab_schema: None,
+            cursor_columns: None,
+            min_cursor: None,
+            max_cursor: None,
         }
     }
 
@@ -205,29 +215,50 @@ pub enum QueueOutcome {
 }
 
 /// The insert; `{version}` adds `queued_migration_version` (`$16`) where the table has that
-/// column (GitLab added it in 2023). Any unique index of GitLab's is a conflict: the
+/// column (GitLab added it in 2023); `{range}` is `min_value, max_value` or, for a cursor, `min_cursor,
+/// max_cursor` (`$10`, `$11`), `min_value`/`max_value` then left to the table's defaults, as
+/// GitLab's model leaves them, and the cursor columns go to this library's
+/// `schema_fence_cursor_columns` (the next parameter, a JSON array), which the claim walks. Any unique index of GitLab's is a conflict: the
 /// configuration index (with or without the tag) is the idempotency key.
 const INSERT: &str = r#"
 INSERT INTO batched_background_migrations
     (created_at, updated_at, job_class_name, table_name, column_name, job_arguments, gitlab_schema,
-     "interval", batch_size, sub_batch_size, max_batch_size, min_value, max_value, pause_ms, status,
-     batch_class_name, total_tuple_count{version})
+     "interval", batch_size, sub_batch_size, max_batch_size, {range}, pause_ms, status,
+     batch_class_name, total_tuple_count{version}{cursor_columns})
 VALUES (now(), now(), $1, $2, $3, $4::jsonb, $5, $6::smallint, $7::integer, $8::integer, $9::integer,
-        $10::bigint, $11::bigint, $12::integer, $13::smallint, $14,
-        (SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass($15)){version_value})
+        {range_values}, $12::integer, $13::smallint, $14,
+        (SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass($15)){version_value}{cursor_columns_value})
 ON CONFLICT DO NOTHING
 RETURNING id::text
 "#;
 
-fn insert_sql(with_version: bool) -> String {
+fn insert_sql(with_version: bool, cursor: bool) -> String {
     let (column, value) = if with_version {
         (", queued_migration_version", ", $16")
     } else {
         ("", "")
     };
+    let (range, range_values) = if cursor {
+        ("min_cursor, max_cursor", "$10::jsonb, $11::jsonb")
+    } else {
+        ("min_value, max_value", "$10::bigint, $11::bigint")
+    };
+    let (columns, columns_value) = if cursor {
+        let n = if with_version { 17 } else { 16 };
+        (
+            ", schema_fence_cursor_columns".to_string(),
+            format!(", ARRAY(SELECT jsonb_array_elements_text(${n}::jsonb))"),
+        )
+    } else {
+        (String::new(), String::new())
+    };
     INSERT
         .replace("{version_value}", value)
         .replace("{version}", column)
+        .replace("{cursor_columns_value}", &columns_value)
+        .replace("{cursor_columns}", &columns)
+        .replace("{range_values}", range_values)
+        .replace("{range}", range)
 }
 
 const FIND: &str = "SELECT id::text FROM batched_background_migrations \
@@ -294,6 +325,10 @@ pub fn queue(db: &mut dyn Db, dictionary: &Dictionary, req: &QueueRequest) -> Re
         });
     }
     let with_version = text(&found[0], 3)? == "t";
+    if let Some(columns) = &req.cursor_columns {
+        let range = cursor_range(db, req, &quoted_table, columns)?;
+        return insert(db, req, &tag, strategy, &quoted_table, with_version, range);
+    }
     let max_value = if let Some(max) = req.batch_max_value {
         Some(max)
     } else {
@@ -304,9 +339,68 @@ pub fn queue(db: &mut dyn Db, dictionary: &Dictionary, req: &QueueRequest) -> Re
         opt_int(&db.query(&sql, &[])?[0], 0)?
     };
     // An empty table has nothing to migrate: GitLab queues it as already finished.
-    let (max_value, status) = match max_value {
-        Some(max) if max >= req.batch_min_value => (max, "1"),
-        _ => (req.batch_min_value, "3"),
+    let range = match max_value {
+        Some(max) if max >= req.batch_min_value => Range::Ids(req.batch_min_value, max, "1"),
+        _ => Range::Ids(req.batch_min_value, req.batch_min_value, "3"),
+    };
+    insert(db, req, &tag, strategy, &quoted_table, with_version, range)
+}
+
+/// The migration's key range: ids, or cursors as JSON; with its status (`"3"`: nothing to do).
+enum Range {
+    Ids(i64, i64, &'static str),
+    /// The first and last key, the status, and the cursor columns, each as JSON.
+    Cursors(String, String, &'static str, String),
+}
+
+/// The cursors: given, or the first and last key in keyset order over the (checked) columns;
+/// an empty table is queued finished, as GitLab queues it.
+fn cursor_range(
+    db: &mut dyn Db,
+    req: &QueueRequest,
+    quoted_table: &str,
+    columns: &[String],
+) -> Result<Range> {
+    let names = super::enqueue_cursor::check_columns(db, &req.table_name, quoted_table, columns)?;
+    let given = |what: &str, keys: &Option<Vec<i64>>| {
+        keys.as_deref()
+            .map(|k| super::enqueue_cursor::given(what, k, columns))
+            .transpose()
+    };
+    let (min, max) = (
+        given("batch_min_value", &req.min_cursor)?,
+        given("batch_max_value", &req.max_cursor)?,
+    );
+    if let (Some(min), Some(max)) = (&min, &max) {
+        return Ok(Range::Cursors(min.clone(), max.clone(), "1", names));
+    }
+    if let Some((first, last)) = super::enqueue_cursor::bounds(db, quoted_table, columns)? {
+        return Ok(Range::Cursors(
+            min.unwrap_or(first),
+            max.unwrap_or(last),
+            "1",
+            names,
+        ));
+    }
+    let start = min.unwrap_or_else(|| {
+        serde_json::Value::from(vec![req.batch_min_value; columns.len()]).to_string()
+    });
+    Ok(Range::Cursors(start.clone(), start, "3", names))
+}
+
+fn insert(
+    db: &mut dyn Db,
+    req: &QueueRequest,
+    tag: &str,
+    strategy: Strategy,
+    quoted_table: &str,
+    with_version: bool,
+    range: Range,
+) -> Result<QueueOutcome> {
+    let tag = tag.to_string();
+    let (min, max, status, cursor_columns) = match range {
+        Range::Ids(min, max, status) => (min.to_string(), max.to_string(), status, None),
+        Range::Cursors(min, max, status, columns) => (min, max, status, Some(columns)),
     };
     let arguments = req.job_arguments.as_str();
     let numbers = [
@@ -316,8 +410,6 @@ pub fn queue(db: &mut dyn Db, dictionary: &Dictionary, req: &QueueRequest) -> Re
         req.max_batch_size
             .map(|m| m.to_string())
             .unwrap_or_default(),
-        req.batch_min_value.to_string(),
-        max_value.to_string(),
         req.pause_ms.to_string(),
     ];
     let params = [
@@ -330,20 +422,23 @@ pub fn queue(db: &mut dyn Db, dictionary: &Dictionary, req: &QueueRequest) -> Re
         Some(numbers[1].as_str()),
         Some(numbers[2].as_str()),
         req.max_batch_size.map(|_| numbers[3].as_str()),
+        Some(min.as_str()),
+        Some(max.as_str()),
         Some(numbers[4].as_str()),
-        Some(numbers[5].as_str()),
-        Some(numbers[6].as_str()),
         Some(status),
         Some(strategy.name()),
-        Some(quoted_table.as_str()),
+        Some(quoted_table),
         req.queued_migration_version.as_deref(),
     ];
-    let params = if with_version {
-        &params[..]
+    let mut params = if with_version {
+        params.to_vec()
     } else {
-        &params[..15]
+        params[..15].to_vec()
     };
-    let inserted = db.query(&insert_sql(with_version), params)?;
+    if let Some(columns) = &cursor_columns {
+        params.push(Some(columns.as_str()));
+    }
+    let inserted = db.query(&insert_sql(with_version, cursor_columns.is_some()), &params)?;
     if let Some(row) = inserted.first() {
         return Ok(QueueOutcome::Queued {
             id: text(row, 0)?.parse().unwrap_or_default(),

@@ -151,7 +151,33 @@ SELECT m.id::text, m.job_class_name, m.table_name, m.column_name, m.job_argument
        (SELECT extract(epoch FROM l.created_at)::float8 FROM batched_background_migration_jobs l
         WHERE l.batched_background_migration_id = m.id ORDER BY l.id DESC LIMIT 1)::text,
        COALESCE(j.running, 0)::text, COALESCE(j.retryable, 0)::text, COALESCE(j.pending, 0)::text,
-       c.workers::text
+       c.workers::text,
+       -- A cursor row's walk key (batching::cursor_key_problem): its stored cursor columns, or
+       -- the table's primary key, each with its type, read as the claim reads them.
+       (SELECT jsonb_build_object('declared', w.declared, 'key',
+                   COALESCE(jsonb_agg(jsonb_build_array(k.name, k.kind) ORDER BY k.ord)
+                            FILTER (WHERE k.name IS NOT NULL), '[]'::jsonb))::text
+        FROM (SELECT jsonb_typeof(to_jsonb(m) -> 'schema_fence_cursor_columns') = 'array' AS declared,
+                     to_regclass(CASE WHEN strpos(m.table_name, '.') > 0
+                                      THEN quote_ident(split_part(m.table_name, '.', 1)) || '.' ||
+                                           quote_ident(split_part(m.table_name, '.', 2))
+                                      ELSE quote_ident(m.table_name) END) AS rel) w
+        LEFT JOIN LATERAL (
+            SELECT c.name, format_type(a.atttypid, NULL) AS kind, c.ord
+            FROM jsonb_array_elements_text(CASE WHEN w.declared
+                     THEN to_jsonb(m) -> 'schema_fence_cursor_columns' ELSE '[]'::jsonb END)
+                 WITH ORDINALITY c(name, ord)
+            LEFT JOIN pg_attribute a ON a.attrelid = w.rel AND a.attname = c.name
+                 AND a.attnum > 0 AND NOT a.attisdropped
+            UNION ALL
+            SELECT a.attname::text, format_type(a.atttypid, NULL),
+                   array_position(i.indkey::int2[], a.attnum)::bigint
+            FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+            WHERE NOT w.declared AND i.indrelid = w.rel AND i.indisprimary
+        ) k ON true
+        WHERE (m.min_value IS NULL OR m.max_value IS NULL)
+          AND jsonb_typeof(to_jsonb(m) -> 'min_cursor') = 'array'
+        GROUP BY w.declared)
 FROM batched_background_migrations m
 CROSS JOIN (
     SELECT now() AS now,
@@ -175,6 +201,27 @@ ORDER BY m.id
 /// Every tracking row of the database `db` reached, in queue order.
 pub fn list(db: &mut dyn Db) -> Result<Vec<MigrationRow>> {
     db.query(LIST, &[])?.iter().map(parse).collect()
+}
+
+/// Whether the key the claim would walk fits the row's cursors (width and integer types), from
+/// the listing's walk key (column 29); `None` when it fits or was not read.
+fn walk_key_problem(row: &Row, min_cursor: &str, table: &str) -> Option<String> {
+    let walk: serde_json::Value = serde_json::from_str(row.get(29)?.as_deref()?).ok()?;
+    let width = serde_json::from_str::<Vec<serde_json::Value>>(min_cursor)
+        .ok()?
+        .len();
+    let key: Vec<(String, Option<String>)> = walk["key"]
+        .as_array()?
+        .iter()
+        .map(|pair| {
+            (
+                pair[0].as_str().unwrap_or_default().to_string(),
+                pair[1].as_str().map(ToString::to_string),
+            )
+        })
+        .collect();
+    let declared = walk["declared"].as_bool().unwrap_or(false);
+    crate::batching::cursor_key_problem(table, width, declared, &key)
 }
 
 fn parse(row: &Row) -> Result<MigrationRow> {
@@ -203,8 +250,9 @@ fn parse(row: &Row) -> Result<MigrationRow> {
             min_cursor.is_some() && max_cursor.is_some(),
         )
         .or_else(|| match (&min_cursor, &max_cursor) {
-            (Some(min), Some(max)) if min_value.is_none() => {
+            (Some(min), Some(max)) if min_value.is_none() || max_value.is_none() => {
                 crate::batching::cursor_shape_problem(min, max)
+                    .or_else(|| walk_key_problem(row, min, text(row, 2).unwrap_or_default()))
             }
             _ => None,
         }),

@@ -10,6 +10,7 @@ pub use error::StoreError;
 
 mod client;
 pub mod enqueue;
+mod enqueue_cursor;
 pub mod identity;
 pub mod install;
 pub mod jobs;

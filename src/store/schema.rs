@@ -200,6 +200,9 @@ ALTER TABLE batched_background_migration_jobs
 
 -- Why a health indicator put the migration on hold (until on_hold_until).
 ALTER TABLE batched_background_migrations ADD COLUMN IF NOT EXISTS schema_fence_hold_reason text;
+-- The job class's cursor columns, stored when this library queued a cursor-batched migration:
+-- the claim has no job class and walks these (a row GitLab wrote has none: its primary key).
+ALTER TABLE batched_background_migrations ADD COLUMN IF NOT EXISTS schema_fence_cursor_columns text[];
 
 -- GitLab's own index of its gitlab_schema migration (20220503035221 and later): the idempotency
 -- key of the enqueue. A no-op where GitLab created it already.

@@ -213,6 +213,9 @@ fn request(ruby: &Ruby, call: RHash, what: &'static str) -> Result<QueueRequest,
         req.batch_class_name = name;
     }
     req.gitlab_schema = read.get("gitlab_schema")?;
+    req.cursor_columns = read.get("cursor_columns")?;
+    req.min_cursor = read.get("min_cursor")?;
+    req.max_cursor = read.get("max_cursor")?;
     read.finish()?;
     Ok(req)
 }
