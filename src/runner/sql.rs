@@ -234,10 +234,6 @@ SELECT count(*), count(*) FILTER (WHERE status = 2)
 FROM batched_background_migration_jobs WHERE batched_background_migration_id = $1
 "#;
 
-/// The first key at or after `$1` and the last of at most `$3` keys from there, not past `$2`;
-/// NULLs when no key is left; and how many keys there were. One index range walk. The bounds are
-/// bigint and compared with the column in its own type (smallint, integer or bigint), so the
-/// column's index serves the walk.
 /// The `$3`-th key of the primary-key walk from `$1` to `$2`, or no row when fewer keys remain:
 /// the batch's end in one index-only walk that skips keys instead of aggregating them (about
 /// half of [`key_range`]'s time on 100,000 keys).
@@ -259,6 +255,10 @@ pub fn first_key(table: &str, column: &str) -> Result<String> {
     ))
 }
 
+/// The first key at or after `$1` and the last of at most `$3` keys from there, not past `$2`;
+/// NULLs when no key is left; and how many keys there were. One index range walk. The bounds are
+/// bigint and compared with the column in its own type (smallint, integer or bigint), so the
+/// column's index serves the walk.
 pub fn key_range(table: &str, column: &str, strategy: Strategy) -> Result<String> {
     let column = quote_ident(column);
     let table = quote_table(table)?;
