@@ -255,3 +255,33 @@ mod the_next_run_time {
         assert_eq!(runner(&url).fetch().unwrap().0, vec![3]);
     }
 }
+
+/// What once made the plan flip: GitLab's index on `status` against the due range, decided by how
+/// many active rows `ANALYZE`'s sample happened to see (4 times in 20 at 1,000 of 1,000,000).
+mod whatever_analyze_samples {
+    use super::*;
+
+    #[test]
+    fn the_fetch_of_1000_migrations_none_due_among_1_000_000_walks_the_due_index() {
+        let url = ci_database("fetch_plan_stable");
+        let rows = 1_000_000;
+        insert_migrations(&url, 1, rows - 1000, "'gitlab_ci'", "3", "'done_' || i");
+        insert_migrations(&url, rows - 999, rows, "'gitlab_ci'", "1", "'table_' || i");
+        start_every_active_migration(&url);
+        for sample in 0..8 {
+            connect(&url)
+                .batch_execute("ANALYZE batched_background_migrations")
+                .unwrap();
+            let (plan, buffers) = explain_fetch(&url);
+            assert!(
+                plan.contains("index_batched_background_migrations_due")
+                    && !plan.contains("index_batched_background_migrations_on_status"),
+                "sample {sample}: {plan}"
+            );
+            assert!(
+                buffers <= BOUNDED_BUFFERS,
+                "sample {sample}: {buffers} buffers:\n{plan}"
+            );
+        }
+    }
+}
