@@ -14,6 +14,48 @@ pub const IDENTITY: &str = "SELECT name, serves, epoch, claims_paused, system_id
 pub const IDENTITY_FOR_SHARE: &str = "SELECT name, serves, epoch, claims_paused, \
     system_identifier, database_oid FROM public.schema_fence_identity WHERE singleton FOR SHARE";
 
+/// Whether the due row `m` may run now: not on hold, runnable by this library, the oldest
+/// executable migration of its table among the allowed schemas, and its interval elapsed.
+macro_rules! may_run {
+    () => {
+        r#"COALESCE((m.on_hold_until IS NULL OR m.on_hold_until < now())
+    AND (m.batch_class_name = 'PrimaryKeyBatchingStrategy' OR (m.min_value IS NOT NULL AND m.max_value IS NOT NULL AND m.batch_class_name = 'LooseIndexScanBatchingStrategy'))
+    AND m.id = (
+        SELECT min(first.id) FROM batched_background_migrations first
+        WHERE first.table_name = m.table_name AND first.status IN (1, 5)
+          AND first.gitlab_schema = ANY($1::text[])
+          AND (first.on_hold_until IS NULL OR first.on_hold_until < now())
+          AND (first.batch_class_name = 'PrimaryKeyBatchingStrategy' OR (first.min_value IS NOT NULL AND first.max_value IS NOT NULL AND first.batch_class_name = 'LooseIndexScanBatchingStrategy')))
+    AND COALESCE((
+        SELECT j.created_at FROM batched_background_migration_jobs j
+        WHERE j.batched_background_migration_id = m.id
+        ORDER BY j.id DESC LIMIT 1), '-infinity') <= statement_timestamp() - make_interval(secs => m."interval"), false)"#
+    };
+}
+
+/// One step of the walk: the first due row of the schema `$schema` (after `$after`, the row the
+/// step before saw), with whether it may run.
+macro_rules! due_step {
+    ($schema:literal, $after:literal) => {
+        concat!(
+            r#"
+    SELECT m.id, m.schema_fence_next_run_at AS next_run_at, "#,
+            may_run!(),
+            r#" AS ok
+    FROM batched_background_migrations m
+    WHERE m.status IN (1, 5)
+      AND m.gitlab_schema = "#,
+            $schema,
+            r#"
+      AND m.schema_fence_next_run_at <= statement_timestamp()"#,
+            $after,
+            r#"
+    ORDER BY m.schema_fence_next_run_at, m.id
+    LIMIT 1"#
+        )
+    };
+}
+
 /// The fetch of docs/architecture.md section 7: per table, the oldest executable migration of the allowed
 /// schemas (`$1`: active or finalizing, not on hold, runnable by this library; GitLab's
 /// `active_migrations_distinct_on_table`), when its interval has elapsed, at most `$2`: the ones
@@ -31,55 +73,25 @@ pub const IDENTITY_FOR_SHARE: &str = "SELECT name, serves, epoch, claims_paused,
 /// run.
 macro_rules! executable_migrations {
     () => {
-        r#"
+        concat!(
+            r#"
 WITH RECURSIVE walk(gitlab_schema, id, next_run_at, ok, found) AS (
   SELECT allowed.gitlab_schema, c.id, c.next_run_at, c.ok, c.ok::int
   FROM unnest($1::text[]) AS allowed(gitlab_schema)
-  CROSS JOIN LATERAL (
-    SELECT m.id, m.schema_fence_next_run_at AS next_run_at,
-           COALESCE((m.on_hold_until IS NULL OR m.on_hold_until < now())
-    AND (m.batch_class_name = 'PrimaryKeyBatchingStrategy' OR (m.min_value IS NOT NULL AND m.max_value IS NOT NULL AND m.batch_class_name = 'LooseIndexScanBatchingStrategy'))
-    AND m.id = (
-        SELECT min(first.id) FROM batched_background_migrations first
-        WHERE first.table_name = m.table_name AND first.status IN (1, 5)
-          AND first.gitlab_schema = ANY($1::text[])
-          AND (first.on_hold_until IS NULL OR first.on_hold_until < now())
-          AND (first.batch_class_name = 'PrimaryKeyBatchingStrategy' OR (first.min_value IS NOT NULL AND first.max_value IS NOT NULL AND first.batch_class_name = 'LooseIndexScanBatchingStrategy')))
-    AND COALESCE((
-        SELECT j.created_at FROM batched_background_migration_jobs j
-        WHERE j.batched_background_migration_id = m.id
-        ORDER BY j.id DESC LIMIT 1), '-infinity') <= statement_timestamp() - make_interval(secs => m."interval"), false) AS ok
-    FROM batched_background_migrations m
-    WHERE m.status IN (1, 5)
-      AND m.gitlab_schema = allowed.gitlab_schema
-      AND m.schema_fence_next_run_at <= statement_timestamp()
-    ORDER BY m.schema_fence_next_run_at, m.id
-    LIMIT 1
+  CROSS JOIN LATERAL ("#,
+            due_step!("allowed.gitlab_schema", ""),
+            r#"
   ) c
   UNION ALL
   SELECT w.gitlab_schema, c.id, c.next_run_at, c.ok, w.found + c.ok::int
   FROM walk w
-  CROSS JOIN LATERAL (
-    SELECT m.id, m.schema_fence_next_run_at AS next_run_at,
-           COALESCE((m.on_hold_until IS NULL OR m.on_hold_until < now())
-    AND (m.batch_class_name = 'PrimaryKeyBatchingStrategy' OR (m.min_value IS NOT NULL AND m.max_value IS NOT NULL AND m.batch_class_name = 'LooseIndexScanBatchingStrategy'))
-    AND m.id = (
-        SELECT min(first.id) FROM batched_background_migrations first
-        WHERE first.table_name = m.table_name AND first.status IN (1, 5)
-          AND first.gitlab_schema = ANY($1::text[])
-          AND (first.on_hold_until IS NULL OR first.on_hold_until < now())
-          AND (first.batch_class_name = 'PrimaryKeyBatchingStrategy' OR (first.min_value IS NOT NULL AND first.max_value IS NOT NULL AND first.batch_class_name = 'LooseIndexScanBatchingStrategy')))
-    AND COALESCE((
-        SELECT j.created_at FROM batched_background_migration_jobs j
-        WHERE j.batched_background_migration_id = m.id
-        ORDER BY j.id DESC LIMIT 1), '-infinity') <= statement_timestamp() - make_interval(secs => m."interval"), false) AS ok
-    FROM batched_background_migrations m
-    WHERE m.status IN (1, 5)
-      AND m.gitlab_schema = w.gitlab_schema
-      AND m.schema_fence_next_run_at <= statement_timestamp()
-      AND (m.schema_fence_next_run_at, m.id) > (w.next_run_at, w.id)
-    ORDER BY m.schema_fence_next_run_at, m.id
-    LIMIT 1
+  CROSS JOIN LATERAL ("#,
+            due_step!(
+                "w.gitlab_schema",
+                "
+      AND (m.schema_fence_next_run_at, m.id) > (w.next_run_at, w.id)"
+            ),
+            r#"
   ) c
   WHERE w.found < $2::bigint
 )
@@ -87,6 +99,7 @@ SELECT walk.id FROM walk WHERE walk.ok
 ORDER BY walk.next_run_at, walk.id
 LIMIT $2
 "#
+        )
     };
 }
 
