@@ -71,20 +71,6 @@ pub fn next_batch_size(
     (next != batch_size).then_some(next)
 }
 
-/// `$1`: the migration. Its batch size, `max_batch_size`, and the efficiencies of its last `$2`
-/// succeeded jobs, newest first (GitLab's `successful_in_execution_order`).
-pub const RECENT_EFFICIENCIES: &str = r#"
-SELECT m.batch_size, m.max_batch_size,
-       ARRAY(SELECT extract(epoch FROM j.finished_at - j.started_at)::float8 / m."interval"
-             FROM batched_background_migration_jobs j
-             WHERE j.batched_background_migration_id = m.id AND j.status = 3
-               AND j.started_at IS NOT NULL AND j.finished_at IS NOT NULL
-             ORDER BY j.finished_at DESC, j.id DESC
-             LIMIT $2)
-FROM batched_background_migrations m
-WHERE m.id = $1 AND m."interval" > 0
-"#;
-
 /// `$1` migration, `$2` job, `$3` smoothed efficiency, `$4` the batch size decided (unchanged
 /// when it stays): the decision on the job, and the migration's new size.
 pub const RECORD_DECISION: &str = r#"

@@ -284,28 +284,52 @@ fn migration_exhausted(
     Ok(max.zip(last).is_some_and(|(max, last)| last >= max))
 }
 
+/// What a completion tells the batch optimizer: the migration's batch size, its
+/// `max_batch_size`, and the efficiencies of its newest succeeded jobs, newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Recent {
+    pub batch_size: i32,
+    pub max_batch_size: Option<i32>,
+    pub efficiencies: Vec<f64>,
+}
+
+/// The row of `COMPLETE_JOB`: whether the ranges reach the end, and the optimizer's input.
+fn completed(done: &postgres::Row) -> (bool, Option<Recent>) {
+    let efficiencies: Option<Vec<f64>> = done.get(3);
+    let recent = efficiencies.map(|efficiencies| Recent {
+        batch_size: done.get(1),
+        max_batch_size: done.get(2),
+        efficiencies,
+    });
+    (done.get::<_, Option<bool>>(0) == Some(true), recent)
+}
+
 /// Completing in the caller's transaction (behind a pooler every statement is in one).
+/// `recent_jobs`: how many jobs' efficiencies the optimizer reads (0 without it).
 pub(super) fn complete_in(
     tx: &mut Transaction<'_>,
     st: &mut Statements,
     batch: &Batch,
-    owner: &str,
-    metrics_json: &str,
+    (owner, metrics_json, recent_jobs): (&str, &str, i64),
     max_attempts: Limits,
-) -> Result<Completion> {
+) -> Result<(Completion, Option<Recent>)> {
     let Some(done) = st.query_opt(
         tx,
         sql::COMPLETE_JOB,
-        &[&batch.job_id, &owner, &metrics_json],
+        &[&batch.job_id, &owner, &metrics_json, &recent_jobs],
     )?
     else {
-        return Ok(Completion::LeaseLost);
+        return Ok((Completion::LeaseLost, None));
     };
-    if done.get::<_, Option<bool>>(0) == Some(true) || cursor::exhausted(tx, st, batch)? {
+    let (reached_end, recent) = completed(&done);
+    if reached_end || cursor::exhausted(tx, st, batch)? {
         st.query_one(tx, sql::LOCK_MIGRATION_ROW, &[&batch.migration_id])?;
-        return finish_if_done(tx, st, batch.migration_id, max_attempts);
+        return Ok((
+            finish_if_done(tx, st, batch.migration_id, max_attempts)?,
+            None,
+        ));
     }
-    Ok(Completion::Recorded)
+    Ok((Completion::Recorded, recent))
 }
 
 /// Completing is one statement, atomic on its own; only finishing the migration takes a
@@ -314,26 +338,26 @@ pub(super) fn complete(
     client: &mut postgres::Client,
     st: &mut Statements,
     batch: &Batch,
-    owner: &str,
-    metrics_json: &str,
+    (owner, metrics_json, recent_jobs): (&str, &str, i64),
     limits: Limits,
-) -> Result<Completion> {
+) -> Result<(Completion, Option<Recent>)> {
     let Some(done) = st.query_opt(
         client,
         sql::COMPLETE_JOB,
-        &[&batch.job_id, &owner, &metrics_json],
+        &[&batch.job_id, &owner, &metrics_json, &recent_jobs],
     )?
     else {
-        return Ok(Completion::LeaseLost);
+        return Ok((Completion::LeaseLost, None));
     };
-    if done.get::<_, Option<bool>>(0) == Some(true) || cursor::exhausted(client, st, batch)? {
+    let (reached_end, recent) = completed(&done);
+    if reached_end || cursor::exhausted(client, st, batch)? {
         let mut tx = client.transaction()?;
         st.query_one(&mut tx, sql::LOCK_MIGRATION_ROW, &[&batch.migration_id])?;
         let finished = finish_if_done(&mut tx, st, batch.migration_id, limits)?;
         tx.commit()?;
-        return Ok(finished);
+        return Ok((finished, None));
     }
-    Ok(Completion::Recorded)
+    Ok((Completion::Recorded, recent))
 }
 
 pub(super) fn fail(

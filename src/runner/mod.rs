@@ -9,6 +9,8 @@ mod error;
 pub use error::RunnerError;
 
 mod batch;
+mod claim_call;
+pub(crate) mod claim_function;
 mod cursor;
 mod cursor_split;
 mod fence;
@@ -135,6 +137,10 @@ pub struct Runner {
     last_allowed: Option<(SeenIdentity, Vec<String>)>,
     /// The health check before a claim and the optimizer after a completion.
     pace: Arc<Mutex<pace::Pace>>,
+    /// What the last claim fenced on, for the next claim's single statement to check.
+    claim_fence: Option<claim_call::ClaimFence>,
+    /// Whether `public.schema_fence_claim` exists here (an install before it has none).
+    claim_function: bool,
 }
 
 impl Runner {
@@ -155,6 +161,8 @@ impl Runner {
             place: Place::default(),
             last_allowed: None,
             pace: Arc::default(),
+            claim_fence: None,
+            claim_function: true,
         }
     }
 
@@ -225,6 +233,8 @@ impl Runner {
         }
         if self.client.is_none() {
             self.statements.clear();
+            self.claim_fence = None;
+            self.claim_function = true;
             if self.connector.is_none() {
                 let name = connect::application_name(&self.database, "runner");
                 self.connector = Some(Connector::new(&self.url, &name)?);
@@ -298,7 +308,7 @@ impl Runner {
 
     /// Fence, fetch and claim in one transaction.
     pub fn claim_next(&mut self) -> Result<Claim> {
-        self.with_retry(|r| r.claim_in_transaction(None, None, false))
+        self.with_retry(|r| r.claim(None, None, false))
     }
 
     /// Claims the next batch of one migration, refused unless the identity epoch is still
@@ -308,13 +318,13 @@ impl Runner {
         migration_id: i64,
         expected_epoch: Option<i64>,
     ) -> Result<Claim> {
-        self.with_retry(|r| r.claim_in_transaction(Some(migration_id), expected_epoch, false))
+        self.with_retry(|r| r.claim(Some(migration_id), expected_epoch, false))
     }
 
     /// Claims the next batch of a migration being finalized: as [`Runner::claim_migration`], but
     /// a hold (`on_hold_until`) does not stop it, as GitLab's finalize does not wait for one.
     pub fn claim_to_finalize(&mut self, migration_id: i64) -> Result<Claim> {
-        self.with_retry(|r| r.claim_in_transaction(Some(migration_id), None, true))
+        self.with_retry(|r| r.claim(Some(migration_id), None, true))
     }
 
     /// The migrations a claim would consider now, in order, without claiming: `(ids, epoch)`.
@@ -380,12 +390,29 @@ impl Runner {
         })
     }
 
-    fn claim_in_transaction(
+    /// One statement when the identity is the one the last claim fenced on (the common case),
+    /// else statement by statement in a transaction, which fences again.
+    fn claim(
         &mut self,
         only: Option<i64>,
         expected_epoch: Option<i64>,
         finalizing: bool,
     ) -> Result<Claim> {
+        if let Some(claim) = self.claim_in_one_statement(only, expected_epoch, finalizing)? {
+            return Ok(claim);
+        }
+        let (claim, fenced) = self.claim_in_transaction(only, expected_epoch, finalizing)?;
+        self.claim_fence = fenced;
+        Ok(claim)
+    }
+
+    /// The claim statement by statement; also returns what it fenced on when it may work.
+    fn claim_in_transaction(
+        &mut self,
+        only: Option<i64>,
+        expected_epoch: Option<i64>,
+        finalizing: bool,
+    ) -> Result<(Claim, Option<claim_call::ClaimFence>)> {
         let database = self.database.clone();
         let topology = self.topology.clone();
         let owner = self.owner.clone();
@@ -399,11 +426,11 @@ impl Runner {
         let (seen, _, recorded) = read_identity(&mut tx, statements, false)?;
         fence::check_place(&database, &seen.name, recorded, place)?;
         if let Fence::Idle { owner } = fence(&seen, &database, &topology)? {
-            return Ok(Claim::Idle { owner });
+            return Ok((Claim::Idle { owner }, None));
         }
-        let (identity, paused, _) = read_identity(&mut tx, statements, true)?;
+        let (identity, paused, recorded) = read_identity(&mut tx, statements, true)?;
         let allowed = match fence(&identity, &database, &topology)? {
-            Fence::Idle { owner } => return Ok(Claim::Idle { owner }),
+            Fence::Idle { owner } => return Ok((Claim::Idle { owner }, None)),
             Fence::Work { allowed, .. } => allowed,
         };
         if let Some(expected) = expected_epoch {
@@ -416,8 +443,13 @@ impl Runner {
             }
         }
         if paused {
-            return Ok(Claim::Paused);
+            return Ok((Claim::Paused, None));
         }
+        let fenced = claim_call::ClaimFence {
+            identity: identity.clone(),
+            recorded,
+            allowed: allowed.clone(),
+        };
         let candidates: Vec<i64> = match only {
             Some(id) => vec![id],
             None => statements
@@ -445,45 +477,33 @@ impl Runner {
                     epoch: identity.epoch,
                     place,
                 };
-                return Ok(Claim::Batch(batch));
+                return Ok((Claim::Batch(batch), Some(fenced)));
             }
         }
         tx.commit()?;
-        Ok(Claim::Nothing)
+        Ok((Claim::Nothing, Some(fenced)))
     }
 
     /// Marks the batch succeeded (if the lease is still ours) and the migration finished when
     /// nothing is left.
     pub fn complete(&mut self, batch: &Batch, metrics_json: &str) -> Result<Completion> {
-        let done = self.with_retry(|r| {
+        let recent_jobs = pace::lock(&self.pace).recent_jobs();
+        let (done, recent) = self.with_retry(|r| {
             let owner = r.owner.clone();
             let max_attempts = r.options.limits();
             let local = r.settings_sql("LOCAL");
             let (client, statements) = r.connection()?;
+            let job = (owner.as_str(), metrics_json, recent_jobs);
             if statements.prepared() {
-                return batch::complete(
-                    client,
-                    statements,
-                    batch,
-                    &owner,
-                    metrics_json,
-                    max_attempts,
-                );
+                return batch::complete(client, statements, batch, job, max_attempts);
             }
             let mut tx = Runner::begin(client, statements, &local)?;
-            let done = batch::complete_in(
-                &mut tx,
-                statements,
-                batch,
-                &owner,
-                metrics_json,
-                max_attempts,
-            )?;
+            let done = batch::complete_in(&mut tx, statements, batch, job, max_attempts)?;
             tx.commit()?;
             Ok(done)
         })?;
-        if done == Completion::Recorded {
-            self.optimize_after(batch);
+        if let (Completion::Recorded, Some(recent)) = (done, recent) {
+            self.optimize_after(batch, &recent);
         }
         Ok(done)
     }

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use postgres::GenericClient;
 
+use super::batch::Recent;
 use super::statements::Statements;
 use crate::error::Result;
 use crate::health::{self, HealthOptions, Reading, Signal, WalSample};
@@ -123,24 +124,49 @@ impl Pace {
         Ok(true)
     }
 
-    /// After job `job_id` of migration `id` succeeded: GitLab's optimizer step.
+    /// The migrations a claim may take without reading their indicators first: those whose
+    /// fresh verdict is "go" (none while the application's own indicators say stop). `None`
+    /// without a health check.
+    pub(super) fn checked(&self) -> Option<Vec<i64>> {
+        if !self.health.enabled {
+            return None;
+        }
+        if self.external.is_some() {
+            return Some(Vec::new());
+        }
+        Some(
+            self.cache
+                .iter()
+                .filter(|(_, (at, _, signal))| signal.is_none() && at.elapsed() < self.health.cache)
+                .map(|(id, _)| *id)
+                .collect(),
+        )
+    }
+
+    /// How many jobs' efficiencies a completion reads for the optimizer (none without it).
+    pub(super) fn recent_jobs(&self) -> i64 {
+        if self.optimizer.enabled {
+            self.optimizer.number_of_jobs
+        } else {
+            0
+        }
+    }
+
+    /// After job `job_id` of migration `id` succeeded, with what its completion read: GitLab's
+    /// optimizer step. Writes only when there is a decision (from `number_of_jobs` jobs on).
     pub(super) fn optimize(
         &mut self,
         client: &mut impl GenericClient,
         st: &mut Statements,
-        id: i64,
-        job_id: i64,
+        (id, job_id): (i64, i64),
+        recent: &Recent,
     ) -> Result<()> {
         if !self.optimizer.enabled {
             return Ok(());
         }
-        let jobs = self.optimizer.number_of_jobs;
-        let Some(row) = st.query_opt(client, optimizer::RECENT_EFFICIENCIES, &[&id, &jobs])? else {
-            return Ok(());
-        };
-        let (batch_size, max): (i32, Option<i32>) = (row.get(0), row.get(1));
-        let efficiencies: Vec<f64> = row.get(2);
-        let Some(efficiency) = optimizer::smoothed_efficiency(&efficiencies, &self.optimizer)
+        let (batch_size, max) = (recent.batch_size, recent.max_batch_size);
+        let Some(efficiency) =
+            optimizer::smoothed_efficiency(&recent.efficiencies, &self.optimizer)
         else {
             return Ok(());
         };
@@ -194,13 +220,21 @@ impl super::Runner {
 
     /// The optimizer's step after a recorded completion. The batch is recorded already, so a
     /// failure here is reported as a decision rather than failing the batch.
-    pub(super) fn optimize_after(&mut self, batch: &super::Batch) {
+    pub(super) fn optimize_after(&mut self, batch: &super::Batch, recent: &Recent) {
         let pace = self.pace.clone();
+        if !lock(&pace).optimizer.enabled {
+            return;
+        }
         let local = self.settings_sql("LOCAL");
+        let ids = (batch.migration_id, batch.job_id);
         let mut step = || -> Result<()> {
             let (client, statements) = self.connection()?;
+            if statements.prepared() {
+                // One statement (or none): atomic on its own.
+                return lock(&pace).optimize(client, statements, ids, recent);
+            }
             let mut tx = super::Runner::begin(client, statements, &local)?;
-            lock(&pace).optimize(&mut tx, statements, batch.migration_id, batch.job_id)?;
+            lock(&pace).optimize(&mut tx, statements, ids, recent)?;
             tx.commit()?;
             Ok(())
         };

@@ -226,17 +226,36 @@ pub const SET_MIGRATION_STATUS: &str = "UPDATE batched_background_migrations \
     SET status = $2, updated_at = now() WHERE id = $1 AND status IN (1, 5)";
 
 /// Completes the job if the lease is still ours, and tells whether the key ranges handed out
-/// reach the migration's end (then the migration may be finished).
+/// reach the migration's end (then the migration may be finished). For the batch optimizer it
+/// also returns, in the same round trip, the migration's batch sizes and the efficiencies of its
+/// newest `$4` succeeded jobs, newest first (`optimizer::smoothed_efficiency`'s input), this
+/// job's own included: the statement's snapshot predates its update, so this job comes from
+/// `done` and the others from the table. NULL when the migration has no interval.
 pub const COMPLETE_JOB: &str = r#"
 WITH done AS (
     UPDATE batched_background_migration_jobs
     SET status = 3, finished_at = now(), updated_at = now(), metrics = $3::text::jsonb,
         lease_owner = NULL, lease_expires_at = NULL
     WHERE id = $1 AND lease_owner = $2 AND status = 1
-    RETURNING batched_background_migration_id
+    RETURNING id, batched_background_migration_id, started_at, finished_at
 )
 SELECT m.max_value <= (SELECT max(max_value) FROM batched_background_migration_jobs
-                       WHERE batched_background_migration_id = m.id)
+                       WHERE batched_background_migration_id = m.id),
+       m.batch_size, m.max_batch_size,
+       CASE WHEN m."interval" > 0 THEN ARRAY(
+           SELECT extract(epoch FROM recent.finished_at - recent.started_at)::float8 / m."interval"
+           FROM (SELECT done.finished_at, done.started_at, done.id
+                 WHERE done.started_at IS NOT NULL
+                 UNION ALL
+                 (SELECT j.finished_at, j.started_at, j.id
+                  FROM batched_background_migration_jobs j
+                  WHERE j.batched_background_migration_id = m.id AND j.status = 3
+                    AND j.id <> done.id
+                    AND j.started_at IS NOT NULL AND j.finished_at IS NOT NULL
+                  ORDER BY j.finished_at DESC, j.id DESC
+                  LIMIT $4::bigint)) recent
+           ORDER BY recent.finished_at DESC, recent.id DESC
+           LIMIT $4::bigint) END
 FROM done JOIN batched_background_migrations m ON m.id = done.batched_background_migration_id
 "#;
 
@@ -283,21 +302,27 @@ FROM batched_background_migration_jobs WHERE batched_background_migration_id = $
 /// the batch's end in one index-only walk that skips keys instead of aggregating them (about
 /// half of [`key_range`]'s time on 100,000 keys).
 pub fn nth_key(table: &str, column: &str) -> Result<String> {
-    let column = quote_ident(column);
-    let table = quote_table(table)?;
-    Ok(format!(
+    Ok(nth_key_text(&quote_table(table)?, &quote_ident(column)))
+}
+
+/// [`nth_key`] over a table and column quoted already (or placeholders for them).
+pub(super) fn nth_key_text(table: &str, column: &str) -> String {
+    format!(
         "SELECT {column}::bigint FROM {table} WHERE {column} >= $1::bigint AND {column} <= $2::bigint \
          ORDER BY {column} OFFSET $3::bigint - 1 LIMIT 1"
-    ))
+    )
 }
 
 /// The first key from `$1` to `$2`, if any: whether a range shorter than a batch holds keys.
 pub fn first_key(table: &str, column: &str) -> Result<String> {
-    let column = quote_ident(column);
-    let table = quote_table(table)?;
-    Ok(format!(
+    Ok(first_key_text(&quote_table(table)?, &quote_ident(column)))
+}
+
+/// [`first_key`] over a table and column quoted already (or placeholders for them).
+pub(super) fn first_key_text(table: &str, column: &str) -> String {
+    format!(
         "SELECT min({column})::bigint FROM {table} WHERE {column} >= $1::bigint AND {column} <= $2::bigint"
-    ))
+    )
 }
 
 /// The first key at or after `$1` and the last of at most `$3` keys from there, not past `$2`;
@@ -313,10 +338,15 @@ pub fn key_range(table: &str, column: &str, strategy: Strategy) -> Result<String
              WHERE {column} >= $1::bigint AND {column} <= $2::bigint ORDER BY {column} \
              LIMIT $3::bigint) keys"
         ),
-        // GitLab's loose index scan: the distinct values, one index probe each; the recursion
-        // is evaluated lazily, so the LIMIT stops it.
-        Strategy::LooseIndexScan => format!(
-            "WITH RECURSIVE v(k) AS ( \
+        Strategy::LooseIndexScan => loose_key_range_text(&table, &column),
+    })
+}
+
+/// GitLab's loose index scan: the distinct values, one index probe each; the recursion is
+/// evaluated lazily, so the LIMIT stops it. Over a table and column quoted already.
+pub(super) fn loose_key_range_text(table: &str, column: &str) -> String {
+    format!(
+        "WITH RECURSIVE v(k) AS ( \
                SELECT (SELECT min({column}) FROM {table} \
                        WHERE {column} >= $1::bigint AND {column} <= $2::bigint)::bigint \
                UNION ALL \
@@ -325,8 +355,7 @@ pub fn key_range(table: &str, column: &str, strategy: Strategy) -> Result<String
                FROM v WHERE v.k IS NOT NULL) \
              SELECT min(k), max(k), count(*) FROM \
                (SELECT k FROM v WHERE k IS NOT NULL LIMIT $3::bigint) keys"
-        ),
-    })
+    )
 }
 
 #[cfg(test)]

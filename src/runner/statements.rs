@@ -42,6 +42,8 @@ param!(String, Type::TEXT);
 param!(&str, Type::TEXT);
 param!(Vec<String>, Type::TEXT_ARRAY);
 param!(&[String], Type::TEXT_ARRAY);
+param!(Option<i64>, Type::INT8);
+param!(Option<Vec<i64>>, Type::INT8_ARRAY);
 
 /// Statements a runner keeps prepared on its session at most: its own bookkeeping and one
 /// key-range walk per migrated table and column. Past that it starts again empty (each one is

@@ -62,6 +62,7 @@ pub fn install(
     db.batch(super::transition_log::CREATE_TRIGGERS)?;
     super::transition_log::maintain(db, None)?;
     db.batch(super::next_run::CREATE_NEXT_RUN)?;
+    db.batch(&crate::runner::claim_function::create_sql())?;
     let mistagged = match dictionary {
         Some(dictionary) => {
             let report = super::retag(db, dictionary, false)?;
