@@ -1,6 +1,6 @@
 //! Round trips of a claim and its completion (docs/architecture.md section 7), counted on the
 //! wire: the runner reaches the server through a proxy that counts the server's
-//! ReadyForQuery messages, one per round trip. On GitLab's own tracking tables (the fixture's
+//! `ReadyForQuery` messages, one per round trip. On GitLab's own tracking tables (the fixture's
 //! DDL), installed over.
 
 mod common;
@@ -18,7 +18,7 @@ use schema_fence::runner::{Batch, Claim, Completion, Decision, Runner, RunnerOpt
 use schema_fence::store::{self, QueueRequest};
 use schema_fence::{Dictionary, Topology};
 
-/// A TCP proxy in front of the test server that counts ReadyForQuery ('Z') messages.
+/// A TCP proxy in front of the test server that counts `ReadyForQuery` (`Z`) messages.
 struct CountingProxy {
     port: u16,
     ready: Arc<AtomicUsize>,
@@ -66,7 +66,7 @@ impl CountingProxy {
 /// Forwards the server's bytes, counting whole messages of type 'Z'.
 fn count_server_messages(mut server: TcpStream, mut client: TcpStream, ready: &AtomicUsize) {
     let mut pending: Vec<u8> = Vec::new();
-    let mut buf = [0u8; 65536];
+    let mut buf = vec![0u8; 16384];
     loop {
         let n = match server.read(&mut buf) {
             Ok(0) | Err(_) => return,

@@ -250,4 +250,6 @@ DROP FUNCTION IF EXISTS public.schema_fence_maintain_transition_logs(integer, in
 DROP FUNCTION IF EXISTS public.schema_fence_migration_next_run();
 DROP FUNCTION IF EXISTS public.schema_fence_job_next_run();
 DROP FUNCTION IF EXISTS public.schema_fence_next_run_at(bigint, timestamptz, smallint);
+DROP FUNCTION IF EXISTS public.schema_fence_claim(text, text[], bigint, bigint, bigint, text[],
+    bigint, boolean, text, double precision, smallint, double precision, bigint, bigint[]);
 "#;
