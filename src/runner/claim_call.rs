@@ -76,10 +76,11 @@ impl Runner {
             let answer = if statements.prepared() {
                 statements.query_one(client, CALL, &params)
             } else {
-                let mut tx = Runner::begin(client, statements, &local)?;
-                let row = statements.query_one(&mut tx, CALL, &params)?;
-                tx.commit()?;
-                Ok(row)
+                // Behind a pooler: BEGIN and the SET LOCALs in one round trip, the call, COMMIT.
+                client.batch_execute(&format!("BEGIN; {local}"))?;
+                let row = statements.query_one(client, CALL, &params);
+                client.batch_execute(if row.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
+                row
             };
             let row = match answer {
                 Err(e) if e.code() == Some(&SqlState::UNDEFINED_FUNCTION) => {
