@@ -16,44 +16,18 @@ require "pg"
 require "schema_fence/testing"
 require_relative "support/report"
 require_relative "support/spread"
+require_relative "support/claim_databases"
 
 Report = SchemaFence::Bench::Report
 Spread = SchemaFence::Bench::Spread
+ClaimDatabases = SchemaFence::Bench::ClaimDatabases
 FIXTURES = File.expand_path("../../shared/fixtures/gitlab", __dir__)
 SECONDS = Float(ENV.fetch("BENCH_CLAIM_SECONDS", "3"))
 ROUNDS = 3
-TABLES = %w[ci_builds ci_pipelines ci_stages ci_job_artifacts ci_runners ci_variables ci_triggers
-            ci_sources_pipelines].freeze
 
 SchemaFence.configure do |c|
   c.dictionary_paths = [File.join(FIXTURES, "gitlab_schemas.yml")]
   c.topology_path = File.join(FIXTURES, "database_connections")
-end
-
-def prepare(cluster, name)
-  url = cluster.create_database(name)
-  SchemaFence::Install.up(url, name: "ci", serves: ["ci"])
-  dictionary = SchemaFence::Dictionary.load(File.join(FIXTURES, "gitlab_schemas.yml"))
-  PG.connect(url) do |c|
-    TABLES.each do |table|
-      c.exec("CREATE TABLE #{c.quote_ident(table)} (id bigint PRIMARY KEY); " \
-             "INSERT INTO #{c.quote_ident(table)} SELECT generate_series(1, 300000)")
-      # Batches of 10 keys over 300,000: enough that no migration runs out (checked at the end).
-      SchemaFence::Store.queue(url, dictionary:, job_class_name: "Noop#{table}", table_name: table, column_name: "id",
-                                    restriction: "gitlab_ci", job_interval: 0, batch_size: 10, sub_batch_size: 10,
-                                    pause_ms: 0)
-    end
-    c.exec("VACUUM ANALYZE")
-  end
-  url
-end
-
-PATHS = { "one statement" => "bench_claims", "statement by statement" => "bench_claims_steps" }.freeze
-
-def prepare_both(cluster)
-  urls = PATHS.transform_values { |name| prepare(cluster, name) }
-  PG.connect(urls["statement by statement"]) { |c| c.exec("DROP FUNCTION public.schema_fence_claim") }
-  urls
 end
 
 # One worker process: claims and completes until the deadline; writes "claims empty" to +out+.
@@ -126,11 +100,11 @@ puts "claims bench: 8 executable migrations, #{ROUNDS} rounds of #{SECONDS} s pe
 results = []
 cluster = SchemaFence::Cluster.start
 begin
-  urls = prepare_both(cluster)
+  urls = ClaimDatabases.prepare_both(cluster, FIXTURES)
   figures = Hash.new { |h, k| h[k] = {} }
   [1, 2, 4, 8].each do |workers|
-    all = PATHS.keys.to_h { |path| [path, []] }
-    ROUNDS.times { PATHS.each_key { |path| all[path] << round(urls[path], workers) } }
+    all = ClaimDatabases::PATHS.keys.to_h { |path| [path, []] }
+    ROUNDS.times { ClaimDatabases::PATHS.each_key { |path| all[path] << round(urls[path], workers) } }
     all.each do |path, rounds|
       rate = Spread.new(rounds.map { |r| r[:per_second] })
       empty = rounds.map { |r| r[:empty_share] }.max
@@ -151,10 +125,7 @@ begin
     puts format("  %<n>d worker(s): one statement vs statement by statement (medians): %<x>.2fx",
                 n: workers, x: one / steps)
   end
-  urls.each_value do |url|
-    finished = PG.connect(url) { |c| c.exec("SELECT count(*) FROM batched_background_migrations WHERE status <> 1") }
-    raise "a migration ran out of keys: fewer than 8 were executable" unless finished.getvalue(0, 0).to_i.zero?
-  end
+  urls.each_value { |url| ClaimDatabases.check_all_executable(url) }
 
   rates = figures["one statement"]
   speedup = rates[4].median / rates[1].median
