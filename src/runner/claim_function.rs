@@ -52,6 +52,16 @@ fn template(walk: fn(&str, &str) -> String) -> String {
     walk("%2$s", "%1$s")
 }
 
+/// What `sql::LOCK_MIGRATION`'s parameters are called in the function.
+const LOCK_MIGRATION_NAMES: [&str; 6] = [
+    "v_id",
+    "p_allowed",
+    "p_max_attempts",
+    "p_finalizing",
+    "p_stuck_after",
+    "(p_only IS NULL)",
+];
+
 /// The install's statement: creates or replaces the function.
 pub(crate) fn create_sql() -> String {
     let fetch = renamed(sql::FETCH, &["p_allowed", "p_fetch_limit"]);
@@ -60,18 +70,8 @@ pub(crate) fn create_sql() -> String {
     // it starts; in the function every statement would read the call's start instead, and a
     // migration whose batch another worker claimed since (at an interval of 0) would not be due
     // yet: an empty claim (5.9% of them with 8 workers in bench/claims_bench.rb).
-    let lock_migration = renamed(
-        sql::LOCK_MIGRATION,
-        &[
-            "v_id",
-            "p_allowed",
-            "p_max_attempts",
-            "p_finalizing",
-            "p_stuck_after",
-            "(p_only IS NULL)",
-        ],
-    )
-    .replace("statement_timestamp()", "clock_timestamp()");
+    let lock_migration = renamed(sql::LOCK_MIGRATION, &LOCK_MIGRATION_NAMES)
+        .replace("statement_timestamp()", "clock_timestamp()");
     let take_job = renamed(
         sql::TAKE_JOB,
         &["o_job_id", "p_owner", "p_lease", "p_epoch"],
@@ -292,16 +292,7 @@ mod tests {
 
     #[test]
     fn the_migrations_lock_reads_the_clock_not_the_calls_start() {
-        let lock_migration = renamed(
-            sql::LOCK_MIGRATION,
-            &[
-                "p_serves",
-                "p_epoch",
-                "p_max_attempts",
-                "p_stuck_after",
-                "(p_only IS NULL)",
-            ],
-        );
+        let lock_migration = renamed(sql::LOCK_MIGRATION, &LOCK_MIGRATION_NAMES);
         assert!(lock_migration.contains("statement_timestamp()"));
         let body = create_sql();
         assert!(
