@@ -9,8 +9,13 @@
 # - none due: 1,000 active migrations on 1,000 tables, each with a batch that just started;
 # - half paused: half of the rows paused, the last 1,000 active.
 # Both sides run in alternating windows of 100 calls (each side's windows spread over 3
-# connections): this VM's round-trip time switches between two modes, which one window per side
-# would hand to one of them. Printed: min / median / max of each side's window medians.
+# connections). Printed: min / median / max of each side's window medians, and of a `SELECT 1`
+# window on the same cluster (the round trip's floor).
+# This VM's vCPUs halt when idle (no guest halt polling), and a round trip between a client on
+# one vCPU and a server process on the other then pays two wake-ups: `SELECT 1` takes 11 us or
+# 75 us depending on where the scheduler put the two processes. The bench therefore pins itself
+# and the cluster it starts to one CPU (`taskset`), where a round trip is a context switch; the
+# scope chain, which is Ruby CPU time, is not changed by it. BENCH_FETCH_PIN=0 does not pin.
 # Run with `ruby -Ilib bench/fetch_bench.rb`; BENCH_FETCH_ROWS overrides the 1,000,000,
 # BENCH_FETCH_LAYOUTS picks layouts by their 0-based number.
 
@@ -26,6 +31,9 @@ Spread = SchemaFence::Bench::Spread
 FIXTURES = File.expand_path("../../shared/fixtures/gitlab", __dir__)
 ROWS = Integer(ENV.fetch("BENCH_FETCH_ROWS", "1000000"))
 WINDOWS = 15
+PIN = ENV.fetch("BENCH_FETCH_PIN", "1") != "0"
+# Before the cluster starts: its processes inherit the mask.
+system("taskset", "-a", "-cp", "0", Process.pid.to_s, out: File::NULL, exception: true) if PIN
 
 SchemaFence.configure do |c|
   c.dictionary_paths = [File.join(FIXTURES, "gitlab_schemas.yml")]
@@ -109,6 +117,9 @@ def measure_layout(cluster, index, name, fill)
   probes_only = index_probes_only?(url, allowed)
   baseline = Spread.new
   ours = Spread.new
+  floor = Spread.new
+  ping = PG.connect(url)
+  ping.prepare("ping", "SELECT 1")
   # Where the scope chain takes seconds (stale rows first), its windows are shorter: 0.5 s each.
   once = Report.median_seconds(runs: 1, warmup: 1) { TrackedMigration.for_gitlab_schema(allowed).executable.queue_order.first }
   baseline_runs = (0.5 / once).floor.clamp(1, 100)
@@ -118,12 +129,14 @@ def measure_layout(cluster, index, name, fill)
     end
     runner = runners[i % 3]
     ours << Report.median_seconds(runs: 100, warmup: 5) { runner.fetch }
+    floor << Report.median_seconds(runs: 100, warmup: 5) { ping.exec_prepared("ping") }
   end
+  ping.close
   ratio = baseline.median / ours.median
   met = probes_only && ours.median <= 0.0001 && ratio >= 10
   puts format("fetch, %<rows>d rows, %-42<name>s baseline %<b>s | schema_fence %<o>s | %<ratio>6.1fx | " \
-              "budget <= 100 us, >= 10x | plan: %<plan>s | %<status>s",
-              rows: ROWS, name:, b: baseline, o: ours, ratio:,
+              "SELECT 1 %<floor>s | budget <= 100 us, >= 10x | plan: %<plan>s | %<status>s",
+              rows: ROWS, name:, b: baseline, o: ours, ratio:, floor:,
               plan: probes_only ? "index probes" : "NOT INDEX PROBES", status: met ? "PASS" : "MISSED")
   met
 ensure
@@ -133,7 +146,8 @@ ensure
 end
 
 puts "fetch bench: #{ROWS} tracking rows per layout; figures are min / median / max of #{WINDOWS} " \
-     "window medians (100 calls each); load: #{File.read('/proc/loadavg').split.first(3).join(' ')}"
+     "window medians (100 calls each); #{PIN ? 'pinned to CPU 0' : 'not pinned'}; " \
+     "load: #{File.read('/proc/loadavg').split.first(3).join(' ')}"
 results = []
 cluster = SchemaFence::Cluster.start
 begin
