@@ -11,11 +11,9 @@
 # Both sides run in alternating windows of 100 calls (each side's windows spread over 3
 # connections). Printed: min / median / max of each side's window medians, and of a `SELECT 1`
 # window on the same cluster (the round trip's floor).
-# This VM's vCPUs halt when idle (no guest halt polling), and a round trip between a client on
-# one vCPU and a server process on the other then pays two wake-ups: `SELECT 1` takes 11 us or
-# 75 us depending on where the scheduler put the two processes. The bench therefore pins itself
-# and the cluster it starts to one CPU (`taskset`), where a round trip is a context switch; the
-# scope chain, which is Ruby CPU time, is not changed by it. BENCH_FETCH_PIN=0 does not pin.
+# The bench pins itself and the cluster it starts to one CPU (bench/support/pin.rb: this VM's
+# cross-CPU round trips take 11 or 75 us as the scheduler places the processes); the scope
+# chain, which is Ruby CPU time, is not changed by it. BENCH_PIN=0 does not pin.
 # Run with `ruby -Ilib bench/fetch_bench.rb`; BENCH_FETCH_ROWS overrides the 1,000,000,
 # BENCH_FETCH_LAYOUTS picks layouts by their 0-based number.
 
@@ -24,6 +22,7 @@ require "pg"
 require "schema_fence/testing"
 require_relative "support/report"
 require_relative "support/spread"
+require_relative "support/pin"
 
 $stdout.sync = true
 Report = SchemaFence::Bench::Report
@@ -31,9 +30,7 @@ Spread = SchemaFence::Bench::Spread
 FIXTURES = File.expand_path("../../shared/fixtures/gitlab", __dir__)
 ROWS = Integer(ENV.fetch("BENCH_FETCH_ROWS", "1000000"))
 WINDOWS = 15
-PIN = ENV.fetch("BENCH_FETCH_PIN", "1") != "0"
-# Before the cluster starts: its processes inherit the mask.
-system("taskset", "-a", "-cp", "0", Process.pid.to_s, out: File::NULL, exception: true) if PIN
+PINNED = SchemaFence::Bench::Pin.one_cpu
 
 SchemaFence.configure do |c|
   c.dictionary_paths = [File.join(FIXTURES, "gitlab_schemas.yml")]
@@ -146,7 +143,7 @@ ensure
 end
 
 puts "fetch bench: #{ROWS} tracking rows per layout; figures are min / median / max of #{WINDOWS} " \
-     "window medians (100 calls each); #{PIN ? 'pinned to CPU 0' : 'not pinned'}; " \
+     "window medians (100 calls each); #{PINNED}; " \
      "load: #{File.read('/proc/loadavg').split.first(3).join(' ')}"
 results = []
 cluster = SchemaFence::Cluster.start

@@ -84,11 +84,27 @@ module SchemaFence
         yield table, round
         started = now
         @drain.call(table)
-        now - started
+        elapsed = now - started
+        check_finished(table, round)
+        elapsed
       end
 
+      # A drain ends when a claim finds nothing: that must be because the migration finished.
+      def check_finished(table, round)
+        PG.connect(@url) do |c|
+          left = c.exec_params("SELECT status, schema_fence_hold_reason FROM batched_background_migrations " \
+                               "WHERE table_name = $1 AND status <> 3", [table])
+          next if left.ntuples.zero?
+
+          raise "round #{round}: the migration of #{table} stopped before its end (status " \
+                "#{left.getvalue(0, 0)}, hold reason: #{left.getvalue(0, 1).inspect})"
+        end
+      end
+
+      # The health check is off: it measures the database, not the batching, and the WAL rate of
+      # the unbatched UPDATE right before would put the job's migration on hold.
       def drain_sql_jobs(table)
-        runner = SchemaFence::Runner.new(url: @url, database: "ci")
+        runner = SchemaFence::Runner.new(url: @url, database: "ci", health: { enabled: false })
         statement = SchemaFence::SqlJobs["Backfill#{table}"]
         while (batch = runner.claim_next).is_a?(SchemaFence::Batch)
           runner.complete(batch, runner.run_sql_batch(batch, statement))
