@@ -1,6 +1,6 @@
 //! One batch: claiming it (a retry or the next key range), completing it, failing it.
 
-use postgres::Transaction;
+use postgres::{GenericClient, Transaction};
 
 use super::cursor::{self, CursorRange};
 use super::cursor_split;
@@ -241,7 +241,7 @@ fn next_range(
 /// With no key range left: finished when every job succeeded, failed when some used up their
 /// attempts, untouched while jobs are still open.
 pub(super) fn finish_if_done(
-    tx: &mut Transaction<'_>,
+    tx: &mut impl GenericClient,
     st: &mut Statements,
     id: i64,
     limits: Limits,
@@ -307,7 +307,7 @@ fn completed(done: &postgres::Row) -> (bool, Option<Recent>) {
 /// Completing in the caller's transaction (behind a pooler every statement is in one).
 /// `recent_jobs`: how many jobs' efficiencies the optimizer reads (0 without it).
 pub(super) fn complete_in(
-    tx: &mut Transaction<'_>,
+    tx: &mut impl GenericClient,
     st: &mut Statements,
     batch: &Batch,
     (owner, metrics_json, recent_jobs): (&str, &str, i64),

@@ -76,11 +76,10 @@ impl Runner {
             let answer = if statements.prepared() {
                 statements.query_one(client, CALL, &params)
             } else {
-                // Behind a pooler: BEGIN and the SET LOCALs in one round trip, the call, COMMIT.
-                client.batch_execute(&format!("BEGIN; {local}"))?;
-                let row = statements.query_one(client, CALL, &params);
-                client.batch_execute(if row.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
-                row
+                // Behind a pooler: BEGIN with the SET LOCALs, the call, COMMIT.
+                Runner::in_local_transaction(client, &local, |client| {
+                    statements.query_one(client, CALL, &params)
+                })
             };
             let row = match answer {
                 Err(e) if e.code() == Some(&SqlState::UNDEFINED_FUNCTION) => {

@@ -196,6 +196,29 @@ impl Runner {
         )
     }
 
+    /// Behind a pooler: `work` in a transaction whose `BEGIN` and `SET LOCAL`s go in one round
+    /// trip, committed when `work` succeeds and rolled back (its error kept) when it fails.
+    /// `work` must return every failed statement's error: a `COMMIT` of an aborted transaction
+    /// rolls back without one.
+    fn in_local_transaction<T>(
+        client: &mut Client,
+        local_settings: &str,
+        work: impl FnOnce(&mut Client) -> Result<T>,
+    ) -> Result<T> {
+        client.batch_execute(&format!("BEGIN; {local_settings}"))?;
+        match work(client) {
+            Ok(value) => {
+                client.batch_execute("COMMIT")?;
+                Ok(value)
+            }
+            Err(e) => {
+                // A rollback that fails leaves a broken connection, which the next call replaces.
+                let _ = client.batch_execute("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
     /// Opens a bookkeeping transaction; behind a pooler its settings are `SET LOCAL` in it.
     fn begin<'a>(
         client: &'a mut Client,
@@ -346,13 +369,10 @@ impl Runner {
                 let fetched = if statements.prepared() {
                     statements.query_opt(client, sql::FETCH_WITH_IDENTITY, &[&allowed, &limit])
                 } else {
-                    // BEGIN and the SET LOCALs in one round trip, the fetch, COMMIT: three.
-                    client.batch_execute(&format!("BEGIN; {local}"))?;
-                    let row =
-                        statements.query_opt(client, sql::FETCH_WITH_IDENTITY, &[&allowed, &limit]);
-                    let end = if row.is_ok() { "COMMIT" } else { "ROLLBACK" };
-                    client.batch_execute(end)?;
-                    row
+                    // BEGIN with the SET LOCALs, the fetch, COMMIT: three round trips.
+                    Runner::in_local_transaction(client, &local, |client| {
+                        statements.query_opt(client, sql::FETCH_WITH_IDENTITY, &[&allowed, &limit])
+                    })
                 };
                 let row = match fetched {
                     Err(e) if e.is_undefined_table() => {
@@ -497,10 +517,10 @@ impl Runner {
             if statements.prepared() {
                 return batch::complete(client, statements, batch, job, max_attempts);
             }
-            let mut tx = Runner::begin(client, statements, &local)?;
-            let done = batch::complete_in(&mut tx, statements, batch, job, max_attempts)?;
-            tx.commit()?;
-            Ok(done)
+            // BEGIN with the SET LOCALs, the completion, COMMIT: three round trips.
+            Runner::in_local_transaction(client, &local, |client| {
+                batch::complete_in(client, statements, batch, job, max_attempts)
+            })
         })?;
         if let (Completion::Recorded, Some(recent)) = (done, recent) {
             self.optimize_after(batch, &recent);
