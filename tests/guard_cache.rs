@@ -51,6 +51,8 @@ const TEMPLATES: &[&str] = &[
     "WITH ci_builds AS (SELECT {a} AS id) SELECT * FROM ci_builds WHERE id = {b}",
     "SELECT set_config({a}, {b}, true)",
     "SELECT set_config({a}, {b}, true) FROM projects WHERE id = 1",
+    "SELECT * FROM projects /* {a} */ WHERE id = {b} -- {a}\n",
+    r#"SELECT "ci_builds".* FROM "ci_builds" WHERE "ci_builds"."id" = {a} AND "ci_builds"."name" = {b}"#,
 ];
 
 /// Literals to put in the templates; the setting names among them matter to `set_config`.
@@ -69,6 +71,9 @@ const LITERALS: &[&str] = &[
     "true",
     "B'101'",
     "'public.projects'",
+    "'it''s'",
+    "U&'d\\0061t'",
+    "'a\\'",
 ];
 
 fn fill(template: &str, a: &str, b: &str) -> String {

@@ -3,19 +3,21 @@
 //! resolved through the dictionary. Each must be in the connection's allowed schemas, and each
 //! table written must also be in the migration's tag, `gitlab_shared` or `gitlab_internal`.
 //!
-//! Verdicts are cached by statement text, and by shape: the text with its literals replaced by
-//! parameters (`libpg_query`'s normalize). The dictionary, the allowed schemas and the tag are
-//! fixed for a guard, and no literal can change which tables a statement touches (only
-//! `set_config`'s setting name changes a verdict, and statements calling it are cached by text
-//! only), so every statement of one shape gets the same verdict. A text seen before costs one
-//! hash lookup; a new text of a known shape one normalize (a parse in C, no tree handed over),
-//! not the full parse and walk.
+//! Verdicts are cached by statement text, and by shape: the text with its constants replaced by
+//! markers (`shape.rs`, a scanner of the plain integer and string constants ActiveRecord writes;
+//! `libpg_query`'s normalize for texts it leaves to the parser). The dictionary, the allowed
+//! schemas and the tag are fixed for a guard, and no literal can change which tables a statement
+//! touches (only `set_config`'s setting name changes a verdict, and statements calling it are
+//! cached by text only), so every statement of one shape gets the same verdict. A text seen
+//! before costs one hash lookup; a new text of a known shape one scan of its bytes, not the full
+//! parse and walk.
 
 mod error;
 pub use error::GuardError;
 
 mod forbidden;
 mod net;
+mod shape;
 mod walk;
 
 use std::collections::hash_map::Entry;
@@ -199,8 +201,10 @@ impl<D: Deref<Target = Dictionary>> Guard<D> {
         if let Some(hit) = self.read_cache().texts.get(sql) {
             return Arc::clone(hit);
         }
-        // A text the parser rejects has no shape: it goes on to the parse, which says why.
-        let shape = pg_query::normalize(sql).ok();
+        // Most texts have a shape our scanner reads; the others get libpg_query's. A text the
+        // parser rejects has no libpg_query shape, and no verdict under its own: it goes on to
+        // the parse, which says why, and is remembered by its text only.
+        let shape = shape::of(sql).or_else(|| pg_query::normalize(sql).ok());
         if let Some(shape) = &shape {
             let hit = self.read_cache().shapes.get(shape.as_str()).cloned();
             if let Some(hit) = hit {
@@ -222,7 +226,7 @@ impl<D: Deref<Target = Dictionary>> Guard<D> {
         let inspection = parsed
             .as_ref()
             .ok()
-            .map(|p| forbidden::inspect(&p.protobuf));
+            .map(|p| forbidden::inspect(&p.protobuf, sql));
         let reads_literals = inspection.as_ref().is_none_or(|i| i.reads_literals);
         let forbidden = inspection.and_then(|i| i.forbidden);
         let tables = parsed.map(|p| walk::tables(&p.protobuf));
