@@ -26,6 +26,8 @@ pub(crate) fn of(sql: &str) -> Option<String> {
     while i < bytes.len() {
         let c = bytes[i];
         match c {
+            // The markers themselves: a text holding one could take another's shape.
+            0 | 1 => return None,
             b'\'' => {
                 if i > 0 && (word_byte(bytes[i - 1]) || bytes[i - 1] == b'&') {
                     return None;
@@ -197,6 +199,8 @@ mod tests {
             "SELECT 'unterminated",
             r#"SELECT "unterminated"#,
             "SELECT 1 /* unterminated",
+            "SELECT \0 FROM t",
+            "SELECT \u{1} FROM t",
         ] {
             assert_eq!(of(sql), None, "{sql}");
         }
