@@ -10,21 +10,18 @@
 
 require "pg"
 require "schema_fence/testing"
+require_relative "support/gitlab_fixtures"
 require_relative "support/report"
 require_relative "support/backfill_rounds"
 
 Report = SchemaFence::Bench::Report
 BackfillRounds = SchemaFence::Bench::BackfillRounds
-FIXTURES = File.expand_path("../../shared/fixtures/gitlab", __dir__)
 ROWS = Integer(ENV.fetch("BENCH_BACKFILL_ROWS", "1000000"))
 ROUNDS = Integer(ENV.fetch("BENCH_BACKFILL_ROUNDS", "4"))
 TABLES = %w[ci_builds ci_pipelines].freeze
 STATEMENT = "UPDATE %<table>s SET done = done + 1 WHERE id BETWEEN $1 AND $2"
 
-SchemaFence.configure do |c|
-  c.dictionary_paths = [File.join(FIXTURES, "gitlab_schemas.yml")]
-  c.topology_path = File.join(FIXTURES, "database_connections")
-end
+SchemaFence::Bench::GitlabFixtures.configure
 
 def prepare(cluster)
   url = cluster.create_database("bench_backfill")
@@ -46,7 +43,7 @@ results = []
 cluster = SchemaFence::Cluster.start
 begin
   url = prepare(cluster)
-  dictionary = SchemaFence::Dictionary.load(File.join(FIXTURES, "gitlab_schemas.yml"))
+  dictionary = SchemaFence::Bench::GitlabFixtures.dictionary
   rounds = BackfillRounds.new(url:, tables: TABLES, rows: ROWS)
   share = rounds.run(ROUNDS) { |table, round| queue(url, table, dictionary, round) }
   results << rounds.verdict("SQL-job backfill", share)

@@ -11,6 +11,7 @@
 require "pg"
 require "socket"
 require "schema_fence/testing"
+require_relative "support/gitlab_fixtures"
 require_relative "support/report"
 require_relative "support/spread"
 require_relative "support/claim_databases"
@@ -18,15 +19,11 @@ require_relative "support/claim_databases"
 Report = SchemaFence::Bench::Report
 Spread = SchemaFence::Bench::Spread
 ClaimDatabases = SchemaFence::Bench::ClaimDatabases
-FIXTURES = File.expand_path("../../shared/fixtures/gitlab", __dir__)
 DELAYS = ENV.fetch("BENCH_DELAYS_MS", "0 0.5 2").split.map { |ms| Float(ms) / 1000 }
 ROUNDS = 5
 CLAIMS = 100
 
-SchemaFence.configure do |c|
-  c.dictionary_paths = [File.join(FIXTURES, "gitlab_schemas.yml")]
-  c.topology_path = File.join(FIXTURES, "database_connections")
-end
+SchemaFence::Bench::GitlabFixtures.configure
 
 # A TCP proxy to the server's port that holds every chunk of the server's replies for +delay+.
 class DelayProxy
@@ -81,7 +78,7 @@ puts "claim latency bench: one worker, #{ROUNDS} rounds of #{CLAIMS} claims + co
 results = []
 cluster = SchemaFence::Cluster.start
 begin
-  urls = ClaimDatabases.prepare_both(cluster, FIXTURES)
+  urls = ClaimDatabases.prepare_both(cluster)
   proxy = DelayProxy.new(cluster.port)
   runners = urls.transform_values do |url|
     SchemaFence::Runner.new(url: proxy.url(url.split("/").last), database: "ci")

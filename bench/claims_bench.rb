@@ -14,6 +14,7 @@
 
 require "pg"
 require "schema_fence/testing"
+require_relative "support/gitlab_fixtures"
 require_relative "support/report"
 require_relative "support/spread"
 require_relative "support/claim_databases"
@@ -21,14 +22,10 @@ require_relative "support/claim_databases"
 Report = SchemaFence::Bench::Report
 Spread = SchemaFence::Bench::Spread
 ClaimDatabases = SchemaFence::Bench::ClaimDatabases
-FIXTURES = File.expand_path("../../shared/fixtures/gitlab", __dir__)
 SECONDS = Float(ENV.fetch("BENCH_CLAIM_SECONDS", "3"))
 ROUNDS = 3
 
-SchemaFence.configure do |c|
-  c.dictionary_paths = [File.join(FIXTURES, "gitlab_schemas.yml")]
-  c.topology_path = File.join(FIXTURES, "database_connections")
-end
+SchemaFence::Bench::GitlabFixtures.configure
 
 # One worker process: claims and completes until the deadline; writes "claims empty" to +out+.
 def worker(url, deadline, out)
@@ -100,7 +97,7 @@ puts "claims bench: 8 executable migrations, #{ROUNDS} rounds of #{SECONDS} s pe
 results = []
 cluster = SchemaFence::Cluster.start
 begin
-  urls = ClaimDatabases.prepare_both(cluster, FIXTURES)
+  urls = ClaimDatabases.prepare_both(cluster)
   figures = Hash.new { |h, k| h[k] = {} }
   [1, 2, 4, 8].each do |workers|
     all = ClaimDatabases::PATHS.keys.to_h { |path| [path, []] }

@@ -11,21 +11,18 @@
 
 require "pg"
 require "schema_fence/testing"
+require_relative "support/gitlab_fixtures"
 require_relative "support/report"
 require_relative "support/backfill_rounds"
 
 Report = SchemaFence::Bench::Report
 BackfillRounds = SchemaFence::Bench::BackfillRounds
-FIXTURES = File.expand_path("../../shared/fixtures/gitlab", __dir__)
 ROWS = Integer(ENV.fetch("BENCH_CURSOR_ROWS", "1000000"))
 ROUNDS = Integer(ENV.fetch("BENCH_CURSOR_ROUNDS", "4"))
 TABLES = %w[ci_stages ci_builds_metadata].freeze
 STATEMENT = "UPDATE %<table>s SET done = done + 1 WHERE (id, partition_id) BETWEEN ($1, $2) AND ($3, $4)"
 
-SchemaFence.configure do |c|
-  c.dictionary_paths = [File.join(FIXTURES, "gitlab_schemas.yml")]
-  c.topology_path = File.join(FIXTURES, "database_connections")
-end
+SchemaFence::Bench::GitlabFixtures.configure
 
 # Half the ids in partition 100, each id also in 101: keyset order interleaves the partitions.
 def prepare(cluster)

@@ -20,6 +20,7 @@
 require "active_record"
 require "pg"
 require "schema_fence/testing"
+require_relative "support/gitlab_fixtures"
 require_relative "support/report"
 require_relative "support/spread"
 require_relative "support/pin"
@@ -27,15 +28,11 @@ require_relative "support/pin"
 $stdout.sync = true
 Report = SchemaFence::Bench::Report
 Spread = SchemaFence::Bench::Spread
-FIXTURES = File.expand_path("../../shared/fixtures/gitlab", __dir__)
 ROWS = Integer(ENV.fetch("BENCH_FETCH_ROWS", "1000000"))
 WINDOWS = 15
 PINNED = SchemaFence::Bench::Pin.one_cpu
 
-SchemaFence.configure do |c|
-  c.dictionary_paths = [File.join(FIXTURES, "gitlab_schemas.yml")]
-  c.topology_path = File.join(FIXTURES, "database_connections")
-end
+SchemaFence::Bench::GitlabFixtures.configure
 
 require_relative "support/gitlab_baseline"
 

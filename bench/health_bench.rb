@@ -9,19 +9,16 @@
 
 require "pg"
 require "schema_fence/testing"
+require_relative "support/gitlab_fixtures"
 require_relative "support/report"
 require_relative "support/repeated"
 
 Report = SchemaFence::Bench::Report
 Repeated = SchemaFence::Bench::Repeated
-FIXTURES = File.expand_path("../../shared/fixtures/gitlab", __dir__)
 ROUNDS = Integer(ENV.fetch("BENCH_ROUNDS", "15"))
 RUNS = Integer(ENV.fetch("BENCH_RUNS", "200"))
 
-SchemaFence.configure do |c|
-  c.dictionary_paths = [File.join(FIXTURES, "gitlab_schemas.yml")]
-  c.topology_path = File.join(FIXTURES, "database_connections")
-end
+SchemaFence::Bench::GitlabFixtures.configure
 
 def runner(url, health)
   SchemaFence::Runner.new(url:, database: "main", health:, optimizer: { enabled: false })
@@ -51,9 +48,10 @@ begin
     c.exec("CREATE TABLE projects (id bigint PRIMARY KEY); INSERT INTO projects SELECT generate_series(1, 1000000)")
     c.exec("ANALYZE projects")
   end
-  dictionary = SchemaFence::Dictionary.load(File.join(FIXTURES, "gitlab_schemas.yml"))
-  SchemaFence::Store._queue(url, dictionary, ["NoopJob", "projects", "id", "[]", "gitlab_main",
-                                              [0, 10, 10, 1, 1_000_000, nil, 0, nil]])
+  dictionary = SchemaFence::Bench::GitlabFixtures.dictionary
+  SchemaFence::Store.queue(url, dictionary:, job_class_name: "NoopJob", table_name: "projects", column_name: "id",
+                                restriction: "gitlab_main", job_interval: 0, batch_size: 10, sub_batch_size: 10,
+                                pause_ms: 0)
   runners = {
     "health off (baseline)" => runner(url, { enabled: false }),
     "health on, read every claim" => runner(url, { cache: 0 }),

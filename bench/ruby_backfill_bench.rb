@@ -14,20 +14,18 @@
 require "active_record"
 require "pg"
 require "schema_fence/testing"
+require_relative "support/gitlab_fixtures"
 require_relative "support/report"
 require_relative "support/backfill_rounds"
 
 Report = SchemaFence::Bench::Report
 BackfillRounds = SchemaFence::Bench::BackfillRounds
-FIXTURES = File.expand_path("../../shared/fixtures/gitlab", __dir__)
 ROWS = Integer(ENV.fetch("BENCH_BACKFILL_ROWS", "1000000"))
 ROUNDS = Integer(ENV.fetch("BENCH_BACKFILL_ROUNDS", "4"))
 TABLES = %w[ci_builds ci_pipelines].freeze
 BUDGET = 0.70
 
-SchemaFence.configure do |c|
-  c.dictionary_paths = [File.join(FIXTURES, "gitlab_schemas.yml")]
-  c.topology_path = File.join(FIXTURES, "database_connections")
+SchemaFence::Bench::GitlabFixtures.configure do |c|
   c.job_namespace = "Gitlab::BackgroundMigration"
   # As in the SQL-job bench (bench/support/backfill_rounds.rb): the batching, not the database.
   c.health(enabled: false)
@@ -77,7 +75,7 @@ results = []
 cluster = SchemaFence::Cluster.start
 begin
   url = prepare(cluster)
-  dictionary = SchemaFence::Dictionary.load(File.join(FIXTURES, "gitlab_schemas.yml"))
+  dictionary = SchemaFence::Bench::GitlabFixtures.dictionary
   worker = SchemaFence::Worker.new(database: "ci", url:)
   rounds = BackfillRounds.new(url:, tables: TABLES, rows: ROWS, drain: drain_with(worker))
   share = rounds.run(ROUNDS) { |table, round| queue(url, table, dictionary, round) }

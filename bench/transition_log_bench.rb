@@ -10,18 +10,15 @@
 
 require "pg"
 require "schema_fence/testing"
+require_relative "support/gitlab_fixtures"
 require_relative "support/report"
 
 Report = SchemaFence::Bench::Report
-FIXTURES = File.expand_path("../../shared/fixtures/gitlab", __dir__)
 ROUNDS = Integer(ENV.fetch("BENCH_ROUNDS", "7"))
 RUNS = Integer(ENV.fetch("BENCH_RUNS", "300"))
 TRIGGERS = %w[schema_fence_job_transition_on_insert schema_fence_job_transition_on_update].freeze
 
-SchemaFence.configure do |c|
-  c.dictionary_paths = [File.join(FIXTURES, "gitlab_schemas.yml")]
-  c.topology_path = File.join(FIXTURES, "database_connections")
-end
+SchemaFence::Bench::GitlabFixtures.configure
 
 def exec(url, sql)
   PG.connect(url) { |c| c.exec(sql) }
@@ -48,7 +45,7 @@ begin
   SchemaFence::Install.up(url, name: "main", serves: ["main"])
   exec(url, "CREATE TABLE projects (id bigint PRIMARY KEY); " \
             "INSERT INTO projects SELECT generate_series(1, 100000); ANALYZE projects")
-  dictionary = SchemaFence::Dictionary.load(File.join(FIXTURES, "gitlab_schemas.yml"))
+  dictionary = SchemaFence::Bench::GitlabFixtures.dictionary
   SchemaFence::Store.queue(url, dictionary:, job_class_name: "NoopJob", table_name: "projects", column_name: "id",
                                 restriction: "gitlab_main", job_interval: 0, batch_size: 10, sub_batch_size: 10,
                                 batch_max_value: 100_000, pause_ms: 0)

@@ -12,19 +12,16 @@
 require "active_record"
 require "pg"
 require "schema_fence/testing"
+require_relative "support/gitlab_fixtures"
 require_relative "support/report"
 require_relative "support/pin"
 
 Report = SchemaFence::Bench::Report
-FIXTURES = File.expand_path("../../shared/fixtures/gitlab", __dir__)
 ROWS = Integer(ENV.fetch("BENCH_ROWS", "1000000"))
 # Both sides of each figure wait on their server: see bench/support/pin.rb.
 PINNED = SchemaFence::Bench::Pin.one_cpu
 
-SchemaFence.configure do |c|
-  c.dictionary_paths = [File.join(FIXTURES, "gitlab_schemas.yml")]
-  c.topology_path = File.join(FIXTURES, "database_connections")
-end
+SchemaFence::Bench::GitlabFixtures.configure
 
 require_relative "support/gitlab_baseline"
 
@@ -137,7 +134,7 @@ def bookkeeping_bench(cluster, results)
   SchemaFence::Install.up(url, name: "main", serves: ["main"])
   exec(url, "CREATE TABLE bench_items (id bigint PRIMARY KEY); " \
             "INSERT INTO bench_items SELECT generate_series(1, 200000); ANALYZE bench_items")
-  dictionary = SchemaFence::Dictionary.load(File.join(FIXTURES, "gitlab_schemas.yml"))
+  dictionary = SchemaFence::Bench::GitlabFixtures.dictionary
   ids = %w[Ours Theirs].map do |name|
     SchemaFence::Store.queue(url, dictionary:, job_class_name: "Noop#{name}", table_name: "projects",
                                   column_name: "id", restriction: "gitlab_main", job_interval: 0, batch_size: 10,
@@ -180,7 +177,7 @@ def backfill_bench(cluster, results)
   unbatched = Process.clock_gettime(Process::CLOCK_MONOTONIC) - started
 
   SchemaFence.sql_job("BenchBackfill", "UPDATE ci_builds SET done = done + 1 WHERE id BETWEEN $1 AND $2")
-  dictionary = SchemaFence::Dictionary.load(File.join(FIXTURES, "gitlab_schemas.yml"))
+  dictionary = SchemaFence::Bench::GitlabFixtures.dictionary
   SchemaFence::Store.queue(url, dictionary:, job_class_name: "BenchBackfill", table_name: "ci_builds", column_name: "id",
                                 restriction: "gitlab_ci", job_interval: 0, batch_size: 100_000,
                                 sub_batch_size: 100_000, pause_ms: 0)

@@ -1,5 +1,7 @@
 # frozen_string_literal: true
 
+require_relative "gitlab_fixtures"
+
 module SchemaFence
   module Bench
     # The claim benches' databases: 8 executable migrations (8 ci tables of 300,000 keys, batches
@@ -12,10 +14,10 @@ module SchemaFence
 
       module_function
 
-      def prepare(cluster, name, fixtures)
+      def prepare(cluster, name)
         url = cluster.create_database(name)
         SchemaFence::Install.up(url, name: "ci", serves: ["ci"])
-        dictionary = SchemaFence::Dictionary.load(File.join(fixtures, "gitlab_schemas.yml"))
+        dictionary = GitlabFixtures.dictionary
         PG.connect(url) do |c|
           TABLES.each do |table|
             c.exec("CREATE TABLE #{c.quote_ident(table)} (id bigint PRIMARY KEY); " \
@@ -31,8 +33,8 @@ module SchemaFence
       end
 
       # PATHS' names to their URLs.
-      def prepare_both(cluster, fixtures)
-        urls = PATHS.transform_values { |name| prepare(cluster, name, fixtures) }
+      def prepare_both(cluster)
+        urls = PATHS.transform_values { |name| prepare(cluster, name) }
         PG.connect(urls["statement by statement"]) { |c| c.exec("DROP FUNCTION public.schema_fence_claim") }
         urls
       end
