@@ -131,9 +131,15 @@ fn gitlab_ci_database_with(keys: i64, interval: i64) -> String {
     url
 }
 
+/// A runner without the walk ahead: its walks go on a second connection, through the same
+/// proxy, and would count among the runner's own round trips (`tests/walk_ahead.rs` covers it).
 fn runner(url: &str) -> Runner {
     let topology = Topology::load(&gitlab_fixtures().join("database_connections")).unwrap();
-    Runner::new(url, "ci", topology, RunnerOptions::default())
+    let options = RunnerOptions {
+        walk_ahead: false,
+        ..RunnerOptions::default()
+    };
+    Runner::new(url, "ci", topology, options)
 }
 
 fn claimed(claim: Claim) -> Batch {

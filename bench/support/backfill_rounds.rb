@@ -103,8 +103,10 @@ module SchemaFence
 
       # The health check is off: it measures the database, not the batching, and the WAL rate of
       # the unbatched UPDATE right before would put the job's migration on hold.
+      # BENCH_WALK_AHEAD=0 turns the walk ahead off, for the figure without it.
       def drain_sql_jobs(table)
-        runner = SchemaFence::Runner.new(url: @url, database: "ci", health: { enabled: false })
+        runner = SchemaFence::Runner.new(url: @url, database: "ci", health: { enabled: false },
+                                         walk_ahead: ENV.fetch("BENCH_WALK_AHEAD", "1") != "0")
         statement = SchemaFence::SqlJobs["Backfill#{table}"]
         while (batch = runner.claim_next).is_a?(SchemaFence::Batch)
           runner.complete(batch, runner.run_sql_batch(batch, statement))

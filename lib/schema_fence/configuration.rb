@@ -25,6 +25,10 @@ module SchemaFence
     # 10 seconds when it gives none).
     attr_accessor :statement_timeout, :lock_timeout, :job_statement_timeout
 
+    # Whether a worker walks to its next batch's end on a second connection while a batch runs
+    # (true), so that the next claim need not walk the batch's keys itself.
+    attr_accessor :walk_ahead
+
     # Months the job transition log keeps (GitLab: 6); see {TransitionLog.maintain}.
     attr_accessor :transition_log_retain_months
 
@@ -39,6 +43,7 @@ module SchemaFence
       @statement_timeout = 30
       @lock_timeout = 5
       @job_statement_timeout = 120
+      @walk_ahead = true
       @transition_log_retain_months = 6
       @health_options = Health::DEFAULTS.dup
       @optimizer_options = Health::OPTIMIZER_DEFAULTS.dup
@@ -50,7 +55,7 @@ module SchemaFence
     # @return [Hash]
     def runner_options
       { lease:, max_attempts:, stuck_after:, statement_timeout:, lock_timeout:, job_statement_timeout:,
-        health: health_options, optimizer: optimizer_options }
+        walk_ahead:, health: health_options, optimizer: optimizer_options }
     end
 
     # The thresholds of the health indicators ({Health::DEFAULTS}) and the batch optimizer's

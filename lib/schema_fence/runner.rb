@@ -18,15 +18,17 @@ module SchemaFence
     # @param lock_timeout [Numeric] seconds bookkeeping may wait for a lock
     # @param job_statement_timeout [Numeric] seconds each statement of a SQL job may take (hitting
     #   it halves the batch)
+    # @param walk_ahead [Boolean] while a batch runs, walk to the next batch's end on a second
+    #   connection, so the next claim need not walk its keys (primary-key batching)
     # @param health [Hash] thresholds of the health indicators read before a claim ({Health::DEFAULTS})
     # @param optimizer [Hash] the batch optimizer's options ({Health::OPTIMIZER_DEFAULTS})
     def self.new(url:, database:, topology: SchemaFence.topology, lease: 300, max_attempts: 3, owner: nil,
                  fetch_limit: 8, stuck_after: 3600, statement_timeout: 30, lock_timeout: 5, job_statement_timeout: 120,
-                 health: Health::DEFAULTS, optimizer: Health::OPTIMIZER_DEFAULTS)
+                 walk_ahead: true, health: Health::DEFAULTS, optimizer: Health::OPTIMIZER_DEFAULTS)
       settings = { lease: Float(lease), max_attempts: Integer(max_attempts), owner: owner&.to_s,
                    fetch_limit: Integer(fetch_limit), stuck_after: Float(stuck_after),
                    statement_timeout: Float(statement_timeout), lock_timeout: Float(lock_timeout),
-                   job_statement_timeout: Float(job_statement_timeout) }
+                   job_statement_timeout: Float(job_statement_timeout), walk_ahead: walk_ahead ? true : false }
       _new(url, database.to_s, topology, settings)
         .tap { |runner| runner._set_pace(Health::DEFAULTS.merge(health), Health::OPTIMIZER_DEFAULTS.merge(optimizer)) }
     end

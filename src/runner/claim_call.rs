@@ -53,11 +53,13 @@ impl Runner {
         let pacing = self.pace.clone();
         let owner = self.owner.clone();
         let place = self.place;
+        let hint = self.walk_ahead_hint();
         // Each answer `check` reads one more migration's indicators: at most one per candidate.
         for _ in 0..=options.fetch_limit.max(1) {
             let checked = pace::lock(&pacing).checked();
+            let ahead: Option<Vec<i64>> = hint.map(Vec::from);
             let (client, statements) = self.connection()?;
-            let params: [&dyn super::statements::Param; 14] = [
+            let params: [&dyn super::statements::Param; 15] = [
                 &identity.name,
                 &identity.serves,
                 &identity.epoch,
@@ -72,6 +74,7 @@ impl Runner {
                 &limits.stuck_after_secs,
                 &options.fetch_limit,
                 &checked,
+                &ahead,
             ];
             let answer = if statements.prepared() {
                 statements.query_one(client, CALL, &params)

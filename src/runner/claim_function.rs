@@ -20,12 +20,18 @@ use super::sql;
 const PARAMETERS: &str = "p_name text, p_serves text[], p_epoch bigint, \
     p_system_identifier bigint, p_database_oid bigint, p_allowed text[], p_only bigint, \
     p_finalizing boolean, p_owner text, p_lease double precision, p_max_attempts smallint, \
-    p_stuck_after double precision, p_fetch_limit bigint, p_checked bigint[]";
+    p_stuck_after double precision, p_fetch_limit bigint, p_checked bigint[], p_ahead bigint[]";
 
-/// The call, with its 14 parameters bound.
+/// The function's signature before it took `p_ahead`, which an install replaces.
+pub(crate) const DROP_BEFORE_AHEAD: &str =
+    "DROP FUNCTION IF EXISTS public.schema_fence_claim(text, \
+    text[], bigint, bigint, bigint, text[], bigint, boolean, text, double precision, smallint, \
+    double precision, bigint, bigint[])";
+
+/// The call, with its 15 parameters bound.
 pub(super) const CALL: &str = "SELECT * FROM public.schema_fence_claim($1::text, $2::text[], \
     $3::bigint, $4::bigint, $5::bigint, $6::text[], $7::bigint, $8::boolean, $9::text, \
-    $10::float8, $11::int2, $12::float8, $13::bigint, $14::bigint[])";
+    $10::float8, $11::int2, $12::float8, $13::bigint, $14::bigint[], $15::bigint[])";
 
 /// `sql` with each `$n` replaced by `names[n - 1]`.
 fn renamed(sql: &str, names: &[&str]) -> String {
@@ -218,8 +224,14 @@ BEGIN
                      || '"'
                 ELSE '"' || replace(o_table_name, '"', '""') || '"' END;
             IF o_batch_class_name = 'PrimaryKeyBatchingStrategy' THEN
-                EXECUTE format($walk${nth_key}$walk$, v_column, v_table)
-                    INTO v_end USING v_start, v_max, o_batch_size::bigint;
+                -- The walk ahead (ahead.rs): migration, start, batch size and the end found.
+                IF p_ahead IS NOT NULL AND p_ahead[1] = v_id AND p_ahead[2] = v_start
+                   AND p_ahead[3] = o_batch_size AND p_ahead[4] BETWEEN v_start AND v_max THEN
+                    v_end := p_ahead[4];
+                ELSE
+                    EXECUTE format($walk${nth_key}$walk$, v_column, v_table)
+                        INTO v_end USING v_start, v_max, o_batch_size::bigint;
+                END IF;
                 IF v_end IS NOT NULL THEN
                     o_dense := v_end::numeric - v_start = o_batch_size - 1;
                 ELSE

@@ -8,6 +8,7 @@
 mod error;
 pub use error::RunnerError;
 
+mod ahead;
 mod batch;
 mod claim_call;
 pub(crate) mod claim_function;
@@ -63,6 +64,9 @@ pub struct RunnerOptions {
     pub lock_timeout: Duration,
     /// Bound on each statement of a SQL job; hitting it halves the batch.
     pub job_statement_timeout: Duration,
+    /// Walk to the next batch's end on a second connection while a batch runs, so the next
+    /// claim need not (`ahead.rs`).
+    pub walk_ahead: bool,
 }
 
 impl RunnerOptions {
@@ -92,6 +96,7 @@ impl Default for RunnerOptions {
             statement_timeout: Duration::from_secs(30),
             lock_timeout: Duration::from_secs(5),
             job_statement_timeout: Duration::from_mins(2),
+            walk_ahead: true,
         }
     }
 }
@@ -141,6 +146,8 @@ pub struct Runner {
     claim_fence: Option<claim_call::ClaimFence>,
     /// Whether `public.schema_fence_claim` exists here (an install before it has none).
     claim_function: bool,
+    /// The thread walking to the next batch's end (started with the first batch claimed).
+    ahead: Option<ahead::WalkAhead>,
 }
 
 impl Runner {
@@ -163,6 +170,7 @@ impl Runner {
             pace: Arc::default(),
             claim_fence: None,
             claim_function: true,
+            ahead: None,
         }
     }
 
@@ -418,12 +426,51 @@ impl Runner {
         expected_epoch: Option<i64>,
         finalizing: bool,
     ) -> Result<Claim> {
-        if let Some(claim) = self.claim_in_one_statement(only, expected_epoch, finalizing)? {
-            return Ok(claim);
+        let claim = if let Some(claim) =
+            self.claim_in_one_statement(only, expected_epoch, finalizing)?
+        {
+            claim
+        } else {
+            let (claim, fenced) = self.claim_in_transaction(only, expected_epoch, finalizing)?;
+            self.claim_fence = fenced;
+            claim
+        };
+        if let Claim::Batch(batch) = &claim {
+            self.walk_ahead_of(batch);
         }
-        let (claim, fenced) = self.claim_in_transaction(only, expected_epoch, finalizing)?;
-        self.claim_fence = fenced;
         Ok(claim)
+    }
+
+    /// Starts the walk to the end of the batch after `batch` (see `ahead.rs`).
+    fn walk_ahead_of(&mut self, batch: &Batch) {
+        if !self.options.walk_ahead || !self.claim_function || self.claim_fence.is_none() {
+            return;
+        }
+        if let Some(inherited) = self.ahead.take_if(|ahead| !ahead.is_ours()) {
+            // A forked child has no walking thread: its channels are the parent's to close.
+            std::mem::forget(inherited);
+        }
+        if self.ahead.is_none() {
+            let name = connect::application_name(&self.database, "walk_ahead");
+            let Ok(connector) = Connector::new(&self.url, &name) else {
+                return;
+            };
+            self.ahead = Some(ahead::WalkAhead::start(
+                connector,
+                self.options.statement_timeout,
+            ));
+        }
+        if let Some(ahead) = &self.ahead {
+            ahead.after(batch);
+        }
+    }
+
+    /// The last walk ahead's answer, for the next claim to check and use.
+    fn walk_ahead_hint(&self) -> Option<ahead::Hint> {
+        self.ahead
+            .as_ref()
+            .filter(|ahead| ahead.is_ours())
+            .and_then(ahead::WalkAhead::latest)
     }
 
     /// The claim statement by statement; also returns what it fenced on when it may work.

@@ -16,6 +16,7 @@ pub struct RunnerSettings {
     pub statement_timeout_seconds: f64,
     pub lock_timeout_seconds: f64,
     pub job_statement_timeout_seconds: f64,
+    pub walk_ahead: bool,
 }
 
 impl Default for RunnerSettings {
@@ -30,6 +31,7 @@ impl Default for RunnerSettings {
             statement_timeout_seconds: options.statement_timeout.as_secs_f64(),
             lock_timeout_seconds: options.lock_timeout.as_secs_f64(),
             job_statement_timeout_seconds: options.job_statement_timeout.as_secs_f64(),
+            walk_ahead: options.walk_ahead,
         }
     }
 }
@@ -56,6 +58,7 @@ impl RunnerSettings {
                 "job_statement_timeout",
                 self.job_statement_timeout_seconds,
             )?,
+            walk_ahead: self.walk_ahead,
         })
     }
 }

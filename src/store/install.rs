@@ -62,6 +62,8 @@ pub fn install(
     db.batch(super::transition_log::CREATE_TRIGGERS)?;
     super::transition_log::maintain(db, None)?;
     db.batch(super::next_run::CREATE_NEXT_RUN)?;
+    // An earlier version's claim function has one parameter fewer: an overload, not replaced.
+    db.batch(crate::runner::claim_function::DROP_BEFORE_AHEAD)?;
     db.batch(&crate::runner::claim_function::create_sql())?;
     let mistagged = match dictionary {
         Some(dictionary) => {

@@ -252,4 +252,7 @@ DROP FUNCTION IF EXISTS public.schema_fence_job_next_run();
 DROP FUNCTION IF EXISTS public.schema_fence_next_run_at(bigint, timestamptz, smallint);
 DROP FUNCTION IF EXISTS public.schema_fence_claim(text, text[], bigint, bigint, bigint, text[],
     bigint, boolean, text, double precision, smallint, double precision, bigint, bigint[]);
+DROP FUNCTION IF EXISTS public.schema_fence_claim(text, text[], bigint, bigint, bigint, text[],
+    bigint, boolean, text, double precision, smallint, double precision, bigint, bigint[],
+    bigint[]);
 "#;

@@ -44,6 +44,7 @@ impl Runner {
                 "job_statement_timeout",
                 defaults.job_statement_timeout_seconds,
             )?,
+            walk_ahead: read.or("walk_ahead", defaults.walk_ahead)?,
         };
         read.finish()?;
         let options = settings.options().map_err(|e| errors::to_ruby(ruby, e))?;
